@@ -1,0 +1,125 @@
+"""Every default lives here, as nested frozen dataclasses.
+
+Precedence, highest first: CLI flag > environment (``RAGMEM_...``) > the index's
+saved manifest > these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    model: str = DEFAULT_EMBEDDER
+    batch_size: int = 64
+    device: str | None = None  # None: cuda when torch sees one, else cpu
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    # Tokens of the embedder's tokenizer per window; 256 is all-MiniLM-L6-v2's limit,
+    # and the two special tokens it adds are counted.
+    window_tokens: int = 256
+    overlap_sentences: int = 1
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    # None: exact search (flat) below `approximate_from` vectors, HNSW above it.
+    factory: str | None = None
+    approximate_from: int = 200_000
+    nprobe: int = 16
+    ef_search: int = 128
+    use_gpu: bool = True  # only when faiss sees a GPU
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    top_k: int = 5  # windows fetched from long-term memory
+    neighbour_sentences: int = 1  # small-to-big: sentences added on each side of a hit
+
+
+@dataclass(frozen=True)
+class WorkingMemoryConfig:
+    # None: the generator's context length. The instruction, question and answer
+    # (max_new_tokens) are reserved first; evidence gets the rest.
+    token_budget: int | None = 2048
+    max_new_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    model: str = DEFAULT_GENERATOR
+    max_new_tokens: int = 128
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    working_memory: WorkingMemoryConfig = field(default_factory=WorkingMemoryConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        parts: dict[str, Any] = {}
+        for f in fields(cls):
+            sub_cls = type(getattr(cls(), f.name))
+            known = {g.name for g in fields(sub_cls)}
+            given = {k: v for k, v in data.get(f.name, {}).items() if k in known}
+            parts[f.name] = sub_cls(**given)
+        return cls(**parts)
+
+    def with_env(self, environ: dict[str, str] | None = None) -> Config:
+        """Apply ``RAGMEM_<SECTION>_<FIELD>`` overrides, e.g. ``RAGMEM_RETRIEVAL_TOP_K=8``."""
+        env = os.environ if environ is None else environ
+        out = self
+        for f in fields(self):
+            sub = getattr(self, f.name)
+            changes: dict[str, Any] = {}
+            for g in fields(sub):
+                key = f"RAGMEM_{f.name}_{g.name}".upper()
+                if key in env:
+                    changes[g.name] = _coerce(env[key], getattr(sub, g.name))
+            if changes:
+                out = replace(out, **{f.name: replace(sub, **changes)})
+        return out
+
+
+def _coerce(raw: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if raw.lower() in {"", "none"}:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def indexes_home() -> Path:
+    """Where ``ragmem index ... --index NAME`` puts NAME: ``$RAGMEM_HOME`` or ./indexes."""
+    return Path(os.environ.get("RAGMEM_HOME", "indexes"))
+
+
+def cache_home() -> Path:
+    """Converted model weights (the GGUF -> safetensors cache) live here."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragmem"
+    return Path(os.environ.get("RAGMEM_CACHE", default))

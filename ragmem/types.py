@@ -1,0 +1,118 @@
+"""Frozen records that flow between the pipeline stages.
+
+Offsets are always character offsets into ``Document.text``:
+``document.text[sentence.start:sentence.end] == sentence.text`` holds for every
+sentence, window and passage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    path: str
+    text: str
+    title: str = ""
+    mtime: float = 0.0
+    content_hash: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    doc_id: str
+    index: int  # position of the sentence within its document
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run of consecutive whole sentences ``[first, last]`` of one document."""
+
+    doc_id: str
+    index: int  # position of the window within its document
+    first: int  # index of the first sentence
+    last: int  # index of the last sentence (inclusive)
+    start: int
+    end: int
+    text: str
+    n_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One window found by the long-term memory for a question."""
+
+    window_id: int
+    doc_id: str
+    score: float
+    first: int
+    last: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """Evidence handed to the working memory: a contiguous span of one document."""
+
+    doc_id: str
+    path: str
+    start: int
+    end: int
+    score: float
+    sentences: tuple[Sentence, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int  # the [n] the answer uses
+    doc_id: str
+    path: str
+    start: int
+    end: int
+    quote: str
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieve_s: float = 0.0
+    fill_s: float = 0.0
+    generate_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]  # the numbered passages, [1] first
+    prompt: str
+    dropped: tuple[str, ...] = ()  # what the working memory left out, and why
+    timings: Timings = Timings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "citations": [vars(c) for c in self.citations],
+            "passages": [
+                {"number": i, "doc_id": p.doc_id, "path": p.path, "start": p.start,
+                 "end": p.end, "score": p.score, "text": p.text}
+                for i, p in enumerate(self.passages, start=1)
+            ],
+            "dropped": list(self.dropped),
+            "timings": vars(self.timings),
+        }
