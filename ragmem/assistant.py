@@ -1,0 +1,241 @@
+"""The assistant: wires documents -> chunks -> long-term memory -> working memory -> answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ragmem.chunking import chunk_document
+from ragmem.config import ChunkingConfig, Config, indexes_home
+from ragmem.documents import discover, load_file
+from ragmem.embedding import Embedder, SentenceTransformerEmbedder
+from ragmem.errors import DocumentError
+from ragmem.generation import Generator, load_generator
+from ragmem.memory import LongTermMemory
+from ragmem.retrieval import Retriever, check_question
+from ragmem.types import Answer, Document, Hit, Passage, Sentence, Timings, Window
+from ragmem.working_memory import Buffer, WorkingMemory
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    files_done: int
+    files_total: int
+    sentences: int
+    windows: int
+    elapsed_s: float
+    current: str = ""
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    files: int
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    sentences: int
+    windows: int
+    seconds: float
+    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def windows_per_s(self) -> float:
+        return self.windows / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_index_path(name_or_path: str | Path) -> Path:
+    """``demo`` -> ``indexes/demo``; anything with a slash, or an existing folder, is a path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if "/" in text or path.exists() or text.startswith("."):
+        return path
+    return indexes_home() / text
+
+
+class Assistant:
+    def __init__(self, memory: LongTermMemory, config: Config, *,
+                 embedder: Embedder | None = None, generator: Generator | None = None) -> None:
+        self.memory = memory
+        self.config = config
+        self.embedder = embedder or SentenceTransformerEmbedder(
+            config.embedder.model, batch_size=config.embedder.batch_size,
+            device=config.embedder.device)
+        self._generator = generator
+        self.retriever = Retriever(memory, self.embedder, config.retrieval)
+        self._working_memory: WorkingMemory | None = None
+
+    # -- opening ------------------------------------------------------------
+    @classmethod
+    def create(cls, index: str | Path, config: Config | None = None, *,
+               embedder: Embedder | None = None,
+               generator: Generator | None = None) -> Assistant:
+        """Open the index at ``index`` (a name under indexes/ or a path), creating it if new."""
+        config = (config or Config()).with_env()
+        embedder = embedder or SentenceTransformerEmbedder(
+            config.embedder.model, batch_size=config.embedder.batch_size,
+            device=config.embedder.device)
+        memory = LongTermMemory.create(
+            resolve_index_path(index), embedder=embedder.model_id, dim=embedder.dim,
+            chunking=vars(config.chunking), config=config.index)
+        config = replace(config, chunking=ChunkingConfig(**memory.manifest.chunking))
+        return cls(memory, config, embedder=embedder, generator=generator)
+
+    @classmethod
+    def open(cls, index: str | Path, config: Config | None = None, *,
+             embedder: Embedder | None = None,
+             generator: Generator | None = None) -> Assistant:
+        """Open an existing index; its embedder and chunking come from its manifest."""
+        config = (config or Config()).with_env()
+        path = resolve_index_path(index)
+        wanted = embedder.model_id if embedder else None
+        memory = LongTermMemory.open(path, embedder=wanted, config=config.index)
+        config = replace(
+            config,
+            embedder=replace(config.embedder, model=memory.manifest.embedder),
+            chunking=ChunkingConfig(**memory.manifest.chunking))
+        return cls(memory, config, embedder=embedder, generator=generator)
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- models, loaded on first use ----------------------------------------
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = load_generator(self.config.generator.model,
+                                             device=self.config.generator.device)
+        return self._generator
+
+    @property
+    def working_memory(self) -> WorkingMemory:
+        if self._working_memory is None:
+            self._working_memory = WorkingMemory(self.generator, self.config.working_memory)
+        return self._working_memory
+
+    # -- long-term memory ---------------------------------------------------
+    def index(self, paths: Sequence[str | Path], *, sync: bool = False,
+              progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+        """Add new and changed documents (by content hash); with ``sync``, also remove
+        documents whose files are gone. Bad files are reported in ``failed`` and skipped."""
+        start = time.perf_counter()
+        files = discover(paths)
+        known = self.memory.content_hashes()
+        failed: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        added = updated = unchanged = n_sent = n_win = 0
+        pending: list[tuple[Document, list[Sentence], list[Window]]] = []
+        chunking = self.config.chunking
+
+        with self.memory.writer() as writer:
+            def flush() -> None:
+                texts = [w.text for _, _, ws in pending for w in ws]
+                vectors = self.embedder.embed(texts)
+                offset = 0
+                for doc, sentences, windows in pending:
+                    writer.add(doc, sentences, windows, vectors[offset:offset + len(windows)])
+                    offset += len(windows)
+                pending.clear()
+
+            for i, (root, file) in enumerate(files):
+                try:
+                    docs = load_file(file, root)
+                except DocumentError as exc:
+                    failed.append((str(file), str(exc)))
+                    docs = []
+                for doc in docs:
+                    seen.add(doc.doc_id)
+                    if known.get(doc.doc_id) == doc.content_hash:
+                        unchanged += 1
+                        continue
+                    if doc.doc_id in known:
+                        updated += 1
+                    else:
+                        added += 1
+                    sentences, windows = chunk_document(
+                        doc, self.embedder.count_tokens, chunking.window_tokens,
+                        chunking.overlap_sentences)
+                    pending.append((doc, sentences, windows))
+                    n_sent += len(sentences)
+                    n_win += len(windows)
+                    if sum(len(w) for _, _, w in pending) >= 256:
+                        flush()
+                if progress:
+                    progress(IndexProgress(i + 1, len(files), n_sent, n_win,
+                                           time.perf_counter() - start, str(file)))
+            if pending:
+                flush()
+            removed = 0
+            if sync:
+                for doc_id in sorted(set(known) - seen):
+                    writer.remove(doc_id)
+                    removed += 1
+        return IndexStats(len(files), added, updated, unchanged, removed, n_sent, n_win,
+                          time.perf_counter() - start, tuple(failed))
+
+    def remove(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+        known = self.memory.content_hashes()
+        n = 0
+        with self.memory.writer() as writer:
+            for doc_id in doc_ids:
+                if doc_id in known:
+                    writer.remove(doc_id)
+                    n += 1
+        return n
+
+    # -- asking -------------------------------------------------------------
+    def retrieve(self, question: str, top_k: int | None = None,
+                 doc_ids: Sequence[str] | None = None) -> list[Hit]:
+        return self.retriever.retrieve(question, top_k, doc_ids)
+
+    def passages(self, question: str, top_k: int | None = None,
+                 doc_ids: Sequence[str] | None = None) -> list[Passage]:
+        return self.retriever.passages(question, top_k, doc_ids)
+
+    def prepare(self, question: str, top_k: int | None = None,
+                doc_ids: Sequence[str] | None = None) -> tuple[Buffer, Timings]:
+        """Retrieve and fill the working memory, without generating."""
+        question = check_question(question)
+        t0 = time.perf_counter()
+        passages = self.retriever.passages(question, top_k, doc_ids)
+        t1 = time.perf_counter()
+        buffer = self.working_memory.fill(question, passages)
+        t2 = time.perf_counter()
+        return buffer, Timings(retrieve_s=t1 - t0, fill_s=t2 - t1)
+
+    def ask(self, question: str, top_k: int | None = None,
+            doc_ids: Sequence[str] | None = None) -> Answer:
+        buffer, timings = self.prepare(question, top_k, doc_ids)
+        t0 = time.perf_counter()
+        text = self.generator.generate(buffer.prompt, self.config.working_memory.max_new_tokens)
+        timings = replace(timings, generate_s=time.perf_counter() - t0)
+        return self._answer(buffer, text, timings)
+
+    def stream(self, question: str, top_k: int | None = None,
+               doc_ids: Sequence[str] | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the finished ``Answer``."""
+        buffer, timings = self.prepare(question, top_k, doc_ids)
+        t0 = time.perf_counter()
+        parts = []
+        for piece in self.generator.stream(buffer.prompt,
+                                           self.config.working_memory.max_new_tokens):
+            parts.append(piece)
+            yield piece
+        timings = replace(timings, generate_s=time.perf_counter() - t0)
+        yield self._answer(buffer, "".join(parts).strip(), timings)
+
+    @staticmethod
+    def _answer(buffer: Buffer, text: str, timings: Timings) -> Answer:
+        return Answer(question=buffer.question, text=text,
+                      citations=buffer.citations_in(text), passages=buffer.passages,
+                      prompt=buffer.prompt, dropped=buffer.dropped, timings=timings)
+

@@ -1,0 +1,12 @@
+"""Long-term memory: window vectors in FAISS, their text and offsets in SQLite.
+
+The SQLite docstore is the single source of truth, vectors included; the FAISS file
+is a snapshot that is brought up to date from the docstore's change log on open.
+That makes every write one SQLite transaction (atomic, crash-safe) whose cost grows
+with the changed documents, not with the corpus.
+"""
+
+from ragmem.memory.manifest import FORMAT_VERSION, Manifest
+from ragmem.memory.store import LongTermMemory, MemoryInfo
+
+__all__ = ["FORMAT_VERSION", "LongTermMemory", "Manifest", "MemoryInfo"]

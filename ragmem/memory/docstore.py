@@ -1,0 +1,250 @@
+"""SQLite docstore: documents, sentences, windows (with their vectors) and a change log.
+
+Window ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``: never reused, so a FAISS id
+always means the same window, across updates and deletes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ragmem.types import Document, Hit, Sentence, Window
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, mtime REAL NOT NULL,
+    content_hash TEXT NOT NULL, metadata TEXT NOT NULL, text TEXT NOT NULL,
+    indexed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sentences (
+    doc_id TEXT NOT NULL, idx INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+    window_id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL, n_tokens INTEGER NOT NULL, vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_by_doc ON windows (doc_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, window_id INTEGER NOT NULL, op TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    doc_id: str
+    path: str
+    title: str
+    mtime: float
+    content_hash: str
+    n_windows: int
+
+
+class Docstore:
+    """One SQLite connection in WAL mode, so readers keep reading while a writer writes."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in `transaction`).
+        self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
+                                    check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.executescript(SCHEMA)
+        self._text_cache: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        self._text_cache.clear()
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- writes (call inside `transaction`) ---------------------------------
+    def add_document(
+        self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
+        vectors: np.ndarray,
+    ) -> list[int]:
+        """Insert one document with its sentences and windows; return the new window ids."""
+        self.conn.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc.doc_id, doc.path, doc.title, doc.mtime, doc.content_hash,
+             json.dumps(dict(doc.metadata), sort_keys=True, default=str), doc.text, time.time()),
+        )
+        self.conn.executemany(
+            "INSERT INTO sentences VALUES (?, ?, ?, ?)",
+            [(doc.doc_id, s.index, s.start, s.end) for s in sentences],
+        )
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids: list[int] = []
+        for w, v in zip(windows, vecs, strict=True):
+            cur = self.conn.execute(
+                "INSERT INTO windows (doc_id, idx, first, last, start, \"end\", n_tokens, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (doc.doc_id, w.index, w.first, w.last, w.start, w.end, w.n_tokens, v.tobytes()),
+            )
+            assert cur.lastrowid is not None
+            ids.append(cur.lastrowid)
+        self.conn.executemany("INSERT INTO changes (window_id, op) VALUES (?, 'add')",
+                              [(i,) for i in ids])
+        return ids
+
+    def delete_document(self, doc_id: str) -> list[int]:
+        """Delete a document and everything under it; return the removed window ids."""
+        ids = [r[0] for r in self.conn.execute(
+            "SELECT window_id FROM windows WHERE doc_id = ?", (doc_id,))]
+        self.conn.execute("DELETE FROM windows WHERE doc_id = ?", (doc_id,))
+        self.conn.execute("DELETE FROM sentences WHERE doc_id = ?", (doc_id,))
+        self.conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        self.conn.executemany("INSERT INTO changes (window_id, op) VALUES (?, 'del')",
+                              [(i,) for i in ids])
+        return ids
+
+    # -- reads --------------------------------------------------------------
+    def last_change(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+        return int(row[0])
+
+    def changes_since(self, seq: int) -> tuple[list[int], list[int], int]:
+        """Net effect of the change log after ``seq``: (added ids still alive, deleted ids, last seq)."""
+        added: dict[int, None] = {}
+        deleted: list[int] = []
+        last = seq
+        for s, wid, op in self.conn.execute(
+            "SELECT seq, window_id, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)
+        ):
+            last = s
+            if op == "add":
+                added[wid] = None
+            else:
+                added.pop(wid, None)
+                deleted.append(wid)
+        return list(added), deleted, last
+
+    def vectors(self, window_ids: Sequence[int], dim: int) -> np.ndarray:
+        out = np.empty((len(window_ids), dim), dtype=np.float32)
+        for i, chunk in enumerate(_chunks(list(window_ids), 900)):
+            rows = dict(self.conn.execute(
+                f"SELECT window_id, vector FROM windows WHERE window_id IN ({_qs(chunk)})", chunk))
+            for j, wid in enumerate(chunk):
+                out[i * 900 + j] = np.frombuffer(rows[wid], dtype=np.float32)
+        return out
+
+    def iter_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (ids, vectors) in id order, a batch at a time: rebuilding FAISS needs no re-embedding."""
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT window_id, vector FROM windows WHERE window_id > ? ORDER BY window_id "
+                "LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            yield ids, vecs.reshape(len(rows), -1)
+            last = int(ids[-1])
+
+    def window_ids(self) -> np.ndarray:
+        return np.array([r[0] for r in self.conn.execute(
+            "SELECT window_id FROM windows ORDER BY window_id")], dtype=np.int64)
+
+    def window_ids_for_docs(self, doc_ids: Iterable[str]) -> list[int]:
+        ids: list[int] = []
+        for chunk in _chunks(list(doc_ids), 900):
+            ids += [r[0] for r in self.conn.execute(
+                f"SELECT window_id FROM windows WHERE doc_id IN ({_qs(chunk)})", chunk)]
+        return ids
+
+    def hits(self, window_ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
+        """Window rows for search results, in the given order; ids gone meanwhile are skipped."""
+        rows = {}
+        for chunk in _chunks(list(window_ids), 900):
+            for r in self.conn.execute(
+                "SELECT window_id, doc_id, first, last, start, \"end\" FROM windows "
+                f"WHERE window_id IN ({_qs(chunk)})", chunk):
+                rows[r[0]] = r
+        hits = []
+        for wid, score in zip(window_ids, scores, strict=True):
+            if wid not in rows:
+                continue
+            _, doc_id, first, last, start, end = rows[wid]
+            text = self.document_text(doc_id)[start:end]
+            hits.append(Hit(int(wid), doc_id, float(score), first, last, start, end, text))
+        return hits
+
+    def document_text(self, doc_id: str) -> str:
+        if doc_id not in self._text_cache:
+            row = self.conn.execute("SELECT text FROM documents WHERE doc_id = ?",
+                                    (doc_id,)).fetchone()
+            self._text_cache[doc_id] = row[0] if row else ""
+            if len(self._text_cache) > 256:
+                self._text_cache.pop(next(iter(self._text_cache)))
+        return self._text_cache[doc_id]
+
+    def document_path(self, doc_id: str) -> str:
+        row = self.conn.execute("SELECT path FROM documents WHERE doc_id = ?",
+                                (doc_id,)).fetchone()
+        return row[0] if row else ""
+
+    def sentences(self, doc_id: str, first: int, last: int) -> list[Sentence]:
+        """Sentences ``first..last`` (inclusive, clipped to the document) with their text."""
+        text = self.document_text(doc_id)
+        return [Sentence(doc_id, idx, start, end, text[start:end])
+                for idx, start, end in self.conn.execute(
+                    "SELECT idx, start, \"end\" FROM sentences WHERE doc_id = ? AND idx BETWEEN ? "
+                    "AND ? ORDER BY idx", (doc_id, first, last))]
+
+    def content_hashes(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT doc_id, content_hash FROM documents"))
+
+    def documents(self) -> list[StoredDocument]:
+        return [StoredDocument(*r) for r in self.conn.execute(
+            "SELECT d.doc_id, d.path, d.title, d.mtime, d.content_hash, "
+            "(SELECT COUNT(*) FROM windows w WHERE w.doc_id = d.doc_id) "
+            "FROM documents d ORDER BY d.doc_id")]
+
+    def counts(self) -> dict[str, int]:
+        q = self.conn.execute
+        return {
+            "documents": q("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "sentences": q("SELECT COUNT(*) FROM sentences").fetchone()[0],
+            "windows": q("SELECT COUNT(*) FROM windows").fetchone()[0],
+        }
+
+
+def _qs(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:  # type: ignore[type-arg]
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

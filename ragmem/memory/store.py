@@ -1,0 +1,284 @@
+"""LongTermMemory: the docstore and the FAISS index kept in step, on disk under one folder.
+
+Layout of ``indexes/NAME/``::
+
+    manifest.json        format version, embedder id and dim, chunking, counts
+    docstore.sqlite      documents, sentences, windows + vectors, change log (WAL)
+    vectors-<seq>.faiss  FAISS snapshot holding every change up to log entry <seq>
+    write.lock           held by the one writer
+
+A write is one SQLite transaction. The FAISS snapshot is rewritten only when the
+change log since the last one grows large; opening replays the log on top of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ragmem import __version__
+from ragmem.config import IndexConfig
+from ragmem.errors import (
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexNotFoundError,
+)
+from ragmem.memory.docstore import Docstore
+from ragmem.memory.manifest import Manifest, read_manifest, write_manifest
+from ragmem.memory.vectors import VectorIndex, default_factory
+from ragmem.types import Document, Hit, Sentence, Window
+
+DOCSTORE = "docstore.sqlite"
+LOCK = "write.lock"
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    path: str
+    embedder: str
+    dim: int
+    documents: int
+    sentences: int
+    windows: int
+    index_type: str
+    vectors_in_index: int
+    size_bytes: int
+    updated_at: float
+    chunking: dict[str, object]
+
+
+class Writer:
+    """Changes made inside ``LongTermMemory.writer()``; all land in one transaction."""
+
+    def __init__(self, memory: LongTermMemory) -> None:
+        self._memory = memory
+        self.added_windows = 0
+        self.removed_windows = 0
+
+    def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
+            vectors: np.ndarray) -> None:
+        if vectors.shape != (len(windows), self._memory.dim):
+            raise ValueError(f"expected vectors of shape ({len(windows)}, {self._memory.dim}), "
+                             f"got {vectors.shape}")
+        store = self._memory.docstore
+        self.removed_windows += len(store.delete_document(doc.doc_id))
+        self.added_windows += len(store.add_document(doc, sentences, windows, vectors))
+
+    def remove(self, doc_id: str) -> int:
+        n = len(self._memory.docstore.delete_document(doc_id))
+        self.removed_windows += n
+        return n
+
+
+class LongTermMemory:
+    def __init__(self, directory: Path, docstore: Docstore, manifest: Manifest,
+                 config: IndexConfig) -> None:
+        self.directory = directory
+        self.docstore = docstore
+        self.manifest = manifest
+        self.config = config
+        self.dim = manifest.dim
+        self._vectors: VectorIndex | None = None
+        self._snapshot: str | None = None
+        self._seq = 0
+
+    # -- opening ------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: Path, *, embedder: str, dim: int, chunking: dict[str, object],
+               config: IndexConfig | None = None) -> LongTermMemory:
+        """Open the index at ``directory``, creating an empty one if there is none."""
+        config = config or IndexConfig()
+        if (directory / "manifest.json").exists():
+            return cls.open(directory, embedder=embedder, config=config)
+        if directory.exists() and any(directory.iterdir()):
+            raise IndexCorruptError(
+                f"{directory} exists and is not a ragmem index; pick another --index name "
+                "or empty the folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        manifest = Manifest(embedder=embedder, dim=dim, chunking=dict(chunking),
+                            index_factory=config.factory or "IDMap2,Flat", created_at=now,
+                            updated_at=now, counts={"documents": 0, "sentences": 0,
+                                                    "windows": 0},
+                            ragmem_version=__version__)
+        docstore = Docstore(directory / DOCSTORE)
+        write_manifest(directory, manifest)
+        return cls(directory, docstore, manifest, config)
+
+    @classmethod
+    def open(cls, directory: Path, *, embedder: str | None = None,
+             config: IndexConfig | None = None) -> LongTermMemory:
+        manifest = read_manifest(directory)
+        if embedder is not None and embedder != manifest.embedder:
+            raise IndexMismatchError(
+                f"index {directory} was built with embedder {manifest.embedder!r}, not "
+                f"{embedder!r}; use --embedder {manifest.embedder} (or leave it out), or "
+                "index into a new --index name")
+        if not (directory / DOCSTORE).exists():
+            raise IndexNotFoundError(
+                f"{directory} has a manifest but no {DOCSTORE}; rebuild it with "
+                f"ragmem index PATH --index {directory.name}")
+        memory = cls(directory, Docstore(directory / DOCSTORE), manifest,
+                     config or IndexConfig())
+        memory.refresh()
+        return memory
+
+    def close(self) -> None:
+        self.docstore.close()
+
+    # -- keeping FAISS in step with the docstore ----------------------------
+    @property
+    def vectors(self) -> VectorIndex:
+        if self._vectors is None:
+            self.refresh()
+        assert self._vectors is not None
+        return self._vectors
+
+    def refresh(self) -> None:
+        """Bring the in-memory FAISS index up to the docstore's last committed change."""
+        snapshot = self.docstore.get_meta("snapshot")
+        if self._vectors is None or snapshot != self._snapshot:
+            self._load_snapshot(snapshot)
+        if self.docstore.last_change() > self._seq:
+            added, deleted, last = self.docstore.changes_since(self._seq)
+            assert self._vectors is not None
+            self._vectors.remove(deleted)
+            if added:
+                self._vectors.add(added, self.docstore.vectors(added, self.dim))
+            self._seq = last
+
+    def _load_snapshot(self, snapshot: str | None) -> None:
+        kw = {"use_gpu": self.config.use_gpu, "nprobe": self.config.nprobe,
+              "ef_search": self.config.ef_search}
+        if snapshot is None:
+            self._vectors = VectorIndex.empty(self.dim, self.manifest.index_factory, **kw)
+            self._seq = 0
+        else:
+            path = self.directory / snapshot
+            if not path.exists():
+                raise IndexCorruptError(
+                    f"{path} is missing; run: ragmem check {self.directory} --repair")
+            self._vectors = VectorIndex.load(path, **kw)
+            self._seq = int(self.docstore.get_meta("snapshot_seq", "0") or 0)
+        self._snapshot = snapshot
+
+    def _write_snapshot(self) -> None:
+        """Save FAISS as of ``self._seq``; then drop the log it covers and the old file."""
+        seq = self._seq
+        name = f"vectors-{seq}.faiss"
+        self.vectors.save(self.directory / name)
+        old = self.docstore.get_meta("snapshot")
+        with self.docstore.transaction():
+            self.docstore.set_meta("snapshot", name)
+            self.docstore.set_meta("snapshot_seq", str(seq))
+            self.docstore.conn.execute("DELETE FROM changes WHERE seq <= ?", (seq,))
+        self._snapshot = name
+        if old and old != name:
+            (self.directory / old).unlink(missing_ok=True)
+
+    # -- writing ------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        """Hold the write lock and one transaction: the whole batch lands, or none of it."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.directory / LOCK))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise IndexLockedError(
+                f"another ragmem process is writing to {self.directory}; wait for it to "
+                "finish and try again") from exc
+        try:
+            self._remove_stray_files()
+            writer = Writer(self)
+            with self.docstore.transaction():
+                yield writer
+            self.refresh()
+            pending = self.docstore.last_change() - int(
+                self.docstore.get_meta("snapshot_seq", "0") or 0)
+            if self.docstore.get_meta("snapshot") is None or pending > max(
+                    2_000, self.vectors.ntotal // 10):
+                self._write_snapshot()
+            counts = self.docstore.counts()
+            self.manifest = replace(self.manifest, counts=counts, updated_at=time.time(),
+                                    ragmem_version=__version__)
+            write_manifest(self.directory, self.manifest)
+        finally:
+            lock.release()
+
+    def _remove_stray_files(self) -> None:
+        # Left by a writer killed between writing a snapshot and committing its name.
+        current = self.docstore.get_meta("snapshot")
+        for path in self.directory.glob("vectors-*.faiss"):
+            if path.name != current:
+                path.unlink(missing_ok=True)
+        for path in self.directory.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
+    def rebuild_vectors(self, factory: str | None = None) -> None:
+        """Rebuild FAISS from the vectors in the docstore (no re-embedding), then snapshot."""
+        factory = factory or self.config.factory or default_factory(
+            self.docstore.counts()["windows"], self.config.approximate_from)
+        index = VectorIndex.empty(self.dim, factory, use_gpu=self.config.use_gpu,
+                                  nprobe=self.config.nprobe, ef_search=self.config.ef_search)
+        if not index.is_trained:
+            sample = _sample(self.docstore, 100_000)
+            index.train(sample)
+        for ids, vecs in self.docstore.iter_vectors():
+            index.add(ids, vecs)
+        self._vectors = index
+        self._seq = self.docstore.last_change()
+        self.manifest = replace(self.manifest, index_factory=factory)
+        self._write_snapshot()
+        write_manifest(self.directory, self.manifest)
+
+    # -- reading ------------------------------------------------------------
+    def search(self, queries: np.ndarray, top_k: int,
+               doc_ids: Sequence[str] | None = None) -> list[list[Hit]]:
+        """Top-k windows per query vector; ``doc_ids`` restricts the search inside FAISS."""
+        self.refresh()
+        if self.vectors.ntotal == 0:
+            return [[] for _ in range(len(queries))]
+        allowed = None
+        if doc_ids is not None:
+            allowed = np.asarray(self.docstore.window_ids_for_docs(doc_ids), dtype=np.int64)
+            if len(allowed) == 0:
+                return [[] for _ in range(len(queries))]
+        scores, ids = self.vectors.search(queries, top_k, allowed)
+        out = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            keep = row_ids >= 0
+            out.append(self.docstore.hits(row_ids[keep].tolist(), row_scores[keep].tolist()))
+        return out
+
+    def content_hashes(self) -> dict[str, str]:
+        return self.docstore.content_hashes()
+
+    def info(self) -> MemoryInfo:
+        counts = self.docstore.counts()
+        size = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+        return MemoryInfo(
+            path=str(self.directory), embedder=self.manifest.embedder, dim=self.dim,
+            documents=counts["documents"], sentences=counts["sentences"],
+            windows=counts["windows"], index_type=self.manifest.index_factory,
+            vectors_in_index=self.vectors.ntotal, size_bytes=size,
+            updated_at=self.manifest.updated_at, chunking=dict(self.manifest.chunking))
+
+
+def _sample(docstore: Docstore, n: int) -> np.ndarray:
+    ids = docstore.window_ids()
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False))
+    return docstore.vectors(pick.tolist(), docstore_dim(docstore, pick))
+
+
+def docstore_dim(docstore: Docstore, ids: np.ndarray) -> int:
+    row = docstore.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
+    return int(row[0]) // 4 if row else 0

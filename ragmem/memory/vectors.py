@@ -1,0 +1,135 @@
+"""The FAISS side of long-term memory: ids are docstore window ids.
+
+Searches run on the GPU when faiss sees one; what is saved is always the CPU index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragmem.memory.manifest import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _faiss() -> Any:
+    import faiss  # heavy: imported on first use
+
+    return faiss
+
+
+def default_factory(n_vectors: int, approximate_from: int) -> str:
+    """Exact search for small memories; past the threshold, an IVF that still supports delete.
+
+    >>> default_factory(10_000, 200_000)
+    'IDMap2,Flat'
+    """
+    if n_vectors < approximate_from:
+        return "IDMap2,Flat"
+    # ~4*sqrt(n) lists is FAISS's own rule of thumb; SQ8 keeps 1M x 384 under 400 MB.
+    nlist = int(4 * np.sqrt(n_vectors))
+    return f"IDMap2,IVF{nlist},SQ8"
+
+
+class VectorIndex:
+    def __init__(self, index: Any, *, use_gpu: bool = True, nprobe: int = 16,
+                 ef_search: int = 128) -> None:
+        self.cpu = index
+        self._gpu: Any = None
+        self._dirty_gpu = True
+        self.use_gpu = use_gpu
+        self.nprobe = nprobe
+        self.ef_search = ef_search
+
+    @classmethod
+    def empty(cls, dim: int, factory: str = "IDMap2,Flat", **kw: Any) -> VectorIndex:
+        faiss = _faiss()
+        return cls(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT), **kw)
+
+    @classmethod
+    def load(cls, path: Path, *, mmap: bool = False, **kw: Any) -> VectorIndex:
+        faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        return cls(faiss.read_index(str(path), flags), **kw)
+
+    def save(self, path: Path) -> None:
+        faiss = _faiss()
+        write_atomic(path, faiss.serialize_index(self.cpu).tobytes())
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.cpu.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.cpu.is_trained)
+
+    def train(self, sample: np.ndarray) -> None:
+        self.cpu.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self.cpu.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                              np.asarray(ids, dtype=np.int64))
+        self._dirty_gpu = True
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        if len(ids) == 0:
+            return 0
+        faiss = _faiss()
+        removed = self.cpu.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
+        self._dirty_gpu = True
+        return int(removed)
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (IDMap2 keeps them in ``id_map``)."""
+        faiss = _faiss()
+        return faiss.vector_to_array(self.cpu.id_map).astype(np.int64)
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product; ``allowed_ids`` restricts the search inside FAISS."""
+        faiss = _faiss()
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
+        params = self._params(faiss, allowed_ids)
+        index = self.cpu if params is not None else self._searcher()
+        if params is not None:
+            return index.search(q, k, params=params)  # type: ignore[no-any-return]
+        return index.search(q, k)  # type: ignore[no-any-return]
+
+    def _params(self, faiss: Any, allowed_ids: np.ndarray | None) -> Any:
+        inner = faiss.downcast_index(self.cpu.index) if hasattr(self.cpu, "index") else self.cpu
+        sel = None
+        if allowed_ids is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
+        if isinstance(inner, faiss.IndexIVF):
+            inner.nprobe = self.nprobe
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe) if sel else None
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efSearch = self.ef_search
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=self.ef_search) if sel else None
+        return faiss.SearchParameters(sel=sel) if sel else None
+
+    def _searcher(self) -> Any:
+        if not self.use_gpu:
+            return self.cpu
+        faiss = _faiss()
+        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+            return self.cpu
+        if self._gpu is None or self._dirty_gpu:
+            try:
+                self._res = faiss.StandardGpuResources()
+                self._gpu = faiss.index_cpu_to_gpu(self._res, 0, self.cpu)
+            except Exception as exc:  # an index type the GPU lacks: stay on the CPU
+                log.warning("faiss GPU clone failed (%s); searching on the CPU", exc)
+                self.use_gpu = False
+                return self.cpu
+            self._dirty_gpu = False
+        return self._gpu

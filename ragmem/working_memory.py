@@ -1,0 +1,148 @@
+"""Working memory: a bounded prompt buffer, counted in the generator's own tokens.
+
+Room is reserved first for the instruction, the question and the answer
+(``max_new_tokens``); the highest-scoring evidence fills the rest as whole sentences,
+numbered ``[1]``, ``[2]``... so the answer can cite it. Whatever does not fit is
+reported in ``Buffer.dropped``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Protocol
+
+from ragmem.config import WorkingMemoryConfig
+from ragmem.errors import RagmemError
+from ragmem.types import Citation, Passage, Sentence
+
+
+class PromptModel(Protocol):
+    """What the working memory needs from a generator."""
+
+    @property
+    def context_length(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def render(self, instruction: str, user: str) -> str: ...
+
+
+@cache
+def default_instruction() -> str:
+    return resources.files("ragmem").joinpath("prompts/instruction.txt").read_text().strip()
+
+
+@dataclass(frozen=True)
+class Buffer:
+    question: str
+    prompt: str
+    passages: tuple[Passage, ...]  # as numbered in the prompt, [1] first
+    dropped: tuple[str, ...]
+    tokens_used: int
+    token_budget: int  # for the prompt: the generator's window less max_new_tokens
+
+    def citations_in(self, answer: str) -> tuple[Citation, ...]:
+        """Citations for the ``[n]`` markers in ``answer``; if it has none, the passage
+        sentence that shares most words with the answer, so every answer points somewhere."""
+        numbers = [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
+        numbers = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(self.passages)]
+        if not numbers and self.passages:
+            numbers = [_best_passage(answer, self.passages)]
+        return tuple(_cite(n, self.passages[n - 1], answer) for n in numbers)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _best_sentence(answer: str, sentences: Sequence[Sentence]) -> Sentence:
+    words = _words(re.sub(r"\[\d+\]", " ", answer))
+    return max(sentences, key=lambda s: len(words & _words(s.text)))
+
+
+def _best_passage(answer: str, passages: Sequence[Passage]) -> int:
+    words = _words(answer)
+    scores = [max(len(words & _words(s.text)) for s in p.sentences) for p in passages]
+    return scores.index(max(scores)) + 1
+
+
+def _cite(number: int, passage: Passage, answer: str) -> Citation:
+    s = _best_sentence(answer, passage.sentences)
+    return Citation(number, passage.doc_id, passage.path, s.start, s.end, s.text)
+
+
+def render_evidence(passages: Sequence[Passage]) -> str:
+    return "\n\n".join(f"[{i}] {p.text}" for i, p in enumerate(passages, start=1))
+
+
+def render_user(question: str, passages: Sequence[Passage]) -> str:
+    return f"Passages:\n{render_evidence(passages)}\n\nQuestion: {question}"
+
+
+class WorkingMemory:
+    def __init__(self, model: PromptModel, config: WorkingMemoryConfig | None = None,
+                 instruction: str | None = None) -> None:
+        self.model = model
+        self.config = config or WorkingMemoryConfig()
+        self.instruction = instruction or default_instruction()
+
+    @property
+    def token_budget(self) -> int:
+        """Tokens the prompt may take: the smaller of the configured budget and the
+        generator's context, less the room kept for the answer."""
+        window = self.model.context_length
+        if self.config.token_budget is not None:
+            window = min(window, self.config.token_budget)
+        return window - self.config.max_new_tokens
+
+    def _count(self, question: str, passages: Sequence[Passage]) -> int:
+        return self.model.count_tokens(self._prompt(question, passages))
+
+    def _prompt(self, question: str, passages: Sequence[Passage]) -> str:
+        return self.model.render(self.instruction, render_user(question, passages))
+
+    def fill(self, question: str, passages: Sequence[Passage]) -> Buffer:
+        """Best passages first; a passage that does not fit whole is trimmed from its far
+        ends (neighbours before the matched core), down to a single sentence."""
+        budget = self.token_budget
+        base = self._count(question, [])
+        if base > budget:
+            raise RagmemError(
+                f"the question alone takes {base} tokens, over the {budget}-token prompt "
+                "budget; shorten the question or raise working_memory.token_budget")
+        kept: list[Passage] = []
+        dropped: list[str] = []
+        used = base
+        for p in passages:
+            fitted = self._fit(question, kept, p, budget)
+            label = f"{p.doc_id}:{p.start}-{p.end} (score {p.score:.3f})"
+            if fitted is None:
+                dropped.append(f"{label}: no sentence fits the {budget - used} tokens left")
+                continue
+            if len(fitted.sentences) < len(p.sentences):
+                cut = len(p.sentences) - len(fitted.sentences)
+                dropped.append(f"{label}: {cut} of {len(p.sentences)} sentences trimmed "
+                               "to fit the budget")
+            kept.append(fitted)
+            used = self._count(question, kept)
+        prompt = self._prompt(question, kept)
+        return Buffer(question, prompt, tuple(kept), tuple(dropped),
+                      self.model.count_tokens(prompt), budget)
+
+    def _fit(self, question: str, kept: list[Passage], p: Passage,
+             budget: int) -> Passage | None:
+        sentences = list(p.sentences)
+        from_front = False
+        while sentences:
+            candidate = Passage(p.doc_id, p.path, sentences[0].start, sentences[-1].end,
+                                p.score, tuple(sentences))
+            if self._count(question, [*kept, candidate]) <= budget:
+                return candidate
+            # Neighbours were added on both sides of the matched window: shed them evenly.
+            sentences.pop(0 if from_front else -1)
+            from_front = not from_front
+        return None
