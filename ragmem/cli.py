@@ -1,0 +1,255 @@
+"""The ragmem command line: a thin shell over ``ragmem.Assistant``.
+
+Heavy imports (torch, faiss, transformers) happen inside commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ragmem.config import Config
+from ragmem.errors import RagmemError
+
+if TYPE_CHECKING:
+    from ragmem.assistant import IndexProgress
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Library errors become one line on stderr and exit code 1; no traceback."""
+    try:
+        yield
+    except RagmemError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ragmem")
+def cli() -> None:
+    """ragmem: ask questions about long documents, with cited answers.
+
+    \b
+    Examples:
+      ragmem index ~/papers --index papers      # build or update an index
+      ragmem ask papers "What did they measure?"
+      ragmem ask papers "..." --json --show-context
+      ragmem info papers
+
+    Indexes live under ./indexes (set RAGMEM_HOME to move them); a path works too.
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--index", "-i", "index_name", required=True,
+              help="Index name (under ./indexes) or path.")
+@click.option("--embedder", help="Embedding model: a known name, HF id or local dir "
+              "(default all-MiniLM-L6-v2; fixed once the index exists).")
+@click.option("--window-tokens", type=int, help="Embedder tokens per window (new index).")
+@click.option("--sync", is_flag=True, help="Also remove documents whose files are gone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
+          window_tokens: int | None, sync: bool, as_json: bool) -> None:
+    """Index files or folders (.txt .md .html .pdf .jsonl) into an index.
+
+    Only new or changed documents are embedded again (by content hash).
+
+    \b
+    Examples:
+      ragmem index ragmem/demo --index demo
+      ragmem index notes/ report.pdf --index work --sync
+    """
+    from ragmem.assistant import Assistant
+
+    config = Config()
+    if embedder:
+        config = replace(config, embedder=replace(config.embedder, model=embedder))
+    if window_tokens:
+        config = replace(config, chunking=replace(config.chunking, window_tokens=window_tokens))
+    with _errors():
+        assistant = Assistant.create(index_name, config)
+        with _progress(quiet=as_json) as report:
+            stats = assistant.index(list(paths), sync=sync, progress=report)
+    for path, why in stats.failed:
+        click.echo(f"skipped {path}: {why}", err=True)
+    summary = {**asdict(stats), "windows_per_s": round(stats.windows_per_s, 1),
+               "index": str(assistant.memory.directory)}
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo(
+            f"{assistant.memory.directory}: {stats.added} added, {stats.updated} updated, "
+            f"{stats.unchanged} unchanged, {stats.removed} removed, {len(stats.failed)} failed; "
+            f"{stats.sentences} sentences, {stats.windows} windows in {stats.seconds:.1f} s "
+            f"({stats.windows_per_s:.1f} windows/s)")
+    if stats.failed and stats.files == len(stats.failed):
+        sys.exit(1)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
+    if quiet or not sys.stderr.isatty():
+        yield lambda p: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("files {task.fields[stats]}"), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("index", total=None, stats="")
+
+        def report(p: IndexProgress) -> None:
+            rate = p.windows / p.elapsed_s if p.elapsed_s else 0.0
+            bar.update(task, completed=p.files_done, total=p.files_total,
+                       stats=f"{p.sentences} sentences, {p.windows} windows, "
+                             f"{rate:.1f} windows/s")
+
+        yield report
+
+
+@cli.command()
+@click.argument("index_name")
+@click.argument("question")
+@click.option("--top-k", "-k", type=int, help="Windows to retrieve (default 5).")
+@click.option("--generator", "-g", help="Generator: known name, HF id or local dir "
+              "(default SmolLM2-135M-Instruct; T5 and GPT-style models both work).")
+@click.option("--max-new-tokens", type=int, help="Longest answer, in generator tokens.")
+@click.option("--show-context", is_flag=True, help="Also print the numbered passages.")
+@click.option("--json", "as_json", is_flag=True, help="Print answer, citations, passages as JSON.")
+@click.option("--stream/--no-stream", default=True, help="Print the answer as it is generated.")
+def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
+        max_new_tokens: int | None, show_context: bool, as_json: bool, stream: bool) -> None:
+    """Answer QUESTION from the documents in INDEX_NAME, with citations.
+
+    \b
+    Examples:
+      ragmem ask demo "What did the King of Bohemia give Holmes?"
+      ragmem ask demo "..." --json | jq .citations
+      ragmem ask demo "..." --generator google/flan-t5-base --show-context
+    """
+    from ragmem.assistant import Assistant
+    from ragmem.types import Answer
+
+    config = Config()
+    if generator:
+        config = replace(config, generator=replace(config.generator, model=generator))
+    if max_new_tokens:
+        config = replace(config, working_memory=replace(config.working_memory,
+                                                        max_new_tokens=max_new_tokens))
+    with _errors():
+        assistant = Assistant.open(index_name, config)
+        if as_json or not stream:
+            answer = assistant.ask(question, top_k=top_k)
+            if not as_json:
+                click.echo(answer.text)
+        else:
+            answer = None
+            for piece in assistant.stream(question, top_k=top_k):
+                if isinstance(piece, Answer):
+                    answer = piece
+                else:
+                    click.echo(piece, nl=False)
+            click.echo()
+            assert answer is not None
+    if as_json:
+        _print_json(answer.to_dict() if show_context else
+                    {k: v for k, v in answer.to_dict().items() if k != "passages"})
+        return
+    click.echo()
+    for c in answer.citations:
+        quote = c.quote if len(c.quote) <= 160 else c.quote[:157] + "..."
+        click.echo(f"[{c.number}] {c.doc_id} ({c.path}, chars {c.start}-{c.end}): \"{quote}\"")
+    if show_context:
+        click.echo("\n--- working memory ---")
+        for i, p in enumerate(answer.passages, start=1):
+            click.echo(f"[{i}] {p.doc_id} {p.start}-{p.end} score {p.score:.3f}\n{p.text}\n")
+        for d in answer.dropped:
+            click.echo(f"dropped: {d}")
+    t = answer.timings
+    click.echo(f"(retrieve {t.retrieve_s * 1000:.0f} ms, fill {t.fill_s * 1000:.0f} ms, "
+               f"generate {t.generate_s:.1f} s)", err=True)
+
+
+@cli.command()
+@click.argument("index_name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--documents", is_flag=True, help="List the documents too.")
+def info(index_name: str, as_json: bool, documents: bool) -> None:
+    """Describe an index: embedder, counts, index type, size, last update.
+
+    \b
+    Example:
+      ragmem info demo --documents
+    """
+    import datetime
+
+    from ragmem.assistant import resolve_index_path
+    from ragmem.memory import LongTermMemory
+
+    with _errors():
+        memory = LongTermMemory.open(resolve_index_path(index_name))
+        data = asdict(memory.info())
+        docs = [asdict(d) for d in memory.docstore.documents()] if documents else None
+    if as_json:
+        _print_json({**data, "documents_list": docs} if docs is not None else data)
+        return
+    when = datetime.datetime.fromtimestamp(data["updated_at"]).isoformat(timespec="seconds")
+    click.echo(f"index      {data['path']}\nembedder   {data['embedder']} (dim {data['dim']})\n"
+               f"documents  {data['documents']}\nsentences  {data['sentences']}\n"
+               f"windows    {data['windows']} ({data['vectors_in_index']} vectors in FAISS)\n"
+               f"index type {data['index_type']}\nsize       {data['size_bytes'] / 1e6:.1f} MB\n"
+               f"chunking   {data['chunking']}\nupdated    {when}")
+    for d in docs or []:
+        click.echo(f"  {d['doc_id']}  {d['n_windows']} windows  {d['path']}")
+
+
+@cli.command()
+@click.argument("index_name")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def rm(index_name: str, targets: tuple[str, ...], as_json: bool) -> None:
+    """Remove documents by id or by glob on id or path.
+
+    \b
+    Examples:
+      ragmem rm demo doyle-a-scandal-in-bohemia.txt
+      ragmem rm work 'drafts/*'
+    """
+    import fnmatch
+
+    from ragmem.assistant import Assistant
+
+    with _errors():
+        assistant = Assistant.open(index_name)
+        docs = assistant.memory.docstore.documents()
+        ids = [d.doc_id for d in docs if any(
+            d.doc_id == t or fnmatch.fnmatch(d.doc_id, t) or fnmatch.fnmatch(d.path, t)
+            for t in targets)]
+        if not ids:
+            raise click.ClickException(
+                f"nothing in {index_name} matches {' '.join(targets)}; "
+                f"see the ids with: ragmem info {index_name} --documents")
+        n = assistant.remove(ids)
+    if as_json:
+        _print_json({"removed": ids})
+    else:
+        click.echo(f"removed {n} documents: {', '.join(ids)}")
+
+
+def main() -> None:
+    cli(prog_name="ragmem")
+
+
+if __name__ == "__main__":
+    main()

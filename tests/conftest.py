@@ -1,0 +1,111 @@
+"""Shared fixtures: fakes that implement the real interfaces, and a temp index home."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+CORPUS = {
+    "cats.txt": (
+        "Cats are small carnivorous mammals. They sleep for most of the day.\n\n"
+        "A group of cats is called a clowder. Kittens are born blind."
+    ),
+    "space/mars.md": (
+        "# Mars\n\nMars is the fourth planet from the Sun. Its red colour comes from iron oxide.\n"
+        "Olympus Mons on Mars is the tallest volcano in the solar system."
+    ),
+    "space/moon.txt": (
+        "The Moon orbits the Earth every 27.3 days. Neil Armstrong walked on the Moon in 1969.\n"
+        "The Moon has no atmosphere to speak of."
+    ),
+}
+
+
+class KeywordEmbedder:
+    """Bag of lower-cased words hashed into 256 dims: ranking can be checked by hand."""
+
+    model_id = "keyword-test"
+    dim = 256
+    max_tokens = 256
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1, norms)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+
+class EchoGenerator:
+    """Answers with the first sentence of passage [1] and cites it: the pipeline, no model."""
+
+    model_id = "echo-test"
+
+    def __init__(self, context_length: int = 512) -> None:
+        self._context_length = context_length
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def render(self, instruction: str, user: str) -> str:
+        return f"{instruction}\n\n{user}\nAnswer:"
+
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        m = re.search(r"^\[1\] (.+?[.!?])", prompt, re.M)
+        return f"{m.group(1)} [1]" if m else "I don't know."
+
+    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
+        yield from re.findall(r"\S+\s*", self.generate(prompt, max_new_tokens))
+
+    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
+        return [float(len(set(prompt.split()) & set(o.split()))) for o in options]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGMEM_HOME", str(tmp_path / "indexes"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ragmem-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGMEM_CACHE", str(model_cache))
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    for name, text in CORPUS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def keyword_embedder() -> KeywordEmbedder:
+    return KeywordEmbedder()
+
+
+@pytest.fixture
+def echo_generator() -> EchoGenerator:
+    return EchoGenerator()

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragmem.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
+from ragmem.memory import FORMAT_VERSION, LongTermMemory
+from ragmem.types import Document, Sentence, Window
+
+DIM = 16
+
+
+def make_doc(doc_id: str, n_windows: int, seed: int) -> tuple[Document, list[Sentence],
+                                                           list[Window], np.ndarray]:
+    sentences, windows, parts, pos = [], [], [], 0
+    for i in range(n_windows):
+        text = f"Sentence {i} of {doc_id}."
+        sentences.append(Sentence(doc_id, i, pos, pos + len(text), text))
+        windows.append(Window(doc_id, i, i, i, pos, pos + len(text), text, 5))
+        parts.append(text)
+        pos += len(text) + 1
+    doc = Document(doc_id, f"/src/{doc_id}", " ".join(parts), content_hash=f"h{seed}")
+    vecs = np.random.default_rng(seed).normal(size=(n_windows, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return doc, sentences, windows, vecs
+
+
+def build(path: Path, docs: dict[str, tuple[int, int]]) -> LongTermMemory:
+    memory = LongTermMemory.create(path, embedder="test", dim=DIM, chunking={"w": 1})
+    with memory.writer() as w:
+        for doc_id, (n, seed) in docs.items():
+            w.add(*make_doc(doc_id, n, seed))
+    return memory
+
+
+def brute_force(memory: LongTermMemory, query: np.ndarray, k: int) -> list[int]:
+    ids, vecs = zip(*memory.docstore.iter_vectors(batch=7), strict=True)
+    all_ids, all_vecs = np.concatenate(ids), np.concatenate(vecs)
+    order = np.argsort(-(all_vecs @ query), kind="stable")[:k]
+    return all_ids[order].tolist()
+
+
+def test_topk_equals_numpy_brute_force(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {f"d{i}": (13 + i, i) for i in range(9)})
+    rng = np.random.default_rng(99)
+    for _ in range(20):
+        q = rng.normal(size=DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        for k in (1, 7, 50):
+            hits = memory.search(q[None], k)[0]
+            assert [h.window_id for h in hits] == brute_force(memory, q, k)
+            scores = [h.score for h in hits]
+            assert scores == sorted(scores, reverse=True)
+
+
+def test_save_open_round_trip(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (5, 1), "b": (8, 2)})
+    q = make_doc("a", 5, 1)[3][2:3]
+    before = memory.search(q, 6)[0]
+    info = memory.info()
+    memory.close()
+    again = LongTermMemory.open(tmp_path / "i", embedder="test")
+    assert again.search(q, 6)[0] == before
+    assert again.info().windows == info.windows == 13
+    assert before[0].doc_id == "a" and before[0].text == "Sentence 2 of a."
+    manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["embedder"] == "test" and manifest["dim"] == DIM
+    assert manifest["counts"] == {"documents": 2, "sentences": 13, "windows": 13}
+
+
+def test_other_embedder_is_refused(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (3, 1)}).close()
+    with pytest.raises(IndexMismatchError, match="built with embedder 'test'"):
+        LongTermMemory.open(tmp_path / "i", embedder="other-model")
+
+
+def test_newer_format_is_refused(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (3, 1)}).close()
+    path = tmp_path / "i" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatchError, match="upgrade ragmem"):
+        LongTermMemory.open(tmp_path / "i")
+
+
+def test_missing_index_says_how_to_build_one(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFoundError, match="ragmem index PATH --index nope"):
+        LongTermMemory.open(tmp_path / "nope")
+
+
+def test_failed_write_leaves_previous_contents(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (4, 1)})
+    with pytest.raises(RuntimeError), memory.writer() as w:
+        w.add(*make_doc("b", 6, 2))
+        w.remove("a")
+        raise RuntimeError("crash mid-index")
+    reopened = LongTermMemory.open(tmp_path / "i")
+    assert [d.doc_id for d in reopened.docstore.documents()] == ["a"]
+    assert reopened.vectors.ntotal == 4
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (2, 1)})
+    other = LongTermMemory.open(tmp_path / "i")
+    with memory.writer(), pytest.raises(IndexLockedError, match="another ragmem process"):
+        with other.writer():
+            pass
+
+
+def test_reader_sees_writer_changes(tmp_path: Path) -> None:
+    writer = build(tmp_path / "i", {"a": (3, 1)})
+    reader = LongTermMemory.open(tmp_path / "i")
+    with writer.writer() as w:
+        w.add(*make_doc("b", 4, 2))
+        w.remove("a")
+    q = make_doc("b", 4, 2)[3][:1]
+    assert {h.doc_id for h in reader.search(q, 10)[0]} == {"b"}
+    assert reader.vectors.ntotal == 4
+
+
+def test_updates_equal_rebuild_from_scratch(tmp_path: Path) -> None:
+    memory = build(tmp_path / "inc", {"a": (5, 1), "b": (6, 2), "c": (7, 3)})
+    with memory.writer() as w:
+        w.add(*make_doc("b", 9, 20))  # changed document replaces the old one
+        w.remove("c")
+        w.add(*make_doc("d", 3, 4))
+    fresh = build(tmp_path / "new", {"a": (5, 1), "b": (9, 20), "d": (3, 4)})
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        q = rng.normal(size=(1, DIM)).astype(np.float32)
+        got = [(h.doc_id, h.start, round(h.score, 5)) for h in memory.search(q, 8)[0]]
+        want = [(h.doc_id, h.start, round(h.score, 5)) for h in fresh.search(q, 8)[0]]
+        assert got == want
+    reopened = LongTermMemory.open(tmp_path / "inc")
+    assert reopened.vectors.ntotal == 17 and sorted(reopened.vectors.ids()) == sorted(
+        reopened.docstore.window_ids())
+
+
+def test_filter_by_document_is_applied_inside_search(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (20, 1), "b": (20, 2), "c": (20, 3)})
+    q = make_doc("a", 20, 1)[3][:1]
+    hits = memory.search(q, 5, doc_ids=["b", "c"])[0]
+    assert len(hits) == 5 and {h.doc_id for h in hits} <= {"b", "c"}
+    assert memory.search(q, 5, doc_ids=["zzz"])[0] == []
