@@ -247,6 +247,39 @@ def rm(index_name: str, targets: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"removed {n} documents: {', '.join(ids)}")
 
 
+@cli.command()
+@click.argument("index_name")
+@click.option("--repair", is_flag=True,
+              help="Rebuild the FAISS index and manifest from the docstore (no source files).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def check(index_name: str, repair: bool, as_json: bool) -> None:
+    """Verify an index: SQLite integrity, checksums, FAISS ids == docstore ids, counts.
+
+    \b
+    Examples:
+      ragmem check demo
+      ragmem check demo --repair
+    """
+    from ragmem.assistant import resolve_index_path
+    from ragmem.memory import check as checking
+
+    path = resolve_index_path(index_name)
+    with _errors():
+        report = checking.repair(path) if repair else checking.check(path)
+    if as_json:
+        _print_json(asdict(report))
+    elif report.ok:
+        click.echo(f"{path}: ok ({', '.join(report.checked)})")
+    else:
+        for problem in report.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        hint = (f"run: ragmem check {index_name} --repair" if report.repairable and not repair
+                else f"rebuild it: ragmem index PATH --index NEW_NAME")
+        click.echo(hint, err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="ragmem")
 

@@ -13,6 +13,7 @@ change log since the last one grows large; opening replays the log on top of it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -161,9 +162,12 @@ class LongTermMemory:
             self._seq = 0
         else:
             path = self.directory / snapshot
-            if not path.exists():
+            size = self.docstore.get_meta("snapshot_bytes")
+            # Cheap on every open: the size recorded with the snapshot; `ragmem check`
+            # verifies the full sha256.
+            if not path.exists() or (size is not None and path.stat().st_size != int(size)):
                 raise IndexCorruptError(
-                    f"{path} is missing; run: ragmem check {self.directory} --repair")
+                    f"{path} is missing or damaged; run: ragmem check {self.directory} --repair")
             self._vectors = VectorIndex.load(path, **kw)
             self._seq = int(self.docstore.get_meta("snapshot_seq", "0") or 0)
         self._snapshot = snapshot
@@ -172,11 +176,14 @@ class LongTermMemory:
         """Save FAISS as of ``self._seq``; then drop the log it covers and the old file."""
         seq = self._seq
         name = f"vectors-{seq}.faiss"
-        self.vectors.save(self.directory / name)
+        path = self.directory / name
+        self.vectors.save(path)
         old = self.docstore.get_meta("snapshot")
         with self.docstore.transaction():
             self.docstore.set_meta("snapshot", name)
             self.docstore.set_meta("snapshot_seq", str(seq))
+            self.docstore.set_meta("snapshot_bytes", str(path.stat().st_size))
+            self.docstore.set_meta("snapshot_sha256", file_sha256(path))
             self.docstore.conn.execute("DELETE FROM changes WHERE seq <= ?", (seq,))
         self._snapshot = name
         if old and old != name:
@@ -184,8 +191,8 @@ class LongTermMemory:
 
     # -- writing ------------------------------------------------------------
     @contextmanager
-    def writer(self) -> Iterator[Writer]:
-        """Hold the write lock and one transaction: the whole batch lands, or none of it."""
+    def locked(self) -> Iterator[None]:
+        """Hold the index's write lock (released by the OS if this process dies)."""
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.directory / LOCK))
@@ -196,6 +203,14 @@ class LongTermMemory:
                 f"another ragmem process is writing to {self.directory}; wait for it to "
                 "finish and try again") from exc
         try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        """Hold the write lock and one transaction: the whole batch lands, or none of it."""
+        with self.locked():
             self._remove_stray_files()
             writer = Writer(self)
             with self.docstore.transaction():
@@ -206,12 +221,12 @@ class LongTermMemory:
             if self.docstore.get_meta("snapshot") is None or pending > max(
                     2_000, self.vectors.ntotal // 10):
                 self._write_snapshot()
-            counts = self.docstore.counts()
-            self.manifest = replace(self.manifest, counts=counts, updated_at=time.time(),
-                                    ragmem_version=__version__)
-            write_manifest(self.directory, self.manifest)
-        finally:
-            lock.release()
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        self.manifest = replace(self.manifest, counts=self.docstore.counts(),
+                                updated_at=time.time(), ragmem_version=__version__)
+        write_manifest(self.directory, self.manifest)
 
     def _remove_stray_files(self) -> None:
         # Left by a writer killed between writing a snapshot and committing its name.
@@ -229,7 +244,7 @@ class LongTermMemory:
         index = VectorIndex.empty(self.dim, factory, use_gpu=self.config.use_gpu,
                                   nprobe=self.config.nprobe, ef_search=self.config.ef_search)
         if not index.is_trained:
-            sample = _sample(self.docstore, 100_000)
+            sample = _sample(self.docstore, 100_000, self.dim)
             index.train(sample)
         for ids, vecs in self.docstore.iter_vectors():
             index.add(ids, vecs)
@@ -237,7 +252,7 @@ class LongTermMemory:
         self._seq = self.docstore.last_change()
         self.manifest = replace(self.manifest, index_factory=factory)
         self._write_snapshot()
-        write_manifest(self.directory, self.manifest)
+        self._write_manifest()
 
     # -- reading ------------------------------------------------------------
     def search(self, queries: np.ndarray, top_k: int,
@@ -272,13 +287,17 @@ class LongTermMemory:
             updated_at=self.manifest.updated_at, chunking=dict(self.manifest.chunking))
 
 
-def _sample(docstore: Docstore, n: int) -> np.ndarray:
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sample(docstore: Docstore, n: int, dim: int) -> np.ndarray:
+    """A seeded sample of stored vectors, to train an approximate index on."""
     ids = docstore.window_ids()
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(ids, size=min(n, len(ids)), replace=False))
-    return docstore.vectors(pick.tolist(), docstore_dim(docstore, pick))
-
-
-def docstore_dim(docstore: Docstore, ids: np.ndarray) -> int:
-    row = docstore.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
-    return int(row[0]) // 4 if row else 0
+    return docstore.vectors(pick.tolist(), dim)
