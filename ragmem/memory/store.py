@@ -36,6 +36,7 @@ from ragmem.memory.vectors import VectorIndex, default_factory
 from ragmem.types import Document, Hit, Sentence, Window
 
 DOCSTORE = "docstore.sqlite"
+TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
 LOCK = "write.lock"
 
 
@@ -149,7 +150,12 @@ class LongTermMemory:
         if self.docstore.last_change() > self._seq:
             added, deleted, last = self.docstore.changes_since(self._seq)
             assert self._vectors is not None
-            self._vectors.remove(deleted)
+            try:
+                self._vectors.remove(deleted)
+            except RuntimeError:  # HNSW cannot delete: rebuild it from the docstore
+                self._vectors = self._build(self.manifest.index_factory)
+                self._seq = self.docstore.last_change()
+                return
             if added:
                 self._vectors.add(added, self.docstore.vectors(added, self.dim))
             self._seq = last
@@ -216,6 +222,9 @@ class LongTermMemory:
             with self.docstore.transaction():
                 yield writer
             self.refresh()
+            factory = self._wanted_factory()
+            if factory is not None:
+                self.rebuild_vectors(factory)
             pending = self.docstore.last_change() - int(
                 self.docstore.get_meta("snapshot_seq", "0") or 0)
             if self.docstore.get_meta("snapshot") is None or pending > max(
@@ -241,18 +250,30 @@ class LongTermMemory:
         """Rebuild FAISS from the vectors in the docstore (no re-embedding), then snapshot."""
         factory = factory or self.config.factory or default_factory(
             self.docstore.counts()["windows"], self.config.approximate_from)
-        index = VectorIndex.empty(self.dim, factory, use_gpu=self.config.use_gpu,
-                                  nprobe=self.config.nprobe, ef_search=self.config.ef_search)
-        if not index.is_trained:
-            sample = _sample(self.docstore, 100_000, self.dim)
-            index.train(sample)
-        for ids, vecs in self.docstore.iter_vectors():
-            index.add(ids, vecs)
-        self._vectors = index
+        self._vectors = self._build(factory)
         self._seq = self.docstore.last_change()
         self.manifest = replace(self.manifest, index_factory=factory)
         self._write_snapshot()
         self._write_manifest()
+
+    def _build(self, factory: str) -> VectorIndex:
+        index = VectorIndex.empty(self.dim, factory, use_gpu=self.config.use_gpu,
+                                  nprobe=self.config.nprobe, ef_search=self.config.ef_search)
+        if not index.is_trained:
+            index.train(_sample(self.docstore, TRAIN_SAMPLE, self.dim))
+        for ids, vecs in self.docstore.iter_vectors():
+            index.add(ids, vecs)
+        return index
+
+    def _wanted_factory(self) -> str | None:
+        """The factory the index should move to now, if it should move at all."""
+        if self.config.factory and self.config.factory != self.manifest.index_factory:
+            return self.config.factory  # the user asked for another index type
+        n = self.vectors.ntotal
+        if self.config.factory is None and self.manifest.index_factory == "IDMap2,Flat" \
+                and n >= self.config.approximate_from:
+            return default_factory(n, self.config.approximate_from)
+        return None
 
     # -- reading ------------------------------------------------------------
     def search(self, queries: np.ndarray, top_k: int,

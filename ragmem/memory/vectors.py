@@ -28,12 +28,25 @@ def default_factory(n_vectors: int, approximate_from: int) -> str:
 
     >>> default_factory(10_000, 200_000)
     'IDMap2,Flat'
+    >>> default_factory(1_000_000, 200_000)
+    'IVF4000,SQ8'
     """
     if n_vectors < approximate_from:
         return "IDMap2,Flat"
     # ~4*sqrt(n) lists is FAISS's own rule of thumb; SQ8 keeps 1M x 384 under 400 MB.
     nlist = int(4 * np.sqrt(n_vectors))
-    return f"IDMap2,IVF{nlist},SQ8"
+    return f"IVF{nlist},SQ8"
+
+
+def with_ids(factory: str) -> str:
+    """IVF indexes carry ids themselves (and delete by them); others need an IDMap2 around.
+
+    >>> with_ids("HNSW32"), with_ids("IVF256,PQ16"), with_ids("IDMap2,Flat")
+    ('IDMap2,HNSW32', 'IVF256,PQ16', 'IDMap2,Flat')
+    """
+    if factory.startswith(("IDMap", "IVF")) or ",IVF" in factory:
+        return factory
+    return f"IDMap2,{factory}"
 
 
 class VectorIndex:
@@ -49,7 +62,7 @@ class VectorIndex:
     @classmethod
     def empty(cls, dim: int, factory: str = "IDMap2,Flat", **kw: Any) -> VectorIndex:
         faiss = _faiss()
-        return cls(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT), **kw)
+        return cls(faiss.index_factory(dim, with_ids(factory), faiss.METRIC_INNER_PRODUCT), **kw)
 
     @classmethod
     def load(cls, path: Path, *, mmap: bool = False, **kw: Any) -> VectorIndex:
@@ -80,6 +93,8 @@ class VectorIndex:
         self._dirty_gpu = True
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        """Remove by id. Raises RuntimeError for index types that cannot delete (HNSW):
+        the caller rebuilds those from the docstore."""
         if len(ids) == 0:
             return 0
         faiss = _faiss()
@@ -88,9 +103,15 @@ class VectorIndex:
         return int(removed)
 
     def ids(self) -> np.ndarray:
-        """Every id in the index (IDMap2 keeps them in ``id_map``)."""
+        """Every id in the index."""
         faiss = _faiss()
-        return faiss.vector_to_array(self.cpu.id_map).astype(np.int64)
+        if hasattr(self.cpu, "id_map"):
+            return faiss.vector_to_array(self.cpu.id_map).astype(np.int64)
+        ivf = faiss.extract_index_ivf(self.cpu)
+        lists = ivf.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(lists.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def search(self, queries: np.ndarray, k: int,
                allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -105,13 +126,14 @@ class VectorIndex:
         return index.search(q, k)  # type: ignore[no-any-return]
 
     def _params(self, faiss: Any, allowed_ids: np.ndarray | None) -> Any:
-        inner = faiss.downcast_index(self.cpu.index) if hasattr(self.cpu, "index") else self.cpu
         sel = None
         if allowed_ids is not None:
             sel = faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
-        if isinstance(inner, faiss.IndexIVF):
-            inner.nprobe = self.nprobe
+        ivf = faiss.try_extract_index_ivf(self.cpu)
+        if ivf is not None:
+            ivf.nprobe = self.nprobe
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe) if sel else None
+        inner = faiss.downcast_index(self.cpu.index) if hasattr(self.cpu, "index") else None
         if isinstance(inner, faiss.IndexHNSW):
             inner.hnsw.efSearch = self.ef_search
             return faiss.SearchParametersHNSW(sel=sel, efSearch=self.ef_search) if sel else None
