@@ -15,7 +15,7 @@ from ragmem.errors import DocumentError
 from ragmem.generation import Generator, load_generator
 from ragmem.memory import LongTermMemory
 from ragmem.retrieval import Retriever, check_question
-from ragmem.types import Answer, Document, Hit, Passage, Sentence, Timings, Window
+from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
 from ragmem.working_memory import Buffer, WorkingMemory
 
 
@@ -194,36 +194,36 @@ class Assistant:
 
     # -- asking -------------------------------------------------------------
     def retrieve(self, question: str, top_k: int | None = None,
-                 doc_ids: Sequence[str] | None = None) -> list[Hit]:
-        return self.retriever.retrieve(question, top_k, doc_ids)
+                 where: Filter | None = None) -> list[Hit]:
+        return self.retriever.retrieve(question, top_k, where)
 
     def passages(self, question: str, top_k: int | None = None,
-                 doc_ids: Sequence[str] | None = None) -> list[Passage]:
-        return self.retriever.passages(question, top_k, doc_ids)
+                 where: Filter | None = None) -> list[Passage]:
+        return self.retriever.passages(question, top_k, where)
 
     def prepare(self, question: str, top_k: int | None = None,
-                doc_ids: Sequence[str] | None = None) -> tuple[Buffer, Timings]:
+                where: Filter | None = None) -> tuple[Buffer, Timings]:
         """Retrieve and fill the working memory, without generating."""
         question = check_question(question)
         t0 = time.perf_counter()
-        passages = self.retriever.passages(question, top_k, doc_ids)
+        passages = self.retriever.passages(question, top_k, where)
         t1 = time.perf_counter()
         buffer = self.working_memory.fill(question, passages)
         t2 = time.perf_counter()
         return buffer, Timings(retrieve_s=t1 - t0, fill_s=t2 - t1)
 
     def ask(self, question: str, top_k: int | None = None,
-            doc_ids: Sequence[str] | None = None) -> Answer:
-        buffer, timings = self.prepare(question, top_k, doc_ids)
+            where: Filter | None = None) -> Answer:
+        buffer, timings = self.prepare(question, top_k, where)
         t0 = time.perf_counter()
         text = self.generator.generate(buffer.prompt, self.config.working_memory.max_new_tokens)
         timings = replace(timings, generate_s=time.perf_counter() - t0)
         return self._answer(buffer, text, timings)
 
     def stream(self, question: str, top_k: int | None = None,
-               doc_ids: Sequence[str] | None = None) -> Iterator[str | Answer]:
+               where: Filter | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished ``Answer``."""
-        buffer, timings = self.prepare(question, top_k, doc_ids)
+        buffer, timings = self.prepare(question, top_k, where)
         t0 = time.perf_counter()
         parts = []
         for piece in self.generator.stream(buffer.prompt,

@@ -14,7 +14,7 @@ from ragmem.config import RetrievalConfig
 from ragmem.embedding import Embedder
 from ragmem.errors import QuestionError
 from ragmem.memory import LongTermMemory
-from ragmem.types import Hit, Passage
+from ragmem.types import Filter, Hit, Passage
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,11 @@ class Retriever:
         self.config = config or RetrievalConfig()
 
     def retrieve(self, question: str, top_k: int | None = None,
-                 doc_ids: Sequence[str] | None = None) -> list[Hit]:
+                 where: Filter | None = None) -> list[Hit]:
         """The top-k windows for ``question``, best first."""
         question = check_question(question)
         query = self.embedder.embed([question])
-        return self.memory.search(query, top_k or self.config.top_k, doc_ids=doc_ids)[0]
+        return self.memory.search(query, top_k or self.config.top_k, where=where)[0]
 
     def expand(self, hits: Sequence[Hit]) -> list[Passage]:
         """Small-to-big: each hit's sentences plus neighbours, merged per document."""
@@ -79,8 +79,8 @@ class Retriever:
         return passages
 
     def passages(self, question: str, top_k: int | None = None,
-                 doc_ids: Sequence[str] | None = None) -> list[Passage]:
-        return self.expand(self.retrieve(question, top_k, doc_ids))
+                 where: Filter | None = None) -> list[Passage]:
+        return self.expand(self.retrieve(question, top_k, where))
 
 
 def check_question(question: str) -> str:

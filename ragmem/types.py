@@ -47,6 +47,19 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Filter:
+    """Which documents a search may return; applied inside FAISS, not by over-fetching.
+
+    All given conditions must hold: ``doc_ids`` (any of), ``path_glob`` (a glob on the
+    document id or its source path, e.g. ``"papers/*.pdf"``), ``metadata`` (equal values).
+    """
+
+    doc_ids: tuple[str, ...] | None = None
+    path_glob: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Hit:
     """One window found by the long-term memory for a question."""
 

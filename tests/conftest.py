@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 CORPUS = {
     "cats.txt": (
         "Cats are small carnivorous mammals. They sleep for most of the day.\n\n"

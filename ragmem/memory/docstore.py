@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ragmem.types import Document, Hit, Sentence, Window
+from ragmem.types import Document, Filter, Hit, Sentence, Window
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -135,7 +135,7 @@ class Docstore:
         return int(row[0])
 
     def changes_since(self, seq: int) -> tuple[list[int], list[int], int]:
-        """Net effect of the change log after ``seq``: (added ids still alive, deleted ids, last seq)."""
+        """Net effect of the log after ``seq``: (added ids still alive, deleted ids, last seq)."""
         added: dict[int, None] = {}
         deleted: list[int] = []
         last = seq
@@ -160,7 +160,7 @@ class Docstore:
         return out
 
     def iter_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (ids, vectors) in id order, a batch at a time: rebuilding FAISS needs no re-embedding."""
+        """All (ids, vectors) in id order, a batch at a time: rebuilds need no re-embedding."""
         last = -1
         while True:
             rows = self.conn.execute(
@@ -177,12 +177,25 @@ class Docstore:
         return np.array([r[0] for r in self.conn.execute(
             "SELECT window_id FROM windows ORDER BY window_id")], dtype=np.int64)
 
-    def window_ids_for_docs(self, doc_ids: Iterable[str]) -> list[int]:
+    def window_ids_matching(self, where: Filter) -> np.ndarray:
+        """Ids of the windows of every document that passes ``where``."""
+        clauses: list[str] = []
+        args: list[object] = []
+        if where.path_glob is not None:
+            clauses.append("(d.doc_id GLOB ? OR d.path GLOB ?)")
+            args += [where.path_glob, where.path_glob]
+        for key, value in where.metadata.items():
+            clauses.append("json_extract(d.metadata, ?) = ?")
+            args += [f'$."{key}"', value]
+        base = "SELECT w.window_id FROM windows w JOIN documents d USING (doc_id)"
+        if where.doc_ids is None:
+            sql = base + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            return np.array([r[0] for r in self.conn.execute(sql, args)], dtype=np.int64)
         ids: list[int] = []
-        for chunk in _chunks(list(doc_ids), 900):
-            ids += [r[0] for r in self.conn.execute(
-                f"SELECT window_id FROM windows WHERE doc_id IN ({_qs(chunk)})", chunk)]
-        return ids
+        for chunk in _chunks(list(where.doc_ids), 900):
+            sql = base + " WHERE " + " AND ".join([f"d.doc_id IN ({_qs(chunk)})", *clauses])
+            ids += [r[0] for r in self.conn.execute(sql, [*chunk, *args])]
+        return np.array(ids, dtype=np.int64)
 
     def hits(self, window_ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
         """Window rows for search results, in the given order; ids gone meanwhile are skipped."""

@@ -33,7 +33,7 @@ from ragmem.errors import (
 from ragmem.memory.docstore import Docstore
 from ragmem.memory.manifest import Manifest, read_manifest, write_manifest
 from ragmem.memory.vectors import VectorIndex, default_factory
-from ragmem.types import Document, Hit, Sentence, Window
+from ragmem.types import Document, Filter, Hit, Sentence, Window
 
 DOCSTORE = "docstore.sqlite"
 TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
@@ -277,14 +277,14 @@ class LongTermMemory:
 
     # -- reading ------------------------------------------------------------
     def search(self, queries: np.ndarray, top_k: int,
-               doc_ids: Sequence[str] | None = None) -> list[list[Hit]]:
-        """Top-k windows per query vector; ``doc_ids`` restricts the search inside FAISS."""
+               where: Filter | None = None) -> list[list[Hit]]:
+        """Top-k windows per query vector; ``where`` restricts the search inside FAISS."""
         self.refresh()
         if self.vectors.ntotal == 0:
             return [[] for _ in range(len(queries))]
         allowed = None
-        if doc_ids is not None:
-            allowed = np.asarray(self.docstore.window_ids_for_docs(doc_ids), dtype=np.int64)
+        if where is not None:
+            allowed = self.docstore.window_ids_matching(where)
             if len(allowed) == 0:
                 return [[] for _ in range(len(queries))]
         scores, ids = self.vectors.search(queries, top_k, allowed)

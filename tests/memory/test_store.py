@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fnmatch
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from ragmem.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
 from ragmem.memory import FORMAT_VERSION, LongTermMemory
-from ragmem.types import Document, Sentence, Window
+from ragmem.types import Document, Filter, Sentence, Window
 
 DIM = 16
 
@@ -141,9 +143,29 @@ def test_updates_equal_rebuild_from_scratch(tmp_path: Path) -> None:
         reopened.docstore.window_ids())
 
 
-def test_filter_by_document_is_applied_inside_search(tmp_path: Path) -> None:
-    memory = build(tmp_path / "i", {"a": (20, 1), "b": (20, 2), "c": (20, 3)})
-    q = make_doc("a", 20, 1)[3][:1]
-    hits = memory.search(q, 5, doc_ids=["b", "c"])[0]
-    assert len(hits) == 5 and {h.doc_id for h in hits} <= {"b", "c"}
-    assert memory.search(q, 5, doc_ids=["zzz"])[0] == []
+@pytest.mark.parametrize("where", [
+    Filter(doc_ids=("b", "c")),
+    Filter(path_glob="/src/[ab]"),
+    Filter(metadata={"lang": "en"}),
+    Filter(doc_ids=("a", "b", "c"), metadata={"lang": "en"}, path_glob="*c"),
+])
+def test_filters_equal_brute_force_filtering(tmp_path: Path, where: Filter) -> None:
+    memory = LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={})
+    with memory.writer() as w:
+        for i, doc_id in enumerate("abcd"):
+            doc, sents, wins, vecs = make_doc(doc_id, 20, i)
+            lang = "en" if doc_id in "ac" else "fr"
+            w.add(replace(doc, metadata={"lang": lang}), sents, wins, vecs)
+    allowed = {d.doc_id for d in memory.docstore.documents()
+               if (where.doc_ids is None or d.doc_id in where.doc_ids)
+               and (where.path_glob is None or fnmatch.fnmatchcase(d.path, where.path_glob)
+                    or fnmatch.fnmatchcase(d.doc_id, where.path_glob))
+               and (not where.metadata or ("en" if d.doc_id in "ac" else "fr") == "en")}
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        q = rng.normal(size=DIM).astype(np.float32)
+        got = memory.search(q[None], 7, where=where)[0]
+        want = [i for i in brute_force(memory, q, 80)
+                if memory.docstore.hits([i], [0.0])[0].doc_id in allowed][:7]
+        assert [h.window_id for h in got] == want
+    assert memory.search(q[None], 5, where=Filter(doc_ids=("zzz",)))[0] == []

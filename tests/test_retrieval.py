@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragmem import Assistant
+from ragmem.config import Config, RetrievalConfig
+from ragmem.errors import QuestionError
+from ragmem.retrieval import Retriever, _Span, merge_spans
+from ragmem.types import Filter
+from tests.conftest import KeywordEmbedder
+
+
+def test_merge_spans_joins_overlapping_and_adjacent_ranges_per_document() -> None:
+    spans = [_Span("a", 5, 7, 0.2), _Span("a", 0, 2, 0.5), _Span("a", 3, 4, 0.9),
+             _Span("b", 0, 1, 0.7), _Span("a", 9, 9, 0.1)]
+    assert merge_spans(spans) == [_Span("a", 0, 7, 0.9), _Span("b", 0, 1, 0.7),
+                                  _Span("a", 9, 9, 0.1)]
+
+
+@pytest.fixture
+def assistant(corpus_dir: Path, tmp_path: Path) -> Assistant:
+    a = Assistant.create(tmp_path / "idx", Config(), embedder=KeywordEmbedder())
+    a.index([corpus_dir])
+    return a
+
+
+def test_keyword_ranking_finds_the_right_document(assistant: Assistant) -> None:
+    hits = assistant.retrieve("tallest volcano Olympus Mons", top_k=3)
+    assert hits[0].doc_id == "space/mars.md"
+    assert "Olympus Mons" in hits[0].text
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_small_to_big_adds_neighbours_with_exact_offsets(assistant: Assistant) -> None:
+    store = assistant.memory.docstore
+    retriever = Retriever(assistant.memory, assistant.embedder,
+                          RetrievalConfig(top_k=1, neighbour_sentences=1))
+    (passage,) = retriever.passages("Neil Armstrong walked 1969")
+    text = store.document_text(passage.doc_id)
+    assert passage.doc_id == "space/moon.txt"
+    for s in passage.sentences:
+        assert text[s.start:s.end] == s.text
+    assert passage.start == passage.sentences[0].start
+    assert passage.end == passage.sentences[-1].end
+
+
+def test_empty_question_is_refused(assistant: Assistant) -> None:
+    with pytest.raises(QuestionError, match="question is empty"):
+        assistant.retrieve("   ")
+
+
+def test_filter_restricts_to_documents(assistant: Assistant) -> None:
+    hits = assistant.retrieve("Moon Mars cats", top_k=5, where=Filter(path_glob="cat*"))
+    assert hits and {h.doc_id for h in hits} == {"cats.txt"}
