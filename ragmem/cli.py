@@ -30,6 +30,14 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+def _scalar(text: str) -> Any:
+    """'3' -> 3, 'true' -> True, else the string: metadata values keep their JSON types."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -128,8 +136,14 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--show-context", is_flag=True, help="Also print the numbered passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer, citations, passages as JSON.")
 @click.option("--stream/--no-stream", default=True, help="Print the answer as it is generated.")
+@click.option("--doc", "doc_ids", multiple=True, help="Only search this document id (repeatable).")
+@click.option("--path", "path_glob", help="Only search documents whose id or path matches "
+              "this glob, e.g. 'reports/*.pdf'.")
+@click.option("--where", "where_", multiple=True, metavar="KEY=VALUE",
+              help="Only search documents whose metadata KEY equals VALUE (repeatable).")
 def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
-        max_new_tokens: int | None, show_context: bool, as_json: bool, stream: bool) -> None:
+        max_new_tokens: int | None, show_context: bool, as_json: bool, stream: bool,
+        doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...]) -> None:
     """Answer QUESTION from the documents in INDEX_NAME, with citations.
 
     \b
@@ -137,9 +151,18 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
       ragmem ask demo "What did the King of Bohemia give Holmes?"
       ragmem ask demo "..." --json | jq .citations
       ragmem ask demo "..." --generator google/flan-t5-base --show-context
+      ragmem ask demo "Who is Irene Adler?" --path 'doyle-*'
     """
     from ragmem.assistant import Assistant
-    from ragmem.types import Answer
+    from ragmem.types import Answer, Filter
+
+    where = None
+    if doc_ids or path_glob or where_:
+        pairs = [w.split("=", 1) for w in where_]
+        if any(len(p) != 2 for p in pairs):
+            raise click.BadParameter("use KEY=VALUE, e.g. --where lang=en", param_hint="--where")
+        where = Filter(doc_ids=doc_ids or None, path_glob=path_glob,
+                       metadata={k: _scalar(v) for k, v in pairs})
 
     config = Config()
     if generator:
@@ -150,12 +173,12 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
     with _errors():
         assistant = Assistant.open(index_name, config)
         if as_json or not stream:
-            answer = assistant.ask(question, top_k=top_k)
+            answer = assistant.ask(question, top_k=top_k, where=where)
             if not as_json:
                 click.echo(answer.text)
         else:
             answer = None
-            for piece in assistant.stream(question, top_k=top_k):
+            for piece in assistant.stream(question, top_k=top_k, where=where):
                 if isinstance(piece, Answer):
                     answer = piece
                 else:
@@ -274,7 +297,7 @@ def check(index_name: str, repair: bool, as_json: bool) -> None:
         for problem in report.problems:
             click.echo(f"{path}: {problem}", err=True)
         hint = (f"run: ragmem check {index_name} --repair" if report.repairable and not repair
-                else f"rebuild it: ragmem index PATH --index NEW_NAME")
+                else "rebuild it: ragmem index PATH --index NEW_NAME")
         click.echo(hint, err=True)
     if not report.ok:
         sys.exit(1)
