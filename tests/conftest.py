@@ -64,8 +64,15 @@ class EchoGenerator:
         return f"{instruction}\n\n{user}\nAnswer:"
 
     def generate(self, prompt: str, max_new_tokens: int) -> str:
-        m = re.search(r"^\[1\] (.+?[.!?])", prompt, re.M)
-        return f"{m.group(1)} [1]" if m else "I don't know."
+        """The sentence of passage [1] sharing most words with the question, cited."""
+        passage = re.search(r"^\[1\] (.+?)(?:\n\n|\nQuestion:)", prompt, re.M | re.S)
+        question = re.search(r"^Question: (.*)$", prompt, re.M)
+        if not passage or not question:
+            return "I don't know."
+        words = set(re.findall(r"\w+", question.group(1).lower()))
+        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", passage.group(1))
+        best = max(sentences, key=lambda s: len(words & set(re.findall(r"\w+", s.lower()))))
+        return f"{best} [1]"
 
     def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
         yield from re.findall(r"\S+\s*", self.generate(prompt, max_new_tokens))

@@ -21,7 +21,7 @@ def test_ask_cites_document_path_and_span(corpus_dir: Path, tmp_path: Path) -> N
     top = answer.citations[0]
     assert top.doc_id == "space/moon.txt" and top.path.endswith("moon.txt")
     assert Path(top.path).read_text()[top.start:top.end] == top.quote
-    assert "1969" in answer.text and answer.prompt.count("[1]") == 1
+    assert "1969" in answer.text and answer.prompt.count("\n[1] ") == 1
     assert answer.timings.retrieve_s > 0
 
 
