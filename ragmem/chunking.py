@@ -1,0 +1,250 @@
+"""Document -> sentences and windows. Pure functions with exact character offsets.
+
+    >>> [s.text for s in split_sentences("d", "Dr. Watson arrived. 他来了。Then he left.")]
+    ['Dr. Watson arrived.', '他来了。', 'Then he left.']
+
+For every sentence and window: ``text[x.start:x.end] == x.text``.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable
+
+from ragmem.types import Document, Sentence, Window
+
+_CLOSERS = "\"'”’)]}」』）》】〉»"
+_OPENERS = "\"'“‘([{「『（《【〈«¿¡"
+_CJK_TERMINATORS = frozenset("。！？")
+_TERMINATOR = re.compile(rf"[.!?…。！？]+[{re.escape(_CLOSERS)}]*")
+_SPACE_THEN = re.compile(r"\s+(\S)")
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,3}(?P<dot>[.)]))[ \t]+\S")
+# Always followed by more of the same sentence. "etc." is left out on purpose: it
+# usually ends a sentence when the next word is capitalised.
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st sr jr vs fig figs eq cf approx dept gen gov sen rep rev capt col"
+    " lt sgt mt vol ca jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+_DOTTED = re.compile(r"(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}")  # e.g, i.e, U.S, Ph.D, a.m
+_INITIAL = re.compile(r"[A-Z]\.")
+# Where an over-long sentence may be cut: after whitespace or clause punctuation.
+_SOFT_BREAK = re.compile(r"[\s,;:，、；：]+")
+
+
+def split_sentences(doc_id: str, text: str) -> list[Sentence]:
+    """Split English and Chinese text into stripped, ordered, non-overlapping sentences.
+
+    >>> [s.text for s in split_sentences("d", 'He said "Stop." Then it was 3.14 a.m.')]
+    ['He said "Stop."', 'Then it was 3.14 a.m.']
+    """
+    bounds = sorted(_boundaries(text) | {0, len(text)})
+    sentences: list[Sentence] = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        start, end = _strip(text, a, b)
+        if start < end:
+            sentences.append(Sentence(doc_id, len(sentences), start, end, text[start:end]))
+    return sentences
+
+
+def _boundaries(text: str) -> set[int]:
+    cuts = {m.start() + 1 for m in _PARAGRAPH_BREAK.finditer(text)}
+    headings: list[tuple[int, int]] = []  # no cuts inside a heading line: "## 1. Intro"
+    list_dots: set[int] = set()  # the "." of "1. item" is a marker, not a full stop
+    pos = 0
+    for line in text.split("\n"):
+        end = pos + len(line)
+        if _HEADING.match(line):
+            cuts.update((pos, end))
+            headings.append((pos, end))
+        elif item := _LIST_ITEM.match(line):
+            cuts.add(pos)
+            if item.group("dot"):
+                list_dots.add(pos + item.start("dot"))
+        pos = end + 1
+    heading_starts = [a for a, _ in headings]
+
+    for m in _TERMINATOR.finditer(text):
+        i = bisect_right(heading_starts, m.start()) - 1
+        if m.start() in list_dots or (i >= 0 and m.start() < headings[i][1]):
+            continue
+        run = m.group().rstrip(_CLOSERS)
+        if any(c in _CJK_TERMINATORS for c in run):
+            cuts.add(m.end())  # Chinese needs no space or capital after a full stop
+            continue
+        after = _SPACE_THEN.match(text, m.end())
+        if after is None or not _starts_sentence(after.group(1)):
+            continue
+        if run == "." and _is_abbreviation(text, m.start(), after.start(1)):
+            continue
+        cuts.add(m.end())
+    return cuts
+
+
+def _starts_sentence(c: str) -> bool:
+    # Uppercase, digits, opening quotes, and scripts without case (Chinese).
+    return c in _OPENERS or c.isdigit() or (c.isalpha() and not c.islower())
+
+
+def _is_abbreviation(text: str, dot: int, next_word: int) -> bool:
+    start = dot
+    while start > 0 and dot - start < 40 and not text[start - 1].isspace():
+        start -= 1
+    token = text[start:dot].lstrip(_OPENERS)
+    low = token.lower()
+    if low in _ABBREVIATIONS or low in {"e.g", "i.e"}:
+        return True
+    if low == "no":  # "No. 5" vs "No. That is wrong."
+        return text[next_word].isdigit()
+    if _DOTTED.fullmatch(token):
+        return True
+    if len(token) == 1 and token.isupper():  # "J. R. R. Tolkien", but "So did I. Then"
+        return token != "I" or _INITIAL.match(text, next_word) is not None
+    return False
+
+
+def _strip(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def chunk_document(
+    doc: Document,
+    count_tokens: Callable[[str], int],
+    window_tokens: int = 256,
+    overlap_sentences: int = 1,
+) -> tuple[list[Sentence], list[Window]]:
+    """Sentences of ``doc`` (over-long ones cut to fit) and windows packed from them.
+
+    Each window is a run of whole sentences with ``count_tokens(window.text) <=
+    window_tokens``; consecutive windows share ``overlap_sentences`` sentences when the
+    budget allows. With a whitespace counter and ``window_tokens=4``,
+    ``"A b. C d. E f."`` gives windows ``"A b. C d."`` and ``"C d. E f."``.
+    """
+    overhead = count_tokens("")  # special tokens the tokenizer adds to any text
+    if window_tokens <= overhead:
+        raise ValueError(
+            f"window_tokens={window_tokens} leaves no room for text: the tokenizer adds "
+            f"{overhead} special tokens; use window_tokens > {overhead}"
+        )
+    if overlap_sentences < 0:
+        raise ValueError(f"overlap_sentences={overlap_sentences} must be 0 or more")
+
+    sentences: list[Sentence] = []
+    counts: list[int] = []
+    for s in split_sentences(doc.doc_id, doc.text):
+        n = count_tokens(s.text)
+        pieces = [(s.start, s.end, n)] if n <= window_tokens else _cut_to_fit(
+            doc.text, s.start, s.end, count_tokens, window_tokens
+        )
+        for a, b, n in pieces:
+            sentences.append(Sentence(doc.doc_id, len(sentences), a, b, doc.text[a:b]))
+            counts.append(n)
+    windows = _pack(doc, sentences, counts, count_tokens, overhead, window_tokens,
+                    overlap_sentences)
+    return sentences, windows
+
+
+def _pack(
+    doc: Document,
+    sentences: list[Sentence],
+    counts: list[int],
+    count_tokens: Callable[[str], int],
+    overhead: int,
+    budget: int,
+    overlap: int,
+) -> list[Window]:
+    # Counting is the slow part: estimate a run as the sum of its sentences' counts
+    # (special tokens once), then check each finished window with a single call.
+    cost = [n - overhead for n in counts]
+    windows: list[Window] = []
+    fresh = 0  # first sentence no window covers yet
+    while fresh < len(sentences):
+        first = max(fresh - overlap, windows[-1].first + 1 if windows else 0)
+        est = overhead + sum(cost[first : fresh + 1])
+        while first < fresh and est > budget:  # overlap gives way to new text
+            est -= cost[first]
+            first += 1
+        last = fresh
+        while last + 1 < len(sentences) and est + cost[last + 1] <= budget:
+            last += 1
+            est += cost[last]
+        while True:
+            text = doc.text[sentences[first].start : sentences[last].end]
+            n_tokens = counts[first] if first == last else count_tokens(text)
+            if n_tokens <= budget or first == last:
+                break
+            if last > fresh:
+                last -= 1
+            else:
+                first += 1
+        windows.append(Window(
+            doc.doc_id, len(windows), first, last,
+            sentences[first].start, sentences[last].end, text, n_tokens,
+        ))
+        fresh = last + 1
+    return windows
+
+
+def _cut_to_fit(
+    text: str, start: int, end: int, count_tokens: Callable[[str], int], budget: int
+) -> list[tuple[int, int, int]]:
+    """Cut ``text[start:end]`` into stripped ``(start, end, n_tokens)`` pieces that fit.
+
+    Each piece is the longest that fits, ended at the last whitespace or clause mark
+    inside it; a run with none (a long URL, unpunctuated Chinese) is cut between
+    characters.
+    """
+    soft = [m.end() for m in _SOFT_BREAK.finditer(text, start, end)]
+    pieces: list[tuple[int, int, int]] = []
+    a = start
+    while (a := _strip(text, a, end)[0]) < end:
+        b, n = _longest_fit(text, a, end, soft, count_tokens, budget)
+        pieces.append((a, b, n))
+        a = b
+    return pieces
+
+
+def _longest_fit(
+    text: str, a: int, end: int, soft: list[int], count_tokens: Callable[[str], int],
+    budget: int,
+) -> tuple[int, int]:
+    def count(b: int) -> int:
+        return count_tokens(text[a : _strip(text, a, b)[1]])
+
+    def soft_before(p: int) -> int:  # the last soft break in (a, p], else a
+        i = bisect_right(soft, p) - 1
+        return soft[i] if i >= 0 and soft[i] > a else a
+
+    # Gallop then bisect on the end position (text[a:lo] fits, text[a:hi] does not),
+    # so the calls cost a few times the piece, never the whole rest of the sentence.
+    lo, n_lo, hi = a, 0, end + 1
+    p = min(a + 4 * budget, end)
+    while True:
+        n = count(p)
+        if n > budget:
+            hi = p
+            break
+        lo, n_lo = p, n
+        if p == end:
+            return _strip(text, a, end)[1], n
+        p = min(a + 2 * (p - a), end)
+    # Past the last soft break before lo, extra precision cannot move the cut.
+    while hi - lo > 1 and not (soft_before(lo) > a and soft_before(hi - 1) == soft_before(lo)):
+        mid = (lo + hi) // 2
+        n = count(mid)
+        if n <= budget:
+            lo, n_lo = mid, n
+        else:
+            hi = mid
+    cut = soft_before(lo)
+    if cut > a and cut != lo and (n := count(cut)) <= budget:
+        return _strip(text, a, cut)[1], n
+    if lo == a:  # one character over budget: keep it rather than loop forever
+        return a + 1, count(a + 1)
+    return _strip(text, a, lo)[1], n_lo
