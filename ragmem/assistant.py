@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from ragmem.memory import LongTermMemory
 from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
 from ragmem.working_memory import Buffer, WorkingMemory
+
+EMBED_BATCH = 256  # windows embedded per call while indexing
 
 
 @dataclass(frozen=True)
@@ -126,17 +128,37 @@ class Assistant:
               progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Add new and changed documents (by content hash); with ``sync``, also remove
         documents whose files are gone. Bad files are reported in ``failed`` and skipped."""
-        start = time.perf_counter()
         files = discover(paths)
+
+        def sources() -> Iterator[tuple[str, list[Document] | DocumentError]]:
+            for root, file in files:
+                try:
+                    yield str(file), load_file(file, root)
+                except DocumentError as exc:
+                    yield str(file), exc
+
+        return self._ingest(sources(), len(files), sync=sync, progress=progress)
+
+    def add_documents(self, documents: Iterable[Document], *, total: int = 0,
+                      progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+        """Index documents already in memory (a dataset, another store) like files."""
+        return self._ingest(((d.doc_id, [d]) for d in documents), total, sync=False,
+                            progress=progress)
+
+    def _ingest(self, sources: Iterable[tuple[str, list[Document] | DocumentError]],
+                total: int, *, sync: bool,
+                progress: Callable[[IndexProgress], None] | None) -> IndexStats:
+        start = time.perf_counter()
         known = self.memory.content_hashes()
         failed: list[tuple[str, str]] = []
         seen: set[str] = set()
-        added = updated = unchanged = n_sent = n_win = 0
+        n_sources = added = updated = unchanged = n_sent = n_win = 0
         pending: list[tuple[Document, list[Sentence], list[Window]]] = []
         chunking = self.config.chunking
 
         with self.memory.writer() as writer:
             def flush() -> None:
+                # Windows of many documents go to the embedder together: bigger batches.
                 texts = [w.text for _, _, ws in pending for w in ws]
                 vectors = self.embedder.embed(texts)
                 offset = 0
@@ -145,11 +167,10 @@ class Assistant:
                     offset += len(windows)
                 pending.clear()
 
-            for i, (root, file) in enumerate(files):
-                try:
-                    docs = load_file(file, root)
-                except DocumentError as exc:
-                    failed.append((str(file), str(exc)))
+            for name, docs in sources:
+                n_sources += 1
+                if isinstance(docs, DocumentError):
+                    failed.append((name, str(docs)))
                     docs = []
                 for doc in docs:
                     seen.add(doc.doc_id)
@@ -166,11 +187,11 @@ class Assistant:
                     pending.append((doc, sentences, windows))
                     n_sent += len(sentences)
                     n_win += len(windows)
-                    if sum(len(w) for _, _, w in pending) >= 256:
+                    if sum(len(w) for _, _, w in pending) >= EMBED_BATCH:
                         flush()
                 if progress:
-                    progress(IndexProgress(i + 1, len(files), n_sent, n_win,
-                                           time.perf_counter() - start, str(file)))
+                    progress(IndexProgress(n_sources, max(total, n_sources), n_sent, n_win,
+                                           time.perf_counter() - start, name))
             if pending:
                 flush()
             removed = 0
@@ -178,7 +199,7 @@ class Assistant:
                 for doc_id in sorted(set(known) - seen):
                     writer.remove(doc_id)
                     removed += 1
-        return IndexStats(len(files), added, updated, unchanged, removed, n_sent, n_win,
+        return IndexStats(n_sources, added, updated, unchanged, removed, n_sent, n_win,
                           time.perf_counter() - start, tuple(failed))
 
     def remove(self, doc_ids: Sequence[str]) -> int:
@@ -237,5 +258,6 @@ class Assistant:
     def _answer(buffer: Buffer, text: str, timings: Timings) -> Answer:
         return Answer(question=buffer.question, text=text,
                       citations=buffer.citations_in(text), passages=buffer.passages,
-                      prompt=buffer.prompt, dropped=buffer.dropped, timings=timings)
+                      prompt=buffer.prompt, dropped=buffer.dropped, timings=timings,
+                      tokens_used=buffer.tokens_used, token_budget=buffer.token_budget)
 

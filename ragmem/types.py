@@ -115,6 +115,9 @@ class Answer:
     prompt: str
     dropped: tuple[str, ...] = ()  # what the working memory left out, and why
     timings: Timings = Timings()
+    tokens_used: int = 0  # prompt tokens, in the generator's tokenizer
+    token_budget: int = 0  # what the prompt was allowed
+
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,5 +130,7 @@ class Answer:
                 for i, p in enumerate(self.passages, start=1)
             ],
             "dropped": list(self.dropped),
+            "tokens_used": self.tokens_used,
+            "token_budget": self.token_budget,
             "timings": vars(self.timings),
         }
