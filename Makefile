@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/ragmem index ragmem/demo --index demo
+	$(BIN)/ragmem index ragmem/demo/corpus --index demo
 	$(BIN)/ragmem ask demo "$(DEMO_QUESTION)"
 
 test: install

@@ -75,7 +75,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
 
     \b
     Examples:
-      ragmem index ragmem/demo --index demo
+      ragmem index ragmem/demo/corpus --index demo
       ragmem index notes/ report.pdf --index work --sync
     """
     from ragmem.assistant import Assistant

@@ -15,7 +15,7 @@ DEMO = Path(__file__).resolve().parents[1] / "ragmem" / "demo"
 @pytest.fixture(scope="module")
 def demo_assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     assistant = Assistant.create(tmp_path_factory.mktemp("e2e") / "demo")
-    stats = assistant.index([DEMO])
+    stats = assistant.index([DEMO / "corpus"])
     assert stats.failed == () and stats.windows > 100
     return assistant
 
