@@ -44,6 +44,11 @@ class IndexConfig:
 class RetrievalConfig:
     top_k: int = 5  # windows fetched from long-term memory
     neighbour_sentences: int = 1  # small-to-big: sentences added on each side of a hit
+    mode: str = "hybrid"  # "dense" (FAISS), "lexical" (BM25, SQLite FTS5) or "hybrid"
+    candidates: int = 50  # hybrid: windows taken from each side before fusion
+    rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
 
 
 @dataclass(frozen=True)

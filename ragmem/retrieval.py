@@ -8,11 +8,11 @@ document merged into one passage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ragmem.config import RetrievalConfig
 from ragmem.embedding import Embedder
-from ragmem.errors import QuestionError
+from ragmem.errors import QuestionError, RagmemError
 from ragmem.memory import LongTermMemory
 from ragmem.types import Filter, Hit, Passage
 
@@ -49,6 +49,21 @@ def merge_spans(spans: Sequence[_Span]) -> list[_Span]:
     return merged
 
 
+def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 60) -> list[Hit]:
+    """Weighted reciprocal-rank fusion: score = sum of weight / (k + rank), rank from 1.
+
+    Ties keep the order of first appearance (dense before lexical), so results are stable.
+    """
+    scores: dict[int, float] = {}
+    first: dict[int, Hit] = {}
+    for hits, weight in zip(rankings, weights, strict=True):
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.window_id] = scores.get(hit.window_id, 0.0) + weight / (k + rank)
+            first.setdefault(hit.window_id, hit)
+    order = sorted(scores, key=lambda wid: -scores[wid])
+    return [replace(first[wid], score=scores[wid]) for wid in order]
+
+
 class Retriever:
     def __init__(self, memory: LongTermMemory, embedder: Embedder,
                  config: RetrievalConfig | None = None) -> None:
@@ -60,8 +75,20 @@ class Retriever:
                  where: Filter | None = None) -> list[Hit]:
         """The top-k windows for ``question``, best first."""
         question = check_question(question)
-        query = self.embedder.embed([question])
-        return self.memory.search(query, top_k or self.config.top_k, where=where)[0]
+        k = top_k or self.config.top_k
+        mode = self.config.mode
+        if mode == "lexical":
+            return self.memory.lexical_search(question, k, where)
+        dense = self.memory.search(self.embedder.embed([question]),
+                                   k if mode == "dense" else max(k, self.config.candidates),
+                                   where=where)[0]
+        if mode == "dense":
+            return dense
+        if mode != "hybrid":
+            raise RagmemError(f"unknown retrieval mode {mode!r}; use dense, lexical or hybrid")
+        lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where)
+        return fuse([dense, lexical], [self.config.dense_weight, self.config.lexical_weight],
+                    self.config.rrf_k)[:k]
 
     def expand(self, hits: Sequence[Hit]) -> list[Passage]:
         """Small-to-big: each hit's sentences plus neighbours, merged per document."""

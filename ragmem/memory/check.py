@@ -62,6 +62,14 @@ def check(directory: Path) -> CheckReport:
                             f"{orphans} windows without a document")
             repairable = False
         checked.append("window spans")
+        fts_only, win_only = store.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
+            "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
+            "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
+        if fts_only or win_only:
+            problems.append(f"lexical index disagrees with windows: {fts_only} extra, "
+                            f"{win_only} missing")
+        checked.append("lexical ids == window ids")
         snapshot = store.get_meta("snapshot")
         if snapshot is not None:
             path = directory / snapshot

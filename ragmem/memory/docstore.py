@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragmem.memory.lexical import FTS_SCHEMA, fts_query, lexical_form
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
 SCHEMA = """
@@ -61,11 +62,12 @@ class Docstore:
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
                                     check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 30000")
+        self._text_cache: dict[str, str] = {}
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
-            self.conn.executescript(SCHEMA)
-        self._text_cache: dict[str, str] = {}
+            self.conn.executescript(SCHEMA + FTS_SCHEMA)
+            self._backfill_fts()
 
     def close(self) -> None:
         self.conn.close()
@@ -116,6 +118,9 @@ class Docstore:
             ids.append(cur.lastrowid)
         self.conn.executemany("INSERT INTO changes (window_id, op) VALUES (?, 'add')",
                               [(i,) for i in ids])
+        self.conn.executemany("INSERT INTO windows_fts (rowid, body) VALUES (?, ?)",
+                              [(i, lexical_form(w.text)) for i, w in zip(ids, windows,
+                                                                          strict=True)])
         return ids
 
     def delete_document(self, doc_id: str) -> list[int]:
@@ -123,13 +128,41 @@ class Docstore:
         ids = [r[0] for r in self.conn.execute(
             "SELECT window_id FROM windows WHERE doc_id = ?", (doc_id,))]
         self.conn.execute("DELETE FROM windows WHERE doc_id = ?", (doc_id,))
+        self.conn.executemany("DELETE FROM windows_fts WHERE rowid = ?", [(i,) for i in ids])
         self.conn.execute("DELETE FROM sentences WHERE doc_id = ?", (doc_id,))
         self.conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         self.conn.executemany("INSERT INTO changes (window_id, op) VALUES (?, 'del')",
                               [(i,) for i in ids])
         return ids
 
+    def _backfill_fts(self) -> None:
+        """Indexes made before the lexical index existed get it on first open for writing."""
+        if self.get_meta("fts") == "1":
+            return
+        with self.transaction():
+            self.conn.execute("DELETE FROM windows_fts")
+            for wid, doc_id, start, end in self.conn.execute(
+                    'SELECT window_id, doc_id, start, "end" FROM windows').fetchall():
+                self.conn.execute("INSERT INTO windows_fts (rowid, body) VALUES (?, ?)",
+                                  (wid, lexical_form(self.document_text(doc_id)[start:end])))
+            self.set_meta("fts", "1")
+
     # -- reads --------------------------------------------------------------
+    def lexical_search(self, question: str, top_k: int,
+                       allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """BM25 (FTS5) over windows: (window_id, score), best first; higher is better."""
+        query = fts_query(question)
+        if query is None:
+            return []
+        sql = "SELECT rowid, -bm25(windows_fts) FROM windows_fts WHERE windows_fts MATCH ?"
+        args: list[object] = [query]
+        if allowed is not None:
+            sql += " AND rowid IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(allowed.tolist()))
+        sql += " ORDER BY bm25(windows_fts) LIMIT ?"
+        args.append(top_k)
+        return [(int(r[0]), float(r[1])) for r in self.conn.execute(sql, args)]
+
     def last_change(self) -> int:
         row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
         return int(row[0])

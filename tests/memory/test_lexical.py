@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ragmem.memory import LongTermMemory
+from ragmem.memory.check import check
+from ragmem.memory.lexical import fts_query, lexical_form
+from ragmem.retrieval import fuse
+from ragmem.types import Document, Filter, Hit, Sentence, Window
+
+
+def add_text(memory: LongTermMemory, doc_id: str, sentences: list[str],
+             meta: dict[str, str] | None = None) -> None:
+    text = " ".join(sentences)
+    sents, pos = [], 0
+    for i, s in enumerate(sentences):
+        sents.append(Sentence(doc_id, i, pos, pos + len(s), s))
+        pos += len(s) + 1
+    windows = [Window(doc_id, i, i, i, s.start, s.end, s.text, 3) for i, s in enumerate(sents)]
+    vecs = np.ones((len(windows), 4), dtype=np.float32) / 2
+    doc = Document(doc_id, f"/{doc_id}", text, content_hash=str(hash(text)), metadata=meta or {})
+    with memory.writer() as w:
+        w.add(doc, sents, windows, vecs)
+
+
+def test_bm25_finds_stemmed_keywords_and_chinese(tmp_path: Path) -> None:
+    m = LongTermMemory.create(tmp_path / "i", embedder="t", dim=4, chunking={})
+    add_text(m, "en", ["The volcanoes of Mars are tall.", "Cats sleep all day long."])
+    add_text(m, "zh", ["北京大学位于北京市海淀区。", "上海是一个港口城市。"])
+    assert [h.text for h in m.lexical_search("which volcano is tallest", 1)] == [
+        "The volcanoes of Mars are tall."]
+    assert m.lexical_search("北京大学在哪里", 1)[0].text == "北京大学位于北京市海淀区。"
+    assert m.lexical_search("港口", 5)[0].doc_id == "zh"
+    # A question of stopwords alone still searches (with them) rather than failing.
+    assert m.lexical_search("the of", 5)[0].text == "The volcanoes of Mars are tall."
+    assert m.lexical_search("cats", 5, where=Filter(doc_ids=("zh",))) == []
+
+
+def test_lexical_index_follows_updates_and_deletes(tmp_path: Path) -> None:
+    m = LongTermMemory.create(tmp_path / "i", embedder="t", dim=4, chunking={})
+    add_text(m, "a", ["Quantum entanglement is spooky."])
+    add_text(m, "a", ["Classical mechanics is not."])  # same id: replaces the document
+    assert m.lexical_search("entanglement", 5) == []
+    assert m.lexical_search("mechanics", 5)[0].doc_id == "a"
+    with m.writer() as w:
+        w.remove("a")
+    assert m.lexical_search("mechanics", 5) == []
+    assert check(tmp_path / "i").ok
+
+
+def test_query_building_quotes_terms() -> None:
+    # FTS5 operators and quotes in a question are plain words here, never syntax.
+    assert fts_query('AND OR NOT "x" NEAR(y)') == '"not" OR "x" OR "near" OR "y"'
+    assert fts_query("???") is None
+    assert lexical_form("中") == " 中 "
+
+
+def hit(wid: int) -> Hit:
+    return Hit(wid, "d", 0.0, 0, 0, 0, 1, "x")
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    fused = fuse([[hit(1), hit(2), hit(3)], [hit(3), hit(4)]], [1.0, 1.0], k=60)
+    # 3: 1/63 + 1/61 beats 1: 1/61; 2: 1/62 beats 4: 1/62 by first appearance.
+    assert [h.window_id for h in fused] == [3, 1, 2, 4]
+    assert abs(fused[0].score - (1 / 63 + 1 / 61)) < 1e-12
+    weighted = fuse([[hit(1)], [hit(2)]], [1.0, 2.0])
+    assert [h.window_id for h in weighted] == [2, 1]
