@@ -150,6 +150,10 @@ class LongTermMemory:
         if self.docstore.last_change() > self._seq:
             added, deleted, last = self.docstore.changes_since(self._seq)
             assert self._vectors is not None
+            if added and not self._vectors.is_trained:  # a new index with an IVF factory
+                self._vectors = self._build(self.manifest.index_factory)
+                self._seq = self.docstore.last_change()
+                return
             try:
                 self._vectors.remove(deleted)
             except RuntimeError:  # HNSW cannot delete: rebuild it from the docstore
@@ -293,6 +297,15 @@ class LongTermMemory:
             keep = row_ids >= 0
             out.append(self.docstore.hits(row_ids[keep].tolist(), row_scores[keep].tolist()))
         return out
+
+    def lexical_search(self, question: str, top_k: int,
+                       where: Filter | None = None) -> list[Hit]:
+        """BM25 over window text (SQLite FTS5), best first."""
+        allowed = self.docstore.window_ids_matching(where) if where is not None else None
+        if allowed is not None and len(allowed) == 0:
+            return []
+        pairs = self.docstore.lexical_search(question, top_k, allowed)
+        return self.docstore.hits([p[0] for p in pairs], [p[1] for p in pairs])
 
     def content_hashes(self) -> dict[str, str]:
         return self.docstore.content_hashes()
