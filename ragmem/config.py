@@ -57,6 +57,10 @@ class WorkingMemoryConfig:
     # (max_new_tokens) are reserved first; evidence gets the rest.
     token_budget: int | None = 2048
     max_new_tokens: int = 128
+    # Order of the kept passages in the prompt: "score" (best first), "edges" (best at
+    # the start and the end, weakest in the middle, against "lost in the middle"), or
+    # "document" (by document, then position: reads like the source).
+    order: str = "score"
 
 
 @dataclass(frozen=True)

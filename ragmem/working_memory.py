@@ -83,6 +83,21 @@ def render_user(question: str, passages: Sequence[Passage]) -> str:
     return f"Passages:\n{render_evidence(passages)}\n\nQuestion: {question}"
 
 
+def order_passages(passages: Sequence[Passage], order: str) -> list[Passage]:
+    """Arrange passages (given best first) for the prompt.
+
+    >>> [p for p in order_passages([1, 2, 3, 4, 5], "edges")]  # doctest: +SKIP
+    [1, 3, 5, 4, 2]
+    """
+    if order == "score":
+        return list(passages)
+    if order == "edges":
+        return [*passages[0::2], *reversed(passages[1::2])]
+    if order == "document":
+        return sorted(passages, key=lambda p: (p.doc_id, p.start))
+    raise RagmemError(f"unknown passage order {order!r}; use score, edges or document")
+
+
 class WorkingMemory:
     def __init__(self, model: PromptModel, config: WorkingMemoryConfig | None = None,
                  instruction: str | None = None) -> None:
@@ -129,9 +144,16 @@ class WorkingMemory:
                                "to fit the budget")
             kept.append(fitted)
             used = self._count(question, kept)
+        kept = order_passages(kept, self.config.order)
         prompt = self._prompt(question, kept)
-        return Buffer(question, prompt, tuple(kept), tuple(dropped),
-                      self.model.count_tokens(prompt), budget)
+        tokens = self.model.count_tokens(prompt)
+        while tokens > budget and kept:  # reordering can shift token boundaries slightly
+            dropped.append(f"{kept[-1].doc_id}:{kept[-1].start}-{kept[-1].end}: dropped after "
+                           "reordering pushed the prompt over budget")
+            kept = kept[:-1]
+            prompt = self._prompt(question, kept)
+            tokens = self.model.count_tokens(prompt)
+        return Buffer(question, prompt, tuple(kept), tuple(dropped), tokens, budget)
 
     def _fit(self, question: str, kept: list[Passage], p: Passage,
              budget: int) -> Passage | None:

@@ -67,3 +67,12 @@ def test_citations_follow_markers_or_fall_back_to_best_sentence() -> None:
         (1, "a", "Dogs bark loud."), (2, "b", "Fish swim.")]
     (inferred,) = buf.citations_in("They swim, the fish.")
     assert (inferred.doc_id, inferred.start, inferred.end) == ("b", 0, 12)
+
+
+def test_edges_order_puts_best_first_and_second_last() -> None:
+    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=500, max_new_tokens=10,
+                                                            order="edges"))
+    passages = [passage(f"p{i}", [2], 1 - i / 10) for i in range(5)]
+    buf = wm.fill("q?", passages)
+    assert [p.doc_id for p in buf.passages] == ["p0", "p2", "p4", "p3", "p1"]
+    assert buf.prompt.index("[1] w0x0") < buf.prompt.index("[5] w0x0")
