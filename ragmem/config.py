@@ -49,6 +49,9 @@ class RetrievalConfig:
     rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    sentence_level: bool = False  # centre each passage on the hit's best sentence
+    dedupe_threshold: float = 0.8  # word-set Jaccard at which a passage is a duplicate
+    per_document: int | None = None  # most passages taken from one document
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ document merged into one passage.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ragmem.config import RetrievalConfig
 from ragmem.embedding import Embedder
@@ -70,6 +73,7 @@ class Retriever:
         self.memory = memory
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self._last_query: tuple[str, np.ndarray] | None = None
 
     def retrieve(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Hit]:
@@ -79,7 +83,7 @@ class Retriever:
         mode = self.config.mode
         if mode == "lexical":
             return self.memory.lexical_search(question, k, where)
-        dense = self.memory.search(self.embedder.embed([question]),
+        dense = self.memory.search(self._query_vector(question),
                                    k if mode == "dense" else max(k, self.config.candidates),
                                    where=where)[0]
         if mode == "dense":
@@ -90,24 +94,79 @@ class Retriever:
         return fuse([dense, lexical], [self.config.dense_weight, self.config.lexical_weight],
                     self.config.rrf_k)[:k]
 
-    def expand(self, hits: Sequence[Hit]) -> list[Passage]:
-        """Small-to-big: each hit's sentences plus neighbours, merged per document."""
+    def _query_vector(self, question: str) -> np.ndarray:
+        # retrieve() and the sentence-level step both need it: embed each question once.
+        if self._last_query is None or self._last_query[0] != question:
+            self._last_query = (question, self.embedder.embed([question]))
+        return self._last_query[1]
+
+    def expand(self, hits: Sequence[Hit], question: str | None = None) -> list[Passage]:
+        """Small-to-big: each hit widened to neighbouring sentences, merged per document.
+
+        With ``sentence_level`` (and a question), a hit is first narrowed to its sentence
+        most similar to the question, then widened: the evidence is centred on the best
+        sentence rather than on the whole window.
+        """
         n = self.config.neighbour_sentences
-        spans = merge_spans([_Span(h.doc_id, max(0, h.first - n), h.last + n, h.score)
-                             for h in hits])
         store = self.memory.docstore
-        passages = []
+        centres = [(h.first, h.last) for h in hits]
+        if self.config.sentence_level and question is not None and hits:
+            centres = self._best_sentences(hits, question)
+        spans = merge_spans([_Span(h.doc_id, max(0, a - n), b + n, h.score)
+                             for h, (a, b) in zip(hits, centres, strict=True)])
+        passages: list[Passage] = []
+        per_doc: dict[str, int] = {}
         for s in spans:
+            if self.config.per_document and per_doc.get(s.doc_id, 0) >= self.config.per_document:
+                continue
             sentences = tuple(store.sentences(s.doc_id, s.first, s.last))
             if not sentences:
                 continue
-            passages.append(Passage(s.doc_id, store.document_path(s.doc_id), sentences[0].start,
-                                    sentences[-1].end, s.score, sentences))
+            passage = Passage(s.doc_id, store.document_path(s.doc_id), sentences[0].start,
+                              sentences[-1].end, s.score, sentences)
+            if any(near_duplicate(passage, p, self.config.dedupe_threshold) for p in passages):
+                continue
+            per_doc[s.doc_id] = per_doc.get(s.doc_id, 0) + 1
+            passages.append(passage)
         return passages
+
+    def _best_sentences(self, hits: Sequence[Hit], question: str) -> list[tuple[int, int]]:
+        store = self.memory.docstore
+        groups = [store.sentences(h.doc_id, h.first, h.last) for h in hits]
+        texts = [s.text for g in groups for s in g]
+        scores = self.embedder.embed(texts) @ self._query_vector(question)[0]
+        out, i = [], 0
+        for h, g in zip(hits, groups, strict=True):
+            if not g:
+                out.append((h.first, h.last))
+                continue
+            best = g[int(np.argmax(scores[i:i + len(g)]))].index
+            out.append((best, best))
+            i += len(g)
+        return out
 
     def passages(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Passage]:
-        return self.expand(self.retrieve(question, top_k, where))
+        question = check_question(question)
+        return self.expand(self.retrieve(question, top_k, where), question)
+
+
+def near_duplicate(a: Passage, b: Passage, threshold: float) -> bool:
+    """Jaccard similarity of the two passages' word sets at or above ``threshold``.
+
+    The same text often sits in several files (copies, versions, quoted sections);
+    one copy in the prompt is enough.
+    """
+    if threshold >= 1.0:
+        return False
+    wa, wb = _words(a.text), _words(b.text)
+    if not wa or not wb:
+        return False
+    return len(wa & wb) / len(wa | wb) >= threshold
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
 
 
 def check_question(question: str) -> str:

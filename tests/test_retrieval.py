@@ -54,3 +54,32 @@ def test_empty_question_is_refused(assistant: Assistant) -> None:
 def test_filter_restricts_to_documents(assistant: Assistant) -> None:
     hits = assistant.retrieve("Moon Mars cats", top_k=5, where=Filter(path_glob="cat*"))
     assert hits and {h.doc_id for h in hits} == {"cats.txt"}
+
+
+def test_sentence_level_centres_the_passage_on_the_best_sentence(corpus_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    long = " ".join(f"Filler sentence number {i} about nothing." for i in range(30))
+    (corpus_dir / "long.txt").write_text(long + " The zebra crossed the river at dawn. " + long)
+    a = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder())
+    a.index([corpus_dir])
+    cfg = RetrievalConfig(top_k=1, neighbour_sentences=1, sentence_level=True, mode="dense")
+    (p,) = Retriever(a.memory, a.embedder, cfg).passages("zebra crossed river dawn")
+    assert len(p.sentences) == 3 and p.sentences[1].text == "The zebra crossed the river at dawn."
+    wide = RetrievalConfig(top_k=1, neighbour_sentences=1, mode="dense")
+    (q,) = Retriever(a.memory, a.embedder, wide).passages("zebra crossed river dawn")
+    assert len(q.sentences) > 3
+
+
+def test_duplicates_removed_and_per_document_cap(corpus_dir: Path, tmp_path: Path) -> None:
+    (corpus_dir / "copy.txt").write_text((corpus_dir / "cats.txt").read_text())
+    a = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder())
+    a.index([corpus_dir])
+    cfg = RetrievalConfig(top_k=4, mode="dense")
+    texts = [p.text for p in Retriever(a.memory, a.embedder, cfg).passages("clowder of cats")]
+    assert len(texts) == len(set(texts))
+    keep_all = RetrievalConfig(top_k=4, mode="dense", dedupe_threshold=1.0)
+    dup = [p.text for p in Retriever(a.memory, a.embedder, keep_all).passages("clowder of cats")]
+    assert len(dup) > len(set(dup))
+    capped = RetrievalConfig(top_k=8, mode="dense", per_document=1, neighbour_sentences=0)
+    docs = [p.doc_id for p in Retriever(a.memory, a.embedder, capped).passages("Moon Mars")]
+    assert len(docs) == len(set(docs))
