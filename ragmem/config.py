@@ -32,7 +32,8 @@ class ChunkingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    # None: exact search (flat) below `approximate_from` vectors, HNSW above it.
+    # None: exact search (flat) below `approximate_from` vectors, IVF + SQ8 above it
+    # (IVF can delete by id; HNSW cannot, and is rebuilt on delete if asked for).
     factory: str | None = None
     approximate_from: int = 200_000
     nprobe: int = 16
@@ -49,6 +50,13 @@ class RetrievalConfig:
     rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    # Optional second stage: a cross-encoder (any sentence-transformers CrossEncoder id or
+    # local dir) rescores the first `rerank_candidates` windows and keeps top_k.
+    reranker: str | None = None
+    rerank_candidates: int = 20
+    # How a chat follow-up ("and when did he die?") becomes a self-contained retrieval
+    # query: "heuristic" (earlier turn's key terms appended) or "generator" (rewritten).
+    rewrite: str = "heuristic"
     sentence_level: bool = False  # centre each passage on the hit's best sentence
     dedupe_threshold: float = 0.8  # word-set Jaccard at which a passage is a duplicate
     per_document: int | None = None  # most passages taken from one document
@@ -64,6 +72,9 @@ class WorkingMemoryConfig:
     # the start and the end, weakest in the middle, against "lost in the middle"), or
     # "document" (by document, then position: reads like the source).
     order: str = "score"
+    # In a chat, the most the earlier turns may take of the prompt budget; the evidence
+    # always keeps the rest.
+    history_share: float = 0.25
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ rebuilt from the docstore alone (the FAISS index and the manifest) without the s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,11 @@ def check(directory: Path) -> CheckReport:
         if integrity != "ok":
             problems.append(f"docstore fails SQLite's integrity check: {integrity}")
             repairable = False
-        counts = store.counts()
+        counts = store.counts(exact=True)
         if manifest.counts != counts:
             problems.append(f"manifest counts {manifest.counts} differ from docstore {counts}")
+        if store.counts() != counts:
+            problems.append(f"stored counts {store.counts()} differ from the rows {counts}")
         checked.append("counts")
         bad_vec = store.conn.execute(
             "SELECT COUNT(*) FROM windows WHERE length(vector) != ?", (manifest.dim * 4,)
@@ -105,6 +108,10 @@ def repair(directory: Path) -> CheckReport:
                             IndexConfig(factory=manifest.index_factory))
     try:
         with memory.locked():
+            with memory.docstore.transaction():
+                memory.docstore.conn.execute("DELETE FROM meta WHERE key = 'counts'")
+                exact = memory.docstore.counts(exact=True)
+                memory.docstore.set_meta("counts", json.dumps(exact))
             memory.rebuild_vectors(manifest.index_factory)
     finally:
         memory.close()

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 
+COUNTED = ("documents", "sentences", "windows")
+
+
 @dataclass(frozen=True)
 class StoredDocument:
     doc_id: str
@@ -63,6 +66,7 @@ class Docstore:
                                     check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 30000")
         self._text_cache: dict[str, str] = {}
+        self._delta = dict.fromkeys(COUNTED, 0)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
@@ -75,13 +79,20 @@ class Docstore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
+        self._delta = dict.fromkeys(COUNTED, 0)
         try:
+            base = self.counts()  # from meta: no scan, except once for an older index
             yield
+            if any(self._delta.values()) or self.get_meta("counts") is None:
+                # Counts kept in step inside the same transaction: O(change), never a scan.
+                self.set_meta("counts", json.dumps(
+                    {k: base[k] + self._delta[k] for k in COUNTED}))
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        finally:
+            self._text_cache.clear()
         self.conn.execute("COMMIT")
-        self._text_cache.clear()
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -106,6 +117,7 @@ class Docstore:
             "INSERT INTO sentences VALUES (?, ?, ?, ?)",
             [(doc.doc_id, s.index, s.start, s.end) for s in sentences],
         )
+        self._tally(1, len(sentences), len(windows))
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         ids: list[int] = []
         for w, v in zip(windows, vecs, strict=True):
@@ -127,6 +139,10 @@ class Docstore:
         """Delete a document and everything under it; return the removed window ids."""
         ids = [r[0] for r in self.conn.execute(
             "SELECT window_id FROM windows WHERE doc_id = ?", (doc_id,))]
+        if self.conn.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone():
+            n_sentences = self.conn.execute(
+                "SELECT COUNT(*) FROM sentences WHERE doc_id = ?", (doc_id,)).fetchone()[0]
+            self._tally(-1, -n_sentences, -len(ids))
         self.conn.execute("DELETE FROM windows WHERE doc_id = ?", (doc_id,))
         self.conn.executemany("DELETE FROM windows_fts WHERE rowid = ?", [(i,) for i in ids])
         self.conn.execute("DELETE FROM sentences WHERE doc_id = ?", (doc_id,))
@@ -278,7 +294,15 @@ class Docstore:
             "(SELECT COUNT(*) FROM windows w WHERE w.doc_id = d.doc_id) "
             "FROM documents d ORDER BY d.doc_id")]
 
-    def counts(self) -> dict[str, int]:
+    def _tally(self, documents: int, sentences: int, windows: int) -> None:
+        for key, n in zip(COUNTED, (documents, sentences, windows), strict=True):
+            self._delta[key] += n
+
+    def counts(self, exact: bool = False) -> dict[str, int]:
+        """Documents, sentences and windows: kept in meta by each write; ``exact`` scans."""
+        stored = None if exact else self.get_meta("counts")
+        if stored is not None:
+            return {k: int(v) for k, v in json.loads(stored).items()}
         q = self.conn.execute
         return {
             "documents": q("SELECT COUNT(*) FROM documents").fetchone()[0],
