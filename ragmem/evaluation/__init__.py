@@ -3,10 +3,13 @@
     >>> from ragmem.evaluation import load_beir, retrieval_metrics
     >>> data = load_beir("../shared/datasets/scifact", "test")     # doctest: +SKIP
     >>> retrieval_metrics(run, data.qrels)["ndcg@10"]              # doctest: +SKIP
+    >>> report = evaluate_retrieval(data, limit=50)                 # doctest: +SKIP
+    >>> write_report(report, "out/")                                # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from ragmem.evaluation.baselines import evaluate_bm25
 from ragmem.evaluation.datasets import (
     DatasetError,
     MCDataset,
@@ -20,6 +23,8 @@ from ragmem.evaluation.datasets import (
     load_squad,
     select,
 )
+from ragmem.evaluation.harness import abstains, evaluate_mc, evaluate_qa, evaluate_retrieval
+from ragmem.evaluation.indexes import IndexInfo, beir_documents, open_index
 from ragmem.evaluation.metrics import (
     answer_in_text,
     contains_gold,
@@ -39,16 +44,23 @@ from ragmem.evaluation.report import ReportError, compare, load_report, summary,
 
 __all__ = [
     "DatasetError",
+    "IndexInfo",
     "MCDataset",
     "MCExample",
     "QADataset",
     "QAExample",
     "ReportError",
     "RetrievalDataset",
+    "abstains",
     "answer_in_text",
+    "beir_documents",
     "compare",
     "contains_gold",
     "doc_run_from_windows",
+    "evaluate_bm25",
+    "evaluate_mc",
+    "evaluate_qa",
+    "evaluate_retrieval",
     "evidence_recall_at_k",
     "exact_match",
     "latency_metrics",
@@ -58,6 +70,7 @@ __all__ = [
     "load_report",
     "load_squad",
     "normalize_answer",
+    "open_index",
     "percentile",
     "ranking",
     "retrieval_metrics",

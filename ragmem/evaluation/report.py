@@ -64,6 +64,7 @@ def summary(report: Mapping[str, Any]) -> str:
     for key, value in dataset.items():
         if key != "name":
             lines.append(f"- {key}: `{json.dumps(value) if isinstance(value, dict) else value}`")
+    lines += _provenance(report)
     for section, values in report.get("metrics", {}).items():
         lines += ["", f"## {section}", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {name} | {_fmt(v)} |" for name, v in values.items()]
@@ -71,6 +72,28 @@ def summary(report: Mapping[str, Any]) -> str:
         config = json.dumps(report["config"], indent=2, sort_keys=True)
         lines += ["", "## config", "", "```json", config, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _provenance(report: Mapping[str, Any]) -> list[str]:
+    """System, command, version, models (with weight hashes), index, and notes, if given."""
+    lines = []
+    if report.get("system"):
+        lines.append(f"- system: {report['system']}")
+    run = report.get("run", {})
+    if run.get("command"):
+        lines.append(f"- command: `{run['command']}`")
+    if run.get("ragmem_version"):
+        lines.append(f"- ragmem {run['ragmem_version']} (git {run.get('git')}), python "
+                     f"{run.get('python', '?')}, {run.get('platform', '?')}")
+    for role, model in run.get("models", {}).items():
+        hashes = ", ".join(f"{f} {h[:12]}" for f, h in model.get("sha256", {}).items())
+        lines.append(f"- {role}: {model.get('name')}" + (f" ({hashes})" if hashes else ""))
+    if run.get("baseline"):
+        lines.append(f"- baseline: `{json.dumps(run['baseline'])}`")
+    if report.get("index"):
+        lines.append(f"- index: `{json.dumps(report['index'])}`")
+    lines += [f"- note: {note}" for note in report.get("notes", [])]
+    return lines
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:

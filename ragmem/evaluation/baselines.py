@@ -1,0 +1,81 @@
+"""A pure BM25 baseline on the same corpus texts the dense index holds (``bm25s``).
+
+bm25s tokenises with its own regex, drops English stopwords, and stems with the
+Snowball English stemmer when PyStemmer is installed (recorded in the report as
+``stemmer``); scoring is bm25s' default (Lucene BM25, k1=1.5, b=0.75).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ragmem.config import Config
+from ragmem.evaluation.datasets import RetrievalDataset, select
+from ragmem.evaluation.harness import DOC_DEPTH, _cost, _dataset_info, _latency, _tick
+from ragmem.evaluation.indexes import IndexInfo, Progress, beir_documents
+from ragmem.evaluation.metrics import DEFAULT_KS, ranking, retrieval_metrics
+from ragmem.evaluation.provenance import run_info
+from ragmem.evaluation.report import ReportError
+from ragmem.types import Timings
+
+
+def _stemmer() -> tuple[Any, str]:
+    try:
+        import Stemmer
+    except ImportError:
+        return None, "none (PyStemmer not installed)"
+    return Stemmer.Stemmer("english"), "snowball-english (PyStemmer)"
+
+
+def evaluate_bm25(
+    dataset: RetrievalDataset, *, limit: int | None = None, sample: int | None = None,
+    seed: int = 0, progress: Progress | None = None, command: str | None = None,
+) -> dict[str, Any]:
+    """The retrieval report of :func:`~ragmem.evaluation.harness.evaluate_retrieval`, for BM25
+    over whole documents (``title + "\\n\\n" + text``, exactly what ragmem indexes)."""
+    try:
+        import bm25s
+    except ImportError:
+        raise ReportError("the BM25 baseline needs bm25s: pip install 'ragmem[eval]'") from None
+    corpus_name = dataset.name.split("/")[0]
+    documents = beir_documents(corpus_name, dataset.corpus)
+    stem, stemmer = _stemmer()
+    start = time.perf_counter()
+    tokens = bm25s.tokenize([d.text for d in documents], stopwords="en", stemmer=stem,
+                            show_progress=False)
+    retriever = bm25s.BM25()
+    retriever.index(tokens, show_progress=False)
+    build_s = time.perf_counter() - start
+    qids = select(list(dataset.queries), limit, sample, seed)
+    k = min(DOC_DEPTH, len(documents))
+    run, timings = {}, []
+    for i, qid in enumerate(qids):
+        t0 = time.perf_counter()
+        query = bm25s.tokenize([dataset.queries[qid]], stopwords="en", stemmer=stem,
+                               show_progress=False)
+        found, scores = retriever.retrieve(query, k=k, show_progress=False)
+        timings.append(Timings(retrieve_s=time.perf_counter() - t0))
+        run[qid] = {documents[int(j)].doc_id: float(s)
+                    for j, s in zip(found[0], scores[0], strict=True)}
+        _tick(progress, "retrieve", i + 1, len(qids))
+    qrels = {qid: dataset.qrels[qid] for qid in qids}
+    index = IndexInfo("(in memory)", True, len(documents), len(documents), build_s)
+    return {
+        "kind": "retrieval",
+        "system": "bm25s",
+        "name": f"bm25s on {dataset.name}",
+        "dataset": _dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
+                                 documents=len(documents)),
+        "run": run_info(Config(), command, {}) | {
+            "baseline": {"bm25s": bm25s.__version__, "stopwords": "en", "stemmer": stemmer,
+                         "method": retriever.method, "k1": retriever.k1, "b": retriever.b}},
+        "index": {"path": index.path, "built": True, "build_s": round(build_s, 3),
+                  "documents": len(documents)},
+        "metrics": {
+            "retrieval": retrieval_metrics(run, qrels, DEFAULT_KS),
+            "latency": _latency(timings, ("retrieve",)),
+            "cost": _cost(index, len(timings), timings),
+        },
+        "questions": [{"qid": q, "top10": ranking(run[q])[:10]} for q in qids],
+    }

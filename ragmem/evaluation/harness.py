@@ -1,0 +1,348 @@
+"""Run the pipeline over a dataset and measure it: retrieval, long-document QA, multiple choice.
+
+Each ``evaluate_*`` indexes the dataset through the real API (cached, see
+:mod:`ragmem.evaluation.indexes`), asks every selected question, and returns a report
+dict (see :mod:`ragmem.evaluation.report`) with the metrics, the per-question records,
+and what is needed to reproduce it. Quality numbers are deterministic: questions are
+selected by file order or a seeded sample, and decoding is greedy.
+
+    >>> data = load_beir("../shared/datasets/scifact", "test")        # doctest: +SKIP
+    >>> report = evaluate_retrieval(data, Config(), limit=50)          # doctest: +SKIP
+    >>> report["metrics"]["retrieval"]["ndcg@10"]                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ragmem.config import Config
+from ragmem.evaluation.datasets import (
+    DatasetError,
+    MCDataset,
+    QADataset,
+    QAExample,
+    RetrievalDataset,
+    select,
+)
+from ragmem.evaluation.indexes import IndexInfo, Progress, beir_documents, open_index
+from ragmem.evaluation.metrics import (
+    DEFAULT_KS,
+    answer_in_text,
+    contains_gold,
+    doc_run_from_windows,
+    exact_match,
+    latency_metrics,
+    normalize_answer,
+    ranking,
+    retrieval_metrics,
+    token_f1,
+)
+from ragmem.evaluation.provenance import peak_memory_mb, run_info
+from ragmem.types import Filter, Passage, Timings
+
+if TYPE_CHECKING:
+    from ragmem.assistant import Assistant
+    from ragmem.embedding import Embedder
+    from ragmem.generation import Generator
+
+DOC_DEPTH = 100  # documents ranked per query: enough for recall@100 and map@100
+WINDOW_FETCH = 300  # windows fetched to find DOC_DEPTH distinct documents
+BUDGETS = (512, 1024, 2048)  # working-memory token budgets of the answer-in-context curve
+ABSTAIN = ("dont know", "do not know", "cannot answer", "not contain")  # normalised phrases
+
+
+def evaluate_retrieval(
+    dataset: RetrievalDataset, config: Config | None = None, *, limit: int | None = None,
+    sample: int | None = None, seed: int = 0, window_fetch: int = WINDOW_FETCH,
+    rebuild: bool = False, embedder: Embedder | None = None, progress: Progress | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Document-level recall@k, MRR@10, nDCG@10, MAP@100 of the default retriever.
+
+    Windows are collapsed to their documents (best score per document); when the
+    ``window_fetch`` windows hold fewer than 100 distinct documents, the count of such
+    queries is reported, because recall@100 then undercounts.
+    """
+    config = (config or Config()).with_env()
+    qids = select(list(dataset.queries), limit, sample, seed)
+    corpus_name = dataset.name.split("/")[0]
+    assistant, index = open_index(corpus_name, beir_documents(corpus_name, dataset.corpus),
+                                  config, rebuild=rebuild, embedder=embedder, progress=progress)
+    with assistant:
+        run, timings, short = {}, [], 0
+        for i, qid in enumerate(qids):
+            start = time.perf_counter()
+            hits = assistant.retrieve(dataset.queries[qid], top_k=window_fetch)
+            timings.append(Timings(retrieve_s=time.perf_counter() - start))
+            best = doc_run_from_windows({qid: hits})[qid]
+            ranked = ranking(best)  # trec_eval's order, ties included, as the metrics see it
+            short += len(ranked) < min(DOC_DEPTH, len(dataset.corpus))
+            run[qid] = {doc_id: best[doc_id] for doc_id in ranked[:DOC_DEPTH]}
+            _tick(progress, "retrieve", i + 1, len(qids))
+        models = {"embedder": assistant.embedder.model_id}
+    qrels = {qid: dataset.qrels[qid] for qid in qids}
+    return {
+        "kind": "retrieval",
+        "system": f"ragmem ({models['embedder']})",
+        "name": f"ragmem ({models['embedder']}) on {dataset.name}",
+        "dataset": _dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
+                                 documents=len(dataset.corpus)),
+        "run": run_info(config, command, models),
+        "index": index.to_dict(),
+        "metrics": {
+            "retrieval": retrieval_metrics(run, qrels, DEFAULT_KS),
+            "latency": _latency(timings, ("retrieve",)),
+            "cost": _cost(index, len(timings), timings),
+        },
+        "notes": _short_note(short, window_fetch),
+        "config": config.to_dict(),
+        "questions": [{"qid": q, "top10": list(run[q])[:10]} for q in qids],
+    }
+
+
+def evaluate_qa(
+    dataset: QADataset, config: Config | None = None, *, limit: int | None = None,
+    sample: int | None = None, seed: int = 0, generate: bool = True,
+    budgets: Sequence[int] = BUDGETS, assistant: Assistant | None = None, rebuild: bool = False,
+    embedder: Embedder | None = None, generator: Generator | None = None,
+    progress: Progress | None = None, command: str | None = None,
+) -> dict[str, Any]:
+    """Evidence recall@k, answer-in-context (and its curve over ``budgets``), token use,
+    and with ``generate``: SQuAD EM / F1, citation accuracy, abstention.
+
+    The dataset's documents are indexed under ``indexes/eval-...``; a dataset without
+    documents (plain QA JSONL) needs an ``assistant`` over an existing index.
+    """
+    config = (config or Config()).with_env()
+    examples = select(dataset.examples, limit, sample, seed)
+    index: IndexInfo | None = None
+    if assistant is None:
+        if not dataset.documents:
+            raise DatasetError(f"{dataset.name} has no documents to index; evaluate it "
+                               "against an existing index (ragmem eval qa FILE --index NAME)")
+        assistant, index = open_index(dataset.name, dataset.documents, config,
+                                      rebuild=rebuild, embedder=embedder,
+                                      generator=generator, progress=progress)
+    from ragmem.working_memory import WorkingMemory
+
+    by_budget = {b: WorkingMemory(assistant.generator,
+                                  replace(config.working_memory, token_budget=b))
+                 for b in budgets}
+    records, timings = [], []
+    with assistant:
+        for i, ex in enumerate(examples):
+            hits = assistant.retrieve(ex.question, top_k=max(DEFAULT_KS))
+            passages = assistant.passages(ex.question)
+            record: dict[str, Any] = {"qid": ex.qid, "question": ex.question}
+            record |= {f"evidence@{k}": _found(hits[:k], ex) for k in DEFAULT_KS}
+            record["budgets"] = {b: _found(wm.fill(ex.question, passages).passages, ex)
+                                 for b, wm in by_budget.items()}
+            if generate:
+                answer = assistant.ask(ex.question)
+                buffer_passages, t = answer.passages, answer.timings
+                record |= _answer_scores(answer.text, answer.citations, answer.passages, ex)
+                used, budget, dropped = answer.tokens_used, answer.token_budget, answer.dropped
+            else:
+                buffer, t = assistant.prepare(ex.question)
+                buffer_passages = buffer.passages
+                used, budget, dropped = buffer.tokens_used, buffer.token_budget, buffer.dropped
+            record |= {"answer_in_context": _found(buffer_passages, ex), "tokens_used": used,
+                       "token_budget": budget, "dropped": len(dropped), "timings": vars(t)}
+            records.append(record)
+            timings.append(t)
+            _tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
+        models = {"embedder": assistant.embedder.model_id,
+                  "generator": getattr(assistant.generator, "model_id", "unknown")}
+        documents = len(dataset.documents) or assistant.memory.docstore.counts()["documents"]
+    stages = ("retrieve", "fill", "generate") if generate else ("retrieve", "fill")
+    metrics: dict[str, Any] = {
+        "evidence": {f"evidence_recall@{k}": _mean(records, f"evidence@{k}")
+                     for k in DEFAULT_KS},
+        "working_memory": _working_memory(records),
+    }
+    if generate:
+        metrics["answers"] = _answers(records, examples)
+    metrics |= {"latency": _latency(timings, stages),
+                "cost": _cost(index, len(timings), timings)}
+    return {
+        "kind": "qa",
+        "system": f"ragmem ({models['embedder']} + {models['generator']})",
+        "name": f"ragmem ({models['embedder']} + {models['generator']}) on {dataset.name}",
+        "dataset": _dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
+                                 seed, documents=documents),
+        "run": run_info(config, command, models),
+        "index": index.to_dict() if index else {"path": str(assistant.memory.directory)},
+        "metrics": metrics,
+        "curves": {"answer_in_context_vs_budget": [
+            {"token_budget": b, "answer_in_context": _mean(
+                [{"x": r["budgets"][b]} for r in records], "x")} for b in budgets]},
+        "config": config.to_dict(),
+        "questions": records,
+    }
+
+
+def evaluate_mc(
+    dataset: MCDataset, config: Config | None = None, *, limit: int | None = None,
+    sample: int | None = None, seed: int = 0, rebuild: bool = False,
+    embedder: Embedder | None = None, generator: Generator | None = None,
+    progress: Progress | None = None, command: str | None = None,
+) -> dict[str, Any]:
+    """Accuracy of picking the option the generator finds most likely after the filled
+    working memory (retrieval restricted to the question's own document).
+
+    Each option is scored as ``"(A) option text"``: the summed log-likelihood, so the
+    letter counts too; no free text is parsed.
+    """
+    config = (config or Config()).with_env()
+    examples = select(dataset.examples, limit, sample, seed)
+    assistant, index = open_index(dataset.name, dataset.documents, config, rebuild=rebuild,
+                                  embedder=embedder, generator=generator, progress=progress)
+    records, timings = [], []
+    with assistant:
+        for i, ex in enumerate(examples):
+            letters = [chr(ord("A") + k) for k in range(len(ex.options))]
+            options = [f"({letter}) {text}" for letter, text in zip(letters, ex.options,
+                                                                     strict=True)]
+            question = "\n".join([ex.question, *options])
+            t0 = time.perf_counter()
+            passages = assistant.passages(ex.question, where=Filter(doc_ids=(ex.doc_id,)))
+            t1 = time.perf_counter()
+            buffer = assistant.working_memory.fill(question, passages)
+            t2 = time.perf_counter()
+            scores = assistant.generator.score_options(buffer.prompt, options)
+            t = Timings(t1 - t0, t2 - t1, time.perf_counter() - t2)
+            pick = max(range(len(scores)), key=lambda k: (scores[k], -k))
+            records.append({"qid": ex.qid, "gold": letters[ex.gold], "pick": letters[pick],
+                            "correct": pick == ex.gold, "scores": scores,
+                            "tokens_used": buffer.tokens_used,
+                            "token_budget": buffer.token_budget,
+                            "dropped": len(buffer.dropped), "timings": vars(t)})
+            timings.append(t)
+            _tick(progress, "score", i + 1, len(examples))
+        models = {"embedder": assistant.embedder.model_id,
+                  "generator": getattr(assistant.generator, "model_id", "unknown")}
+    return {
+        "kind": "mc",
+        "system": f"ragmem ({models['embedder']} + {models['generator']})",
+        "name": f"ragmem ({models['embedder']} + {models['generator']}) on {dataset.name}",
+        "dataset": _dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
+                                 seed, documents=len(dataset.documents)),
+        "run": run_info(config, command, models),
+        "index": index.to_dict(),
+        "metrics": {
+            "answers": {"accuracy": _mean(records, "correct"),
+                        "chance": _mean([{"x": 1 / len(e.options)} for e in examples], "x")},
+            "working_memory": _working_memory(records),
+            "latency": _latency(timings, ("retrieve", "fill", "generate")),
+            "cost": _cost(index, len(timings), timings),
+        },
+        "config": config.to_dict(),
+        "questions": records,
+    }
+
+
+# Per-question scoring ---------------------------------------------------------------
+
+
+def _found(located: Sequence[Any], ex: QAExample) -> bool:
+    """Whether a gold span lies inside one of the hits/passages (answer text if no spans)."""
+    if ex.is_impossible:
+        return False
+    if ex.spans:
+        return contains_gold(located, ex.doc_id, ex.spans)
+    return any(answer_in_text(x.text, ex.answers) for x in located)
+
+
+def abstains(text: str) -> bool:
+    """The answer says the passages do not answer: ``"I don't know."`` -> True."""
+    norm = normalize_answer(text)
+    return not norm or any(phrase in norm for phrase in ABSTAIN)
+
+
+def _answer_scores(text: str, citations: Sequence[Any], passages: Sequence[Passage],
+                   ex: QAExample) -> dict[str, Any]:
+    # An abstaining answer counts as the empty answer, as SQuAD v2.0 scores "no answer".
+    prediction = "" if abstains(text) else text
+    cited = [passages[c.number - 1] for c in citations if 1 <= c.number <= len(passages)]
+    return {"answer": text, "golds": list(ex.answers), "abstained": abstains(text),
+            "em": exact_match(prediction, ex.answers), "f1": token_f1(prediction, ex.answers),
+            "citation_correct": _found(cited, ex) if cited else False}
+
+
+# Aggregates -------------------------------------------------------------------------
+
+
+def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
+    return sum(float(r[key]) for r in records) / len(records) if records else 0.0
+
+
+def _working_memory(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    out = {"tokens_used_mean": _mean(records, "tokens_used"),
+           "token_budget": float(max((r["token_budget"] for r in records), default=0)),
+           "passages_dropped_mean": _mean(records, "dropped"),
+           "questions_with_drops": _mean([{"x": r["dropped"] > 0} for r in records], "x")}
+    if records and "answer_in_context" in records[0]:
+        out = {"answer_in_context": _mean(records, "answer_in_context"), **out}
+    return out
+
+
+def _answers(records: Sequence[dict[str, Any]], examples: Sequence[QAExample]
+             ) -> dict[str, float]:
+    answerable = [r for r, e in zip(records, examples, strict=True) if not e.is_impossible]
+    impossible = [r for r, e in zip(records, examples, strict=True) if e.is_impossible]
+    out = {"exact_match": _mean(records, "em"), "f1": _mean(records, "f1"),
+           "citation_accuracy": _mean(answerable, "citation_correct"),
+           "abstained_answerable": _mean(answerable, "abstained")}
+    if impossible:
+        out["abstained_impossible"] = _mean(impossible, "abstained")
+    return out
+
+
+def _latency(timings: Sequence[Timings], stages: Sequence[str]) -> dict[str, float]:
+    if not timings:
+        return {}
+    all_stages = latency_metrics(timings)
+    return {k: v for k, v in all_stages.items()
+            if k.split("_p")[0] in (*stages, "total")}
+
+
+def _cost(index: IndexInfo | None, n: int, timings: Sequence[Timings]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if index is not None and index.built:
+        out |= {"index_build_s": index.build_s,
+                "index_windows_per_s": index.windows_added / index.build_s
+                if index.build_s > 0 else 0.0}
+    elif index is not None and index.earlier_build:  # reused: the build that made it
+        out |= {"index_build_s": float(index.earlier_build["build_s"]),
+                "index_windows_per_s": float(index.earlier_build["windows_per_s"])}
+    total = sum(t.retrieve_s + t.fill_s + t.generate_s for t in timings)
+    out |= {"questions": float(n), "questions_per_s": n / total if total > 0 else 0.0,
+            "peak_memory_mb": peak_memory_mb()}
+    return out
+
+
+def _dataset_info(name: str, sha256: str, n: int, limit: int | None, sample: int | None,
+                  seed: int, documents: int) -> dict[str, Any]:
+    if limit is not None:
+        chosen = f"first {limit} in file order"
+    elif sample is not None:
+        chosen = f"seeded sample of {sample} (seed {seed}), kept in file order"
+    else:
+        chosen = "all"
+    return {"name": name, "sha256": sha256, "n_questions": n, "documents": documents,
+            "selection": chosen}
+
+
+def _short_note(short: int, fetch: int) -> list[str]:
+    if not short:
+        return []
+    return [f"{short} queries had fewer than {DOC_DEPTH} distinct documents in their top "
+            f"{fetch} windows; their recall@100 / map@100 count only those"]
+
+
+def _tick(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)

@@ -1,0 +1,165 @@
+"""The harness end to end on tiny fixtures: fakes for speed, the real embedder for the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ragmem.assistant import Assistant
+from ragmem.cli import cli
+from ragmem.config import Config
+from ragmem.evaluation import load_beir, load_leval_mc, load_qa_jsonl, load_squad
+from ragmem.evaluation.baselines import evaluate_bm25
+from ragmem.evaluation.harness import abstains, evaluate_mc, evaluate_qa, evaluate_retrieval
+from ragmem.evaluation.indexes import beir_documents, index_name
+from ragmem.types import Document
+from tests.conftest import EchoGenerator, KeywordEmbedder
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "eval"
+QUALITY = ("retrieval", "evidence", "working_memory", "answers")
+
+
+def quality(report: dict) -> dict:
+    """The sections that must not change between runs of the same command."""
+    return {k: v for k, v in report["metrics"].items() if k in QUALITY}
+
+
+def test_beir_documents_keep_title_and_text():
+    docs = beir_documents("beir", load_beir(FIXTURES / "beir").corpus)
+    assert [d.text for d in docs[:1]] == ["Cats\n\nCats purr when content."]
+    assert docs[2].text == "Fish swim in schools."  # no title: text alone
+    assert docs[0].path == "beir:d1"
+    assert docs[0].content_hash == hashlib.sha256(docs[0].text.encode()).hexdigest()
+
+
+def test_index_name_changes_with_what_the_index_holds():
+    docs = beir_documents("beir", load_beir(FIXTURES / "beir").corpus)
+    name = index_name("scifact/test", docs, "m", {"window_tokens": 256})
+    assert name.startswith("eval-scifact-")
+    assert name == index_name("scifact/train", docs, "m", {"window_tokens": 256})
+    assert name != index_name("scifact/test", docs, "m", {"window_tokens": 128})
+    assert name != index_name("scifact/test", docs[:-1], "m", {"window_tokens": 256})
+
+
+def test_retrieval_report_and_same_numbers_on_rerun():
+    data = load_beir(FIXTURES / "beir")
+    first = evaluate_retrieval(data, Config(), embedder=KeywordEmbedder(), command="test")
+    second = evaluate_retrieval(data, Config(), embedder=KeywordEmbedder(), command="test")
+    assert first["index"]["built"] is True and second["index"]["built"] is False
+    assert quality(first) == quality(second)
+    assert first["questions"][0] == {"qid": "q1", "top10": ["d1", "d4", "d3", "d2"]}
+    metrics = first["metrics"]["retrieval"]
+    assert metrics["recall@100"] == 1.0 and metrics["mrr@10"] > 0.5
+    assert first["dataset"]["n_questions"] == 2  # q3 has no qrels: not a test query
+    assert first["run"]["command"] == "test"
+    assert first["run"]["models"]["embedder"]["name"] == "keyword-test"
+    assert "cost" in first["metrics"] and "index_build_s" in first["metrics"]["cost"]
+
+
+def test_selection_is_deterministic():
+    data = load_beir(FIXTURES / "beir")
+    limited = evaluate_retrieval(data, embedder=KeywordEmbedder(), limit=1)
+    assert [q["qid"] for q in limited["questions"]] == ["q1"]
+    assert limited["dataset"]["selection"] == "first 1 in file order"
+
+
+def test_bm25_baseline_ranks_the_matching_document_first():
+    report = evaluate_bm25(load_beir(FIXTURES / "beir"))
+    assert report["questions"][0]["top10"][0] == "d1"
+    assert report["metrics"]["retrieval"]["recall@1"] == pytest.approx(0.75)
+    assert "stemmer" in report["run"]["baseline"]
+
+
+def test_qa_long_document_with_fakes():
+    data = load_squad(FIXTURES / "squad_v1.json")
+    kwargs = {"embedder": KeywordEmbedder(), "generator": EchoGenerator(), "budgets": (256, 512)}
+    first = evaluate_qa(data, Config(), **kwargs)
+    second = evaluate_qa(data, Config(), **kwargs)
+    assert quality(first) == quality(second)
+    metrics = first["metrics"]
+    assert metrics["evidence"]["evidence_recall@100"] == 1.0
+    assert metrics["working_memory"]["answer_in_context"] == 1.0
+    assert set(metrics["answers"]) >= {"exact_match", "f1", "citation_accuracy"}
+    assert metrics["answers"]["citation_accuracy"] == 1.0  # the echo cites passage [1]
+    assert set(metrics["latency"]) >= {"retrieve_p50_s", "fill_p95_s", "generate_p50_s"}
+    curve = first["curves"]["answer_in_context_vs_budget"]
+    assert [p["token_budget"] for p in curve] == [256, 512]
+    record = first["questions"][0]
+    assert record["tokens_used"] <= record["token_budget"]
+
+
+def test_qa_without_generation_skips_answer_metrics():
+    data = load_squad(FIXTURES / "squad_v1.json")
+    report = evaluate_qa(data, embedder=KeywordEmbedder(), generator=EchoGenerator(),
+                         generate=False)
+    assert "answers" not in report["metrics"]
+    assert "generate_p50_s" not in report["metrics"]["latency"]
+    assert report["metrics"]["working_memory"]["answer_in_context"] == 1.0
+
+
+def test_qa_v2_reports_abstention():
+    data = load_squad(FIXTURES / "squad_v2.json")
+    report = evaluate_qa(data, embedder=KeywordEmbedder(), generator=EchoGenerator())
+    answers = report["metrics"]["answers"]
+    assert answers["abstained_impossible"] == 0.0  # the echo always answers
+
+
+def test_qa_jsonl_against_an_existing_index(tmp_path):
+    text = "The sky is blue on a clear day."
+    assistant = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder(),
+                                 generator=EchoGenerator())
+    assistant.add_documents([Document("sky.txt", "sky.txt", text, content_hash="h")])
+    report = evaluate_qa(load_qa_jsonl(FIXTURES / "qa.jsonl"), assistant=assistant)
+    records = {r["qid"]: r for r in report["questions"]}
+    assert records["p1"]["answer_in_context"] is True
+    assert report["dataset"]["documents"] == 1
+
+
+def test_multiple_choice_scores_options():
+    data = load_leval_mc(FIXTURES / "leval_mc.jsonl")
+    report = evaluate_mc(data, embedder=KeywordEmbedder(), generator=EchoGenerator())
+    assert [r["gold"] for r in report["questions"]] == ["B", "A", "A"]
+    assert all(len(r["scores"]) == 4 for r in report["questions"])
+    assert 0.0 <= report["metrics"]["answers"]["accuracy"] <= 1.0
+    assert report["metrics"]["answers"]["chance"] == 0.25
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I don't know.", True), ("The passages do not contain the answer.", True), ("", True),
+    ("In 1850 [1].", False),
+])
+def test_abstains(text, expected):
+    assert abstains(text) is expected
+
+
+def test_cli_eval_retrieval_with_the_real_embedder(tmp_path):
+    """The default MiniLM on four documents: the same command gives the same numbers."""
+    runner = CliRunner()
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        result = runner.invoke(cli, ["eval", "retrieval", str(FIXTURES / "beir"), "--out",
+                                     str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["metrics"]["retrieval"]["recall@100"] == 1.0
+    a, b = (json.loads((o / "report.json").read_text()) for o in outs)
+    assert quality(a) == quality(b)
+    assert a["questions"][0]["top10"][0] == "d1"
+    assert a["run"]["command"].startswith("eval retrieval ") or "eval retrieval" in \
+        a["run"]["command"]
+    assert a["run"]["models"]["embedder"]["sha256"]  # the weight files are hashed
+    assert (outs[0] / "summary.md").is_file() and (outs[0] / "recall_at_k.png").is_file()
+    compared = runner.invoke(cli, ["eval", "compare", str(outs[0] / "report.json"),
+                                   str(outs[1] / "report.json")])
+    assert compared.exit_code == 0
+    assert "| retrieval.ndcg@10 |" in compared.output and "+0.0000" in compared.output
+
+
+def test_cli_eval_reports_a_missing_split(tmp_path):
+    result = CliRunner().invoke(cli, ["eval", "retrieval", str(FIXTURES / "beir"), "--split",
+                                      "dev", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "splits found: test" in result.output
