@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
-DEMO_QUESTION ?= What was the name of the little Eloi woman whom the Time Traveller saved from drowning?
+DEMO_QUESTION ?= Which bank's cellar were the robbers tunnelling into?
 
 .PHONY: install demo test lint bench clean
 

@@ -9,11 +9,14 @@ from pathlib import Path
 
 from ragmem.chunking import chunk_document
 from ragmem.config import ChunkingConfig, Config, indexes_home
+from ragmem.conversation import Chat
 from ragmem.documents import discover, load_file
 from ragmem.embedding import Embedder, SentenceTransformerEmbedder
 from ragmem.errors import DocumentError
-from ragmem.generation import Generator, load_generator
+from ragmem.generation import Generator
+from ragmem.generation import from_config as generator_from_config
 from ragmem.memory import LongTermMemory
+from ragmem.reranking import from_config as reranker_from_config
 from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
 from ragmem.working_memory import Buffer, WorkingMemory
@@ -66,7 +69,8 @@ class Assistant:
             config.embedder.model, batch_size=config.embedder.batch_size,
             device=config.embedder.device)
         self._generator = generator
-        self.retriever = Retriever(memory, self.embedder, config.retrieval)
+        self.retriever = Retriever(memory, self.embedder, config.retrieval,
+                                   reranker_from_config(config.retrieval))
         self._working_memory: WorkingMemory | None = None
 
     # -- opening ------------------------------------------------------------
@@ -113,8 +117,7 @@ class Assistant:
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            self._generator = load_generator(self.config.generator.model,
-                                             device=self.config.generator.device)
+            self._generator = generator_from_config(self.config.generator)
         return self._generator
 
     @property
@@ -122,6 +125,14 @@ class Assistant:
         if self._working_memory is None:
             self._working_memory = WorkingMemory(self.generator, self.config.working_memory)
         return self._working_memory
+
+    def warm_up(self) -> float:
+        """Load the models now (they load on first use); returns the seconds it took.
+        Timings then measure answering, not loading."""
+        t0 = time.perf_counter()
+        self.embedder.embed(["warm up"])
+        _ = self.working_memory.token_budget
+        return time.perf_counter() - t0
 
     # -- long-term memory ---------------------------------------------------
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
@@ -223,35 +234,52 @@ class Assistant:
         return self.retriever.passages(question, top_k, where)
 
     def prepare(self, question: str, top_k: int | None = None,
-                where: Filter | None = None) -> tuple[Buffer, Timings]:
-        """Retrieve and fill the working memory, without generating."""
+                where: Filter | None = None, *, query: str | None = None,
+                history: str = "") -> tuple[Buffer, Timings]:
+        """Retrieve and fill the working memory, without generating. A chat passes the
+        self-contained retrieval ``query`` and the rendered conversation ``history``."""
         question = check_question(question)
+        self.warm_up()
         t0 = time.perf_counter()
-        passages = self.retriever.passages(question, top_k, where)
+        passages = self.retriever.passages(query or question, top_k, where)
         t1 = time.perf_counter()
-        buffer = self.working_memory.fill(question, passages)
+        buffer = self.working_memory.fill(question, passages, history)
         t2 = time.perf_counter()
         return buffer, Timings(retrieve_s=t1 - t0, fill_s=t2 - t1)
 
     def ask(self, question: str, top_k: int | None = None,
             where: Filter | None = None) -> Answer:
         buffer, timings = self.prepare(question, top_k, where)
-        t0 = time.perf_counter()
-        text = self.generator.generate(buffer.prompt, self.config.working_memory.max_new_tokens)
-        timings = replace(timings, generate_s=time.perf_counter() - t0)
-        return self._answer(buffer, text, timings)
+        return self.answer(buffer, timings)
 
     def stream(self, question: str, top_k: int | None = None,
                where: Filter | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished ``Answer``."""
         buffer, timings = self.prepare(question, top_k, where)
+        yield from self.stream_answer(buffer, timings)
+
+    def chat(self, *, top_k: int | None = None, where: Filter | None = None,
+             rewrite: str | None = None) -> Chat:
+        """A conversation: follow-up questions, earlier turns kept in working memory."""
+        return Chat(self, top_k=top_k, where=where, rewrite=rewrite)
+
+    def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
+        """Generate the answer for a prepared working memory."""
+        t0 = time.perf_counter()
+        text = self.generator.generate(buffer.prompt, self.config.working_memory.max_new_tokens)
+        timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
+        return self._answer(buffer, text, timings)
+
+    def stream_answer(self, buffer: Buffer,
+                      timings: Timings | None = None) -> Iterator[str | Answer]:
+        """``answer``, streamed: the text in pieces, then the finished ``Answer``."""
         t0 = time.perf_counter()
         parts = []
         for piece in self.generator.stream(buffer.prompt,
                                            self.config.working_memory.max_new_tokens):
             parts.append(piece)
             yield piece
-        timings = replace(timings, generate_s=time.perf_counter() - t0)
+        timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
         yield self._answer(buffer, "".join(parts).strip(), timings)
 
     @staticmethod

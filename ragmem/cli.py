@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from ragmem.errors import RagmemError
 
 if TYPE_CHECKING:
     from ragmem.assistant import IndexProgress
+    from ragmem.types import Answer
 
 
 @contextmanager
@@ -52,6 +53,7 @@ def cli() -> None:
       ragmem index ~/papers --index papers      # build or update an index
       ragmem ask papers "What did they measure?"
       ragmem ask papers "..." --json --show-context
+      ragmem chat papers                        # follow-up questions, /quit to leave
       ragmem info papers
 
     Indexes live under ./indexes (set RAGMEM_HOME to move them); a path works too.
@@ -133,6 +135,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--generator", "-g", help="Generator: known name, HF id or local dir "
               "(default SmolLM2-135M-Instruct; T5 and GPT-style models both work).")
 @click.option("--max-new-tokens", type=int, help="Longest answer, in generator tokens.")
+@click.option("--reranker", metavar="ID_OR_PATH", help="Rerank the first-stage windows with "
+              "this cross-encoder (a sentence-transformers CrossEncoder id or local dir).")
 @click.option("--show-context", is_flag=True, help="Also print the numbered passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer, citations, passages as JSON.")
 @click.option("--stream/--no-stream", default=True, help="Print the answer as it is generated.")
@@ -142,7 +146,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--where", "where_", multiple=True, metavar="KEY=VALUE",
               help="Only search documents whose metadata KEY equals VALUE (repeatable).")
 def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
-        max_new_tokens: int | None, show_context: bool, as_json: bool, stream: bool,
+        max_new_tokens: int | None, reranker: str | None, show_context: bool,
+        as_json: bool, stream: bool,
         doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...]) -> None:
     """Answer QUESTION from the documents in INDEX_NAME, with citations.
 
@@ -152,9 +157,10 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
       ragmem ask demo "..." --json | jq .citations
       ragmem ask demo "..." --generator google/flan-t5-base --show-context
       ragmem ask demo "Who is Irene Adler?" --path 'doyle-*'
+      ragmem ask demo "..." --reranker cross-encoder/ms-marco-MiniLM-L-6-v2
     """
     from ragmem.assistant import Assistant
-    from ragmem.types import Answer, Filter
+    from ragmem.types import Filter
 
     where = None
     if doc_ids or path_glob or where_:
@@ -164,12 +170,7 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
         where = Filter(doc_ids=doc_ids or None, path_glob=path_glob,
                        metadata={k: _scalar(v) for k, v in pairs})
 
-    config = Config()
-    if generator:
-        config = replace(config, generator=replace(config.generator, model=generator))
-    if max_new_tokens:
-        config = replace(config, working_memory=replace(config.working_memory,
-                                                        max_new_tokens=max_new_tokens))
+    config = _answer_config(generator, max_new_tokens, reranker)
     with _errors():
         assistant = Assistant.open(index_name, config)
         if as_json or not stream:
@@ -177,31 +178,137 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
             if not as_json:
                 click.echo(answer.text)
         else:
-            answer = None
-            for piece in assistant.stream(question, top_k=top_k, where=where):
-                if isinstance(piece, Answer):
-                    answer = piece
-                else:
-                    click.echo(piece, nl=False)
-            click.echo()
-            assert answer is not None
+            answer = _echo_stream(assistant.stream(question, top_k=top_k, where=where))
     if as_json:
         _print_json(answer.to_dict() if show_context else
                     {k: v for k, v in answer.to_dict().items() if k != "passages"})
         return
     click.echo()
-    for c in answer.citations:
-        quote = c.quote if len(c.quote) <= 160 else c.quote[:157] + "..."
-        click.echo(f"[{c.number}] {c.doc_id} ({c.path}, chars {c.start}-{c.end}): \"{quote}\"")
+    _print_citations(answer)
     if show_context:
         click.echo("\n--- working memory ---")
-        for i, p in enumerate(answer.passages, start=1):
-            click.echo(f"[{i}] {p.doc_id} {p.start}-{p.end} score {p.score:.3f}\n{p.text}\n")
+        _print_passages(answer)
         for d in answer.dropped:
             click.echo(f"dropped: {d}")
     t = answer.timings
     click.echo(f"(retrieve {t.retrieve_s * 1000:.0f} ms, fill {t.fill_s * 1000:.0f} ms, "
                f"generate {t.generate_s:.1f} s)", err=True)
+
+
+def _answer_config(generator: str | None, max_new_tokens: int | None,
+                   reranker: str | None) -> Config:
+    config = Config()
+    if generator:
+        config = replace(config, generator=replace(config.generator, model=generator))
+    if max_new_tokens:
+        config = replace(config, working_memory=replace(config.working_memory,
+                                                        max_new_tokens=max_new_tokens))
+    if reranker:
+        config = replace(config, retrieval=replace(config.retrieval, reranker=reranker))
+    return config
+
+
+def _echo_stream(pieces: Iterable[str | Answer]) -> Answer:
+    """Print the answer's text as it comes; return the finished Answer."""
+    from ragmem.types import Answer
+
+    answer = None
+    for piece in pieces:
+        if isinstance(piece, Answer):
+            answer = piece
+        else:
+            click.echo(piece, nl=False)
+    click.echo()
+    if answer is None:
+        raise RagmemError("the generator stopped before the answer was complete")
+    return answer
+
+
+def _print_citations(answer: Answer) -> None:
+    for c in answer.citations:
+        quote = c.quote if len(c.quote) <= 160 else c.quote[:157] + "..."
+        click.echo(f"[{c.number}] {c.doc_id} ({c.path}, chars {c.start}-{c.end}): \"{quote}\"")
+
+
+def _print_passages(answer: Answer) -> None:
+    for i, p in enumerate(answer.passages, start=1):
+        click.echo(f"[{i}] {p.doc_id} {p.start}-{p.end} score {p.score:.3f}\n{p.text}\n")
+
+
+CHAT_COMMANDS = {"/sources": "the passages behind the last answer",
+                 "/reset": "forget the conversation", "/quit": "leave; Ctrl-D works too"}
+
+
+@cli.command()
+@click.argument("index_name")
+@click.option("--top-k", "-k", type=int, help="Windows to retrieve per question (default 5).")
+@click.option("--generator", "-g", help="Generator: known name, HF id or local dir "
+              "(default SmolLM2-135M-Instruct).")
+@click.option("--max-new-tokens", type=int, help="Longest answer, in generator tokens.")
+@click.option("--reranker", metavar="ID_OR_PATH",
+              help="Rerank the first-stage windows with this cross-encoder.")
+@click.option("--rewrite", type=click.Choice(["heuristic", "generator"]),
+              help="How follow-ups become retrieval queries (default heuristic: the last "
+              "turn's key terms are appended).")
+def chat(index_name: str, top_k: int | None, generator: str | None,
+         max_new_tokens: int | None, reranker: str | None, rewrite: str | None) -> None:
+    """Talk with the documents in INDEX_NAME: follow-up questions, cited answers.
+
+    Earlier turns stay in the working memory (within a share of its budget), and a
+    follow-up such as "and when did he die?" searches with the last turn's key terms.
+
+    \b
+    In the session:
+      /sources   the passages behind the last answer
+      /reset     forget the conversation
+      /quit      leave (Ctrl-D works too)
+
+    \b
+    Examples:
+      ragmem chat demo
+      ragmem chat demo --reranker cross-encoder/ms-marco-MiniLM-L-6-v2
+      printf 'Who is Irene Adler?\\nWhere did she live?\\n' | ragmem chat demo
+    """
+    from ragmem.assistant import Assistant
+
+    with _errors():
+        assistant = Assistant.open(index_name, _answer_config(generator, max_new_tokens,
+                                                              reranker))
+        session = assistant.chat(top_k=top_k, rewrite=rewrite)
+    click.echo(f"Chatting with {index_name}; {', '.join(CHAT_COMMANDS)}.")
+    last: Answer | None = None
+    try:
+        while True:
+            line = input("> ").strip()
+            if not line:
+                continue
+            command = line.split()[0].lower()
+            if command in ("/quit", "/exit"):
+                break
+            if command == "/reset":
+                session.reset()
+                last = None
+                click.echo("(conversation forgotten)")
+            elif command == "/sources":
+                if last is None:
+                    click.echo("no answer yet: ask a question first")
+                else:
+                    _print_passages(last)
+            elif command.startswith("/"):
+                known = ", ".join(f"{c} ({why})" for c, why in CHAT_COMMANDS.items())
+                click.echo(f"unknown command {command}; use {known}", err=True)
+            else:
+                try:
+                    last = _echo_stream(session.stream(line))
+                except RagmemError as exc:  # one bad question does not end the session
+                    click.echo(f"error: {exc}", err=True)
+                    continue
+                _print_citations(last)
+                click.echo()
+    except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C: leave quietly
+        click.echo()
+    finally:
+        assistant.close()
 
 
 @cli.command()

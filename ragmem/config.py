@@ -67,7 +67,7 @@ class WorkingMemoryConfig:
     # None: the generator's context length. The instruction, question and answer
     # (max_new_tokens) are reserved first; evidence gets the rest.
     token_budget: int | None = 2048
-    max_new_tokens: int = 128
+    max_new_tokens: int = 96
     # Order of the kept passages in the prompt: "score" (best first), "edges" (best at
     # the start and the end, weakest in the middle, against "lost in the middle"), or
     # "document" (by document, then position: reads like the source).
@@ -80,8 +80,9 @@ class WorkingMemoryConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     model: str = DEFAULT_GENERATOR
-    max_new_tokens: int = 128
     device: str | None = None
+    # Greedy decoding stays deterministic; a mild penalty stops small models looping.
+    repetition_penalty: float = 1.15
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,11 @@ class Generator(ABC):
 
     default_context_length = 2048  # when the model config names no limit
 
-    def __init__(self, name_or_path: str, device: str | None = None) -> None:
+    def __init__(self, name_or_path: str, device: str | None = None,
+                 repetition_penalty: float = 1.0) -> None:
         self.model_id = name_or_path
         self._device = device
+        self.repetition_penalty = repetition_penalty
         self._model: Any = None
         self._tokenizer: Any = None
         self._counter: Tokenizer | None = None
@@ -151,6 +153,7 @@ class Generator(ABC):
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
+            repetition_penalty=self.repetition_penalty,
             **{k: v for k, v in special.items() if v is not None},
         )
 
@@ -298,14 +301,15 @@ class Seq2SeqGenerator(Generator):
             return [float(s) for s in (picked * keep).sum(dim=1)]
 
 
-def load_generator(name_or_path: str, device: str | None = None) -> Generator:
+def load_generator(name_or_path: str, device: str | None = None,
+                   repetition_penalty: float = 1.0) -> Generator:
     """A generator for ``name_or_path`` (see ``models.resolve``); the weights load on first
     use. The class follows the model config: encoder-decoder -> Seq2SeqGenerator."""
     resolved = resolve(name_or_path, "generator")
     if resolved.gguf_file is not None:
         # transformers dequantises decoder-only GGUF models; reading the config from the
         # file alone takes seconds, so the check waits for the load.
-        return CausalGenerator(name_or_path, device)
+        return CausalGenerator(name_or_path, device, repetition_penalty)
     from transformers import AutoConfig
 
     try:
@@ -313,11 +317,12 @@ def load_generator(name_or_path: str, device: str | None = None) -> Generator:
     except (OSError, ValueError) as error:  # not found, or not a model
         raise load_error(resolved, error) from error
     cls = Seq2SeqGenerator if config.is_encoder_decoder else CausalGenerator
-    return cls(name_or_path, device)
+    return cls(name_or_path, device, repetition_penalty)
 
 
 def from_config(cfg: GeneratorConfig) -> Generator:
-    return load_generator(cfg.model, device=cfg.device)
+    return load_generator(cfg.model, device=cfg.device,
+                          repetition_penalty=cfg.repetition_penalty)
 
 
 # -- the GGUF -> safetensors cache ----------------------------------------------------

@@ -17,6 +17,7 @@ from ragmem.config import RetrievalConfig
 from ragmem.embedding import Embedder
 from ragmem.errors import QuestionError, RagmemError
 from ragmem.memory import LongTermMemory
+from ragmem.reranking import Reranker, rerank
 from ragmem.types import Filter, Hit, Passage
 
 
@@ -69,17 +70,26 @@ def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 6
 
 class Retriever:
     def __init__(self, memory: LongTermMemory, embedder: Embedder,
-                 config: RetrievalConfig | None = None) -> None:
+                 config: RetrievalConfig | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.memory = memory
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.reranker = reranker
         self._last_query: tuple[str, np.ndarray] | None = None
 
     def retrieve(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Hit]:
-        """The top-k windows for ``question``, best first."""
+        """The top-k windows for ``question``, best first; with a reranker, the first
+        stage's ``rerank_candidates`` windows rescored by it."""
         question = check_question(question)
         k = top_k or self.config.top_k
+        if self.reranker is not None:
+            found = self._first_stage(question, max(k, self.config.rerank_candidates), where)
+            return rerank(self.reranker, question, found)[:k]
+        return self._first_stage(question, k, where)
+
+    def _first_stage(self, question: str, k: int, where: Filter | None) -> list[Hit]:
         mode = self.config.mode
         if mode == "lexical":
             return self.memory.lexical_search(question, k, where)

@@ -3,7 +3,9 @@
 Room is reserved first for the instruction, the question and the answer
 (``max_new_tokens``); the highest-scoring evidence fills the rest as whole sentences,
 numbered ``[1]``, ``[2]``... so the answer can cite it. Whatever does not fit is
-reported in ``Buffer.dropped``.
+reported in ``Buffer.dropped``. In a chat, the conversation so far (rendered and fitted
+by ``ragmem.conversation``) comes before the passages, within ``history_budget``: a
+share of the budget, so the evidence always keeps the rest.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def render_evidence(passages: Sequence[Passage]) -> str:
     return "\n\n".join(f"[{i}] {p.text}" for i, p in enumerate(passages, start=1))
 
 
-def render_user(question: str, passages: Sequence[Passage]) -> str:
-    return f"Passages:\n{render_evidence(passages)}\n\nQuestion: {question}"
+def render_user(question: str, passages: Sequence[Passage], history: str = "") -> str:
+    conversation = f"{history}\n\n" if history else ""
+    return f"{conversation}Passages:\n{render_evidence(passages)}\n\nQuestion: {question}"
 
 
 def order_passages(passages: Sequence[Passage], order: str) -> list[Passage]:
@@ -114,17 +117,29 @@ class WorkingMemory:
             window = min(window, self.config.token_budget)
         return window - self.config.max_new_tokens
 
-    def _count(self, question: str, passages: Sequence[Passage]) -> int:
-        return self.model.count_tokens(self._prompt(question, passages))
+    def history_budget(self, question: str) -> int:
+        """Tokens the conversation so far may take: its ``history_share`` of the budget,
+        less whatever the question itself would take from that share."""
+        share = int(self.token_budget * self.config.history_share)
+        return max(0, min(share, self.token_budget - self._count(question, [])))
 
-    def _prompt(self, question: str, passages: Sequence[Passage]) -> str:
-        return self.model.render(self.instruction, render_user(question, passages))
+    def _count(self, question: str, passages: Sequence[Passage], history: str = "") -> int:
+        return self.model.count_tokens(self._prompt(question, passages, history))
 
-    def fill(self, question: str, passages: Sequence[Passage]) -> Buffer:
+    def _prompt(self, question: str, passages: Sequence[Passage], history: str = "") -> str:
+        return self.model.render(self.instruction, render_user(question, passages, history))
+
+    def fill(self, question: str, passages: Sequence[Passage], history: str = "") -> Buffer:
         """Best passages first; a passage that does not fit whole is trimmed from its far
-        ends (neighbours before the matched core), down to a single sentence."""
+        ends (neighbours before the matched core), down to a single sentence. ``history``
+        (a rendered conversation) must fit ``history_budget(question)``."""
         budget = self.token_budget
-        base = self._count(question, [])
+        if history and self.model.count_tokens(history) > self.history_budget(question):
+            raise RagmemError(
+                f"the conversation history takes {self.model.count_tokens(history)} tokens, "
+                f"over its {self.history_budget(question)}-token share of the prompt; "
+                "fit it first with ragmem.conversation.fit_history")
+        base = self._count(question, [], history)
         if base > budget:
             raise RagmemError(
                 f"the question alone takes {base} tokens, over the {budget}-token prompt "
@@ -133,7 +148,7 @@ class WorkingMemory:
         dropped: list[str] = []
         used = base
         for p in passages:
-            fitted = self._fit(question, kept, p, budget)
+            fitted = self._fit(question, kept, p, budget, history)
             label = f"{p.doc_id}:{p.start}-{p.end} (score {p.score:.3f})"
             if fitted is None:
                 dropped.append(f"{label}: no sentence fits the {budget - used} tokens left")
@@ -143,26 +158,26 @@ class WorkingMemory:
                 dropped.append(f"{label}: {cut} of {len(p.sentences)} sentences trimmed "
                                "to fit the budget")
             kept.append(fitted)
-            used = self._count(question, kept)
+            used = self._count(question, kept, history)
         kept = order_passages(kept, self.config.order)
-        prompt = self._prompt(question, kept)
+        prompt = self._prompt(question, kept, history)
         tokens = self.model.count_tokens(prompt)
         while tokens > budget and kept:  # reordering can shift token boundaries slightly
             dropped.append(f"{kept[-1].doc_id}:{kept[-1].start}-{kept[-1].end}: dropped after "
                            "reordering pushed the prompt over budget")
             kept = kept[:-1]
-            prompt = self._prompt(question, kept)
+            prompt = self._prompt(question, kept, history)
             tokens = self.model.count_tokens(prompt)
         return Buffer(question, prompt, tuple(kept), tuple(dropped), tokens, budget)
 
     def _fit(self, question: str, kept: list[Passage], p: Passage,
-             budget: int) -> Passage | None:
+             budget: int, history: str = "") -> Passage | None:
         sentences = list(p.sentences)
         from_front = False
         while sentences:
             candidate = Passage(p.doc_id, p.path, sentences[0].start, sentences[-1].end,
                                 p.score, tuple(sentences))
-            if self._count(question, [*kept, candidate]) <= budget:
+            if self._count(question, [*kept, candidate], history) <= budget:
                 return candidate
             # Neighbours were added on both sides of the matched window: shed them evenly.
             sentences.pop(0 if from_front else -1)

@@ -65,7 +65,7 @@ class Docstore:
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
                                     check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 30000")
-        self._text_cache: dict[str, str] = {}
+        self._text_cache: dict[str, tuple[str, str]] = {}
         self._delta = dict.fromkeys(COUNTED, 0)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -247,30 +247,45 @@ class Docstore:
         return np.array(ids, dtype=np.int64)
 
     def hits(self, window_ids: Sequence[int], scores: Sequence[float]) -> list[Hit]:
-        """Window rows for search results, in the given order; ids gone meanwhile are skipped."""
+        """Window rows for search results, in the given order; ids gone meanwhile are skipped.
+
+        The text is cut out by SQLite in the same statement that reads the row, so a
+        reader racing a writer never pairs a window with another version of its document.
+        """
         rows = {}
         for chunk in _chunks(list(window_ids), 900):
             for r in self.conn.execute(
-                "SELECT window_id, doc_id, first, last, start, \"end\" FROM windows "
-                f"WHERE window_id IN ({_qs(chunk)})", chunk):
+                'SELECT w.window_id, w.doc_id, w.first, w.last, w.start, w."end", '
+                'substr(d.text, w.start + 1, w."end" - w.start) '
+                "FROM windows w JOIN documents d USING (doc_id) "
+                f"WHERE w.window_id IN ({_qs(chunk)})", chunk):
                 rows[r[0]] = r
         hits = []
         for wid, score in zip(window_ids, scores, strict=True):
             if wid not in rows:
                 continue
-            _, doc_id, first, last, start, end = rows[wid]
-            text = self.document_text(doc_id)[start:end]
+            _, doc_id, first, last, start, end, text = rows[wid]
             hits.append(Hit(int(wid), doc_id, float(score), first, last, start, end, text))
         return hits
 
     def document_text(self, doc_id: str) -> str:
-        if doc_id not in self._text_cache:
-            row = self.conn.execute("SELECT text FROM documents WHERE doc_id = ?",
-                                    (doc_id,)).fetchone()
-            self._text_cache[doc_id] = row[0] if row else ""
-            if len(self._text_cache) > 256:
-                self._text_cache.pop(next(iter(self._text_cache)))
-        return self._text_cache[doc_id]
+        """A document's text ("" if it is gone). Cached, but checked against the content
+        hash on every call: another process may have updated the document meanwhile."""
+        row = self.conn.execute("SELECT content_hash FROM documents WHERE doc_id = ?",
+                                (doc_id,)).fetchone()
+        if row is None:
+            return ""
+        cached = self._text_cache.get(doc_id)
+        if cached is not None and cached[0] == row[0]:
+            return cached[1]
+        text_row = self.conn.execute("SELECT content_hash, text FROM documents WHERE doc_id = ?",
+                                     (doc_id,)).fetchone()
+        if text_row is None:
+            return ""
+        self._text_cache[doc_id] = (text_row[0], text_row[1])
+        if len(self._text_cache) > 256:
+            self._text_cache.pop(next(iter(self._text_cache)))
+        return str(text_row[1])
 
     def document_path(self, doc_id: str) -> str:
         row = self.conn.execute("SELECT path FROM documents WHERE doc_id = ?",
@@ -279,11 +294,14 @@ class Docstore:
 
     def sentences(self, doc_id: str, first: int, last: int) -> list[Sentence]:
         """Sentences ``first..last`` (inclusive, clipped to the document) with their text."""
-        text = self.document_text(doc_id)
-        return [Sentence(doc_id, idx, start, end, text[start:end])
-                for idx, start, end in self.conn.execute(
-                    "SELECT idx, start, \"end\" FROM sentences WHERE doc_id = ? AND idx BETWEEN ? "
-                    "AND ? ORDER BY idx", (doc_id, first, last))]
+        # One statement: rows and text from the same version of the document.
+        return [Sentence(doc_id, idx, start, end, text)
+                for idx, start, end, text in self.conn.execute(
+                    'SELECT s.idx, s.start, s."end", '
+                    'substr(d.text, s.start + 1, s."end" - s.start) '
+                    "FROM sentences s JOIN documents d USING (doc_id) "
+                    "WHERE s.doc_id = ? AND s.idx BETWEEN ? AND ? ORDER BY s.idx",
+                    (doc_id, first, last))]
 
     def content_hashes(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT doc_id, content_hash FROM documents"))
