@@ -448,7 +448,7 @@ def _command_line() -> str:
     import shlex
 
     ctx = click.get_current_context()
-    words = ctx.command_path.split()
+    words = ["ragmem", *ctx.command_path.split()[1:]]  # the root is "cli" under CliRunner
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if isinstance(param, click.Argument):
@@ -463,8 +463,11 @@ def _command_line() -> str:
 
 
 def _eval_config(embedder: str | None, generator: str | None = None,
-                 top_k: int | None = None, token_budget: int | None = None) -> Config:
+                 top_k: int | None = None, token_budget: int | None = None,
+                 mode: str | None = None) -> Config:
     config = Config().with_env()
+    if mode:
+        config = replace(config, retrieval=replace(config.retrieval, mode=mode))
     if embedder:
         config = replace(config, embedder=replace(config.embedder, model=embedder))
     if generator:
@@ -512,11 +515,13 @@ def _finish(report: dict[str, Any], out: str, plots: bool, as_json: bool) -> Non
 @click.argument("beir_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score.")
 @click.option("--system", type=click.Choice(["ragmem", "bm25"]), default="ragmem",
-              show_default=True, help="ragmem's dense retriever, or the bm25s baseline.")
+              show_default=True, help="ragmem's retriever, or the bm25s baseline.")
+@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]),
+              help="ragmem's retrieval mode (default: the config's, hybrid).")
 @_selection
-def eval_retrieval(beir_dir: str, split: str, system: str, out: str, limit: int | None,
-                   sample: int | None, seed: int, embedder: str | None, rebuild: bool,
-                   plots: bool, as_json: bool) -> None:
+def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None, out: str,
+                   limit: int | None, sample: int | None, seed: int, embedder: str | None,
+                   rebuild: bool, plots: bool, as_json: bool) -> None:
     """Document-level recall@k, MRR@10, nDCG@10, MAP@100 on a BEIR dataset."""
     with _errors():
         from ragmem.evaluation import load_beir
@@ -529,7 +534,7 @@ def eval_retrieval(beir_dir: str, split: str, system: str, out: str, limit: int 
                 report = evaluate_bm25(data, limit=limit, sample=sample, seed=seed,
                                        progress=progress, command=_command_line())
             else:
-                report = evaluate_retrieval(data, _eval_config(embedder), limit=limit,
+                report = evaluate_retrieval(data, _eval_config(embedder, mode=mode), limit=limit,
                                             sample=sample, seed=seed, rebuild=rebuild,
                                             progress=progress, command=_command_line())
         _finish(report, out, plots, as_json)

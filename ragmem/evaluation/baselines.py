@@ -12,11 +12,12 @@ from typing import Any
 
 from ragmem.config import Config
 from ragmem.evaluation.datasets import RetrievalDataset, select
-from ragmem.evaluation.harness import DOC_DEPTH, _cost, _dataset_info, _latency, _tick
+from ragmem.evaluation.harness import DOC_DEPTH
 from ragmem.evaluation.indexes import IndexInfo, Progress, beir_documents
 from ragmem.evaluation.metrics import DEFAULT_KS, ranking, retrieval_metrics
 from ragmem.evaluation.provenance import run_info
 from ragmem.evaluation.report import ReportError
+from ragmem.evaluation.sections import cost_section, dataset_info, latency_section, tick
 from ragmem.types import Timings
 
 
@@ -58,14 +59,14 @@ def evaluate_bm25(
         timings.append(Timings(retrieve_s=time.perf_counter() - t0))
         run[qid] = {documents[int(j)].doc_id: float(s)
                     for j, s in zip(found[0], scores[0], strict=True)}
-        _tick(progress, "retrieve", i + 1, len(qids))
+        tick(progress, "retrieve", i + 1, len(qids))
     qrels = {qid: dataset.qrels[qid] for qid in qids}
     index = IndexInfo("(in memory)", True, len(documents), len(documents), build_s)
     return {
         "kind": "retrieval",
         "system": "bm25s",
         "name": f"bm25s on {dataset.name}",
-        "dataset": _dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
+        "dataset": dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
                                  documents=len(documents)),
         "run": run_info(Config(), command, {}) | {
             "baseline": {"bm25s": bm25s.__version__, "stopwords": "en", "stemmer": stemmer,
@@ -74,8 +75,8 @@ def evaluate_bm25(
                   "documents": len(documents)},
         "metrics": {
             "retrieval": retrieval_metrics(run, qrels, DEFAULT_KS),
-            "latency": _latency(timings, ("retrieve",)),
-            "cost": _cost(index, len(timings), timings),
+            "latency": latency_section(timings, ("retrieve",)),
+            "cost": cost_section(index, len(timings), timings),
         },
         "questions": [{"qid": q, "top10": ranking(run[q])[:10]} for q in qids],
     }

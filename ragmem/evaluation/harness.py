@@ -34,13 +34,22 @@ from ragmem.evaluation.metrics import (
     contains_gold,
     doc_run_from_windows,
     exact_match,
-    latency_metrics,
     normalize_answer,
     ranking,
     retrieval_metrics,
     token_f1,
 )
-from ragmem.evaluation.provenance import peak_memory_mb, run_info
+from ragmem.evaluation.provenance import run_info
+from ragmem.evaluation.sections import (
+    answers_section,
+    cost_section,
+    dataset_info,
+    latency_section,
+    mean,
+    short_note,
+    tick,
+    working_memory_section,
+)
 from ragmem.types import Filter, Passage, Timings
 
 if TYPE_CHECKING:
@@ -81,23 +90,23 @@ def evaluate_retrieval(
             ranked = ranking(best)  # trec_eval's order, ties included, as the metrics see it
             short += len(ranked) < min(DOC_DEPTH, len(dataset.corpus))
             run[qid] = {doc_id: best[doc_id] for doc_id in ranked[:DOC_DEPTH]}
-            _tick(progress, "retrieve", i + 1, len(qids))
+            tick(progress, "retrieve", i + 1, len(qids))
         models = {"embedder": assistant.embedder.model_id}
     qrels = {qid: dataset.qrels[qid] for qid in qids}
     return {
         "kind": "retrieval",
         "system": f"ragmem ({models['embedder']})",
         "name": f"ragmem ({models['embedder']}) on {dataset.name}",
-        "dataset": _dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
+        "dataset": dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
                                  documents=len(dataset.corpus)),
         "run": run_info(config, command, models),
         "index": index.to_dict(),
         "metrics": {
             "retrieval": retrieval_metrics(run, qrels, DEFAULT_KS),
-            "latency": _latency(timings, ("retrieve",)),
-            "cost": _cost(index, len(timings), timings),
+            "latency": latency_section(timings, ("retrieve",)),
+            "cost": cost_section(index, len(timings), timings),
         },
-        "notes": _short_note(short, window_fetch),
+        "notes": short_note(short, window_fetch, DOC_DEPTH),
         "config": config.to_dict(),
         "questions": [{"qid": q, "top10": list(run[q])[:10]} for q in qids],
     }
@@ -153,31 +162,31 @@ def evaluate_qa(
                        "token_budget": budget, "dropped": len(dropped), "timings": vars(t)}
             records.append(record)
             timings.append(t)
-            _tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
+            tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,
                   "generator": getattr(assistant.generator, "model_id", "unknown")}
         documents = len(dataset.documents) or assistant.memory.docstore.counts()["documents"]
     stages = ("retrieve", "fill", "generate") if generate else ("retrieve", "fill")
     metrics: dict[str, Any] = {
-        "evidence": {f"evidence_recall@{k}": _mean(records, f"evidence@{k}")
+        "evidence": {f"evidence_recall@{k}": mean(records, f"evidence@{k}")
                      for k in DEFAULT_KS},
-        "working_memory": _working_memory(records),
+        "working_memory": working_memory_section(records),
     }
     if generate:
-        metrics["answers"] = _answers(records, examples)
-    metrics |= {"latency": _latency(timings, stages),
-                "cost": _cost(index, len(timings), timings)}
+        metrics["answers"] = answers_section(records, examples)
+    metrics |= {"latency": latency_section(timings, stages),
+                "cost": cost_section(index, len(timings), timings)}
     return {
         "kind": "qa",
         "system": f"ragmem ({models['embedder']} + {models['generator']})",
         "name": f"ragmem ({models['embedder']} + {models['generator']}) on {dataset.name}",
-        "dataset": _dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
+        "dataset": dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
                                  seed, documents=documents),
         "run": run_info(config, command, models),
         "index": index.to_dict() if index else {"path": str(assistant.memory.directory)},
         "metrics": metrics,
         "curves": {"answer_in_context_vs_budget": [
-            {"token_budget": b, "answer_in_context": _mean(
+            {"token_budget": b, "answer_in_context": mean(
                 [{"x": r["budgets"][b]} for r in records], "x")} for b in budgets]},
         "config": config.to_dict(),
         "questions": records,
@@ -221,23 +230,23 @@ def evaluate_mc(
                             "token_budget": buffer.token_budget,
                             "dropped": len(buffer.dropped), "timings": vars(t)})
             timings.append(t)
-            _tick(progress, "score", i + 1, len(examples))
+            tick(progress, "score", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,
                   "generator": getattr(assistant.generator, "model_id", "unknown")}
     return {
         "kind": "mc",
         "system": f"ragmem ({models['embedder']} + {models['generator']})",
         "name": f"ragmem ({models['embedder']} + {models['generator']}) on {dataset.name}",
-        "dataset": _dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
+        "dataset": dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
                                  seed, documents=len(dataset.documents)),
         "run": run_info(config, command, models),
         "index": index.to_dict(),
         "metrics": {
-            "answers": {"accuracy": _mean(records, "correct"),
-                        "chance": _mean([{"x": 1 / len(e.options)} for e in examples], "x")},
-            "working_memory": _working_memory(records),
-            "latency": _latency(timings, ("retrieve", "fill", "generate")),
-            "cost": _cost(index, len(timings), timings),
+            "answers": {"accuracy": mean(records, "correct"),
+                        "chance": mean([{"x": 1 / len(e.options)} for e in examples], "x")},
+            "working_memory": working_memory_section(records),
+            "latency": latency_section(timings, ("retrieve", "fill", "generate")),
+            "cost": cost_section(index, len(timings), timings),
         },
         "config": config.to_dict(),
         "questions": records,
@@ -270,79 +279,3 @@ def _answer_scores(text: str, citations: Sequence[Any], passages: Sequence[Passa
     return {"answer": text, "golds": list(ex.answers), "abstained": abstains(text),
             "em": exact_match(prediction, ex.answers), "f1": token_f1(prediction, ex.answers),
             "citation_correct": _found(cited, ex) if cited else False}
-
-
-# Aggregates -------------------------------------------------------------------------
-
-
-def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
-    return sum(float(r[key]) for r in records) / len(records) if records else 0.0
-
-
-def _working_memory(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    out = {"tokens_used_mean": _mean(records, "tokens_used"),
-           "token_budget": float(max((r["token_budget"] for r in records), default=0)),
-           "passages_dropped_mean": _mean(records, "dropped"),
-           "questions_with_drops": _mean([{"x": r["dropped"] > 0} for r in records], "x")}
-    if records and "answer_in_context" in records[0]:
-        out = {"answer_in_context": _mean(records, "answer_in_context"), **out}
-    return out
-
-
-def _answers(records: Sequence[dict[str, Any]], examples: Sequence[QAExample]
-             ) -> dict[str, float]:
-    answerable = [r for r, e in zip(records, examples, strict=True) if not e.is_impossible]
-    impossible = [r for r, e in zip(records, examples, strict=True) if e.is_impossible]
-    out = {"exact_match": _mean(records, "em"), "f1": _mean(records, "f1"),
-           "citation_accuracy": _mean(answerable, "citation_correct"),
-           "abstained_answerable": _mean(answerable, "abstained")}
-    if impossible:
-        out["abstained_impossible"] = _mean(impossible, "abstained")
-    return out
-
-
-def _latency(timings: Sequence[Timings], stages: Sequence[str]) -> dict[str, float]:
-    if not timings:
-        return {}
-    all_stages = latency_metrics(timings)
-    return {k: v for k, v in all_stages.items()
-            if k.split("_p")[0] in (*stages, "total")}
-
-
-def _cost(index: IndexInfo | None, n: int, timings: Sequence[Timings]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if index is not None and index.built:
-        out |= {"index_build_s": index.build_s,
-                "index_windows_per_s": index.windows_added / index.build_s
-                if index.build_s > 0 else 0.0}
-    elif index is not None and index.earlier_build:  # reused: the build that made it
-        out |= {"index_build_s": float(index.earlier_build["build_s"]),
-                "index_windows_per_s": float(index.earlier_build["windows_per_s"])}
-    total = sum(t.retrieve_s + t.fill_s + t.generate_s for t in timings)
-    out |= {"questions": float(n), "questions_per_s": n / total if total > 0 else 0.0,
-            "peak_memory_mb": peak_memory_mb()}
-    return out
-
-
-def _dataset_info(name: str, sha256: str, n: int, limit: int | None, sample: int | None,
-                  seed: int, documents: int) -> dict[str, Any]:
-    if limit is not None:
-        chosen = f"first {limit} in file order"
-    elif sample is not None:
-        chosen = f"seeded sample of {sample} (seed {seed}), kept in file order"
-    else:
-        chosen = "all"
-    return {"name": name, "sha256": sha256, "n_questions": n, "documents": documents,
-            "selection": chosen}
-
-
-def _short_note(short: int, fetch: int) -> list[str]:
-    if not short:
-        return []
-    return [f"{short} queries had fewer than {DOC_DEPTH} distinct documents in their top "
-            f"{fetch} windows; their recall@100 / map@100 count only those"]
-
-
-def _tick(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)

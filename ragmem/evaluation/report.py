@@ -68,6 +68,12 @@ def summary(report: Mapping[str, Any]) -> str:
     for section, values in report.get("metrics", {}).items():
         lines += ["", f"## {section}", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {name} | {_fmt(v)} |" for name, v in values.items()]
+    for name, points in report.get("curves", {}).items():
+        if points:
+            keys = list(points[0])
+            lines += ["", f"## {name}", "", "| " + " | ".join(keys) + " |",
+                      "|" + "---:|" * len(keys)]
+            lines += ["| " + " | ".join(_fmt(p.get(k)) for k in keys) + " |" for p in points]
     if report.get("config"):
         config = json.dumps(report["config"], indent=2, sort_keys=True)
         lines += ["", "## config", "", "```json", config, "```"]
