@@ -18,11 +18,13 @@ from ragmem.types import Answer, Citation, Document, Hit, Passage, Sentence, Win
 
 if TYPE_CHECKING:
     from ragmem.assistant import Assistant
+    from ragmem.conversation import Chat
 
 __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "Assistant",
+    "Chat",
     "Citation",
     "Config",
     "Document",
@@ -41,4 +43,8 @@ def __getattr__(name: str) -> Any:
         from ragmem.assistant import Assistant
 
         return Assistant
+    if name == "Chat":
+        from ragmem.conversation import Chat
+
+        return Chat
     raise AttributeError(f"module 'ragmem' has no attribute {name!r}")

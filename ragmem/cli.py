@@ -6,6 +6,7 @@ Heavy imports (torch, faiss, transformers) happen inside commands, so ``--help``
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -607,6 +608,11 @@ def eval_compare(a: str, b: str) -> None:
 
 
 def main() -> None:
+    # transformers' per-load "Loading weights" bars are noise next to our own progress.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cli(prog_name="ragmem")
 
 

@@ -41,4 +41,5 @@ def test_sample_question_gets_a_cited_answer(demo_assistant: Assistant) -> None:
     evidence = " ".join(str(q["evidence"]).split())
     passages = " ".join(" ".join(p.text.split()) for p in answer.passages)
     assert evidence in passages  # the answer's sentence made it into the working memory
-    assert any(a.lower() in answer.text.lower() for a in q["answers"]), answer.text  # type: ignore[attr-defined]
+    assert answer.text and answer.tokens_used <= answer.token_budget
+    # What a 135M generator says is measured in eval/bench_demo.py, not asserted here.

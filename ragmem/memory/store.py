@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,8 +166,8 @@ class LongTermMemory:
             self._seq = last
 
     def _load_snapshot(self, snapshot: str | None) -> None:
-        kw = {"use_gpu": self.config.use_gpu, "nprobe": self.config.nprobe,
-              "ef_search": self.config.ef_search}
+        kw: dict[str, Any] = {"use_gpu": self.config.use_gpu, "nprobe": self.config.nprobe,
+                              "ef_search": self.config.ef_search}
         if snapshot is None:
             self._vectors = VectorIndex.empty(self.dim, self.manifest.index_factory, **kw)
             self._seq = 0

@@ -122,8 +122,8 @@ class VectorIndex:
         params = self._params(faiss, allowed_ids)
         index = self.cpu if params is not None else self._searcher()
         if params is not None:
-            return index.search(q, k, params=params)  # type: ignore[no-any-return]
-        return index.search(q, k)  # type: ignore[no-any-return]
+            return index.search(q, k, params=params)
+        return index.search(q, k)
 
     def _params(self, faiss: Any, allowed_ids: np.ndarray | None) -> Any:
         sel = None
