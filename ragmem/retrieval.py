@@ -68,6 +68,32 @@ def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 6
     return [replace(first[wid], score=scores[wid]) for wid in order]
 
 
+def fuse_scores(rankings: Sequence[Sequence[Hit]], weights: Sequence[float],
+                norm: str = "minmax") -> list[Hit]:
+    """Weighted sum of per-list normalised scores (a window missing from a list gets 0
+    there). ``norm``: "minmax" scales each list to [0, 1]; "zscore" centres and scales it.
+    """
+    scores: dict[int, float] = {}
+    first: dict[int, Hit] = {}
+    for hits, weight in zip(rankings, weights, strict=True):
+        if not hits:
+            continue
+        values = np.array([h.score for h in hits], dtype=np.float64)
+        if norm == "minmax":
+            span = values.max() - values.min()
+            scaled = (values - values.min()) / span if span > 0 else np.ones_like(values)
+        elif norm == "zscore":
+            std = values.std()
+            scaled = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+        else:
+            raise RagmemError(f"unknown score normalisation {norm!r}; use minmax or zscore")
+        for hit, value in zip(hits, scaled, strict=True):
+            scores[hit.window_id] = scores.get(hit.window_id, 0.0) + weight * float(value)
+            first.setdefault(hit.window_id, hit)
+    order = sorted(scores, key=lambda wid: -scores[wid])
+    return [replace(first[wid], score=scores[wid]) for wid in order]
+
+
 class Retriever:
     def __init__(self, memory: LongTermMemory, embedder: Embedder,
                  config: RetrievalConfig | None = None,
