@@ -39,6 +39,9 @@ class IndexConfig:
     nprobe: int = 16
     ef_search: int = 128
     use_gpu: bool = True  # only when faiss sees a GPU
+    # Readers memory-map the FAISS snapshot instead of reading it into RAM (writers
+    # always load it: they change it). For indexes larger than RAM would like.
+    mmap: bool = False
 
 
 @dataclass(frozen=True)

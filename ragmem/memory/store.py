@@ -33,7 +33,7 @@ from ragmem.errors import (
 )
 from ragmem.memory.docstore import Docstore
 from ragmem.memory.manifest import Manifest, read_manifest, write_manifest
-from ragmem.memory.vectors import VectorIndex, default_factory
+from ragmem.memory.vectors import LayeredIndex, VectorIndex, default_factory
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
 DOCSTORE = "docstore.sqlite"
@@ -87,7 +87,8 @@ class LongTermMemory:
         self.manifest = manifest
         self.config = config
         self.dim = manifest.dim
-        self._vectors: VectorIndex | None = None
+        self._vectors: VectorIndex | LayeredIndex | None = None
+        self._writing = False
         self._snapshot: str | None = None
         self._seq = 0
 
@@ -137,7 +138,7 @@ class LongTermMemory:
 
     # -- keeping FAISS in step with the docstore ----------------------------
     @property
-    def vectors(self) -> VectorIndex:
+    def vectors(self) -> VectorIndex | LayeredIndex:
         if self._vectors is None:
             self.refresh()
         assert self._vectors is not None
@@ -179,7 +180,10 @@ class LongTermMemory:
             if not path.exists() or (size is not None and path.stat().st_size != int(size)):
                 raise IndexCorruptError(
                     f"{path} is missing or damaged; run: ragmem check {self.directory} --repair")
-            self._vectors = VectorIndex.load(path, **kw)
+            if self.config.mmap and not self._writing:
+                self._vectors = LayeredIndex(VectorIndex.load(path, mmap=True, **kw), self.dim)
+            else:
+                self._vectors = VectorIndex.load(path, **kw)
             self._seq = int(self.docstore.get_meta("snapshot_seq", "0") or 0)
         self._snapshot = snapshot
 
@@ -223,6 +227,9 @@ class LongTermMemory:
         """Hold the write lock and one transaction: the whole batch lands, or none of it."""
         with self.locked():
             self._remove_stray_files()
+            if isinstance(self._vectors, LayeredIndex):  # a writer changes the snapshot
+                self._vectors = None
+            self._writing = True
             writer = Writer(self)
             with self.docstore.transaction():
                 yield writer

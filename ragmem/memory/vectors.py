@@ -75,6 +75,10 @@ class VectorIndex:
         write_atomic(path, faiss.serialize_index(self.cpu).tobytes())
 
     @property
+    def mmapped(self) -> bool:
+        return False
+
+    @property
     def ntotal(self) -> int:
         return int(self.cpu.ntotal)
 
@@ -155,3 +159,55 @@ class VectorIndex:
                 return self.cpu
             self._dirty_gpu = False
         return self._gpu
+
+
+class LayeredIndex:
+    """A read-only, memory-mapped snapshot plus, in RAM, what the change log added or
+    deleted since it: how a reader opens an index larger than it wants in memory.
+
+    Deleted snapshot ids are masked at search time (over-fetching by their number, which
+    the snapshot policy keeps to ~2% of the index); added vectors sit in a small flat index.
+    """
+
+    def __init__(self, base: VectorIndex, dim: int) -> None:
+        self.base = base
+        self.delta = VectorIndex.empty(dim, "IDMap2,Flat", use_gpu=False)
+        self.deleted: set[int] = set()
+
+    @property
+    def ntotal(self) -> int:
+        return self.base.ntotal - len(self.deleted) + self.delta.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return True
+
+    def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
+        self.delta.add(ids, vectors)  # ids are never reused: no clash with the snapshot
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        self.delta.remove(ids)
+        before = len(self.deleted)
+        self.deleted.update(int(i) for i in ids)
+        return len(self.deleted) - before
+
+    def ids(self) -> np.ndarray:
+        base = self.base.ids()
+        kept = base[~np.isin(base, np.fromiter(self.deleted, np.int64, len(self.deleted)))]
+        return np.concatenate([kept, self.delta.ids()])
+
+    def save(self, path: Path) -> None:
+        raise RuntimeError("a memory-mapped index is read-only; open it without mmap to write")
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        s1, i1 = self.base.search(queries, k + len(self.deleted), allowed_ids)
+        if self.deleted:
+            gone = np.isin(i1, np.fromiter(self.deleted, np.int64, len(self.deleted)))
+            i1 = np.where(gone, -1, i1)
+        if self.delta.ntotal:
+            s2, i2 = self.delta.search(queries, k, allowed_ids)
+            s1, i1 = np.concatenate([s1, s2], axis=1), np.concatenate([i1, i2], axis=1)
+        s1 = np.where(i1 < 0, -np.inf, s1)
+        order = np.argsort(-s1, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(s1, order, 1), np.take_along_axis(i1, order, 1)

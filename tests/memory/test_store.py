@@ -169,3 +169,32 @@ def test_filters_equal_brute_force_filtering(tmp_path: Path, where: Filter) -> N
                 if memory.docstore.hits([i], [0.0])[0].doc_id in allowed][:7]
         assert [h.window_id for h in got] == want
     assert memory.search(q[None], 5, where=Filter(doc_ids=("zzz",)))[0] == []
+
+
+@pytest.mark.parametrize("factory", ["IDMap2,Flat", "IVF8,Flat"])
+def test_memory_mapped_reader_follows_writes(tmp_path: Path, factory: str) -> None:
+    from ragmem.config import IndexConfig
+    from ragmem.memory.vectors import LayeredIndex
+
+    writer = LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={},
+                                   config=IndexConfig(factory=factory, nprobe=8))
+    with writer.writer() as w:
+        for i in range(6):
+            w.add(*make_doc(f"d{i}", 40, i))
+    reader = LongTermMemory.open(tmp_path / "i", config=IndexConfig(mmap=True, nprobe=8))
+    assert isinstance(reader.vectors, LayeredIndex)
+    with writer.writer() as w:  # below the snapshot threshold: lands in the change log
+        w.remove("d1")
+        w.add(*make_doc("d1", 7, 77))
+        w.add(*make_doc("new", 9, 99))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        q = rng.normal(size=(1, DIM)).astype(np.float32)
+        want = [(h.window_id, round(h.score, 5)) for h in writer.search(q, 12)[0]]
+        got = [(h.window_id, round(h.score, 5)) for h in reader.search(q, 12)[0]]
+        assert got == want
+    assert sorted(reader.vectors.ids().tolist()) == reader.docstore.window_ids().tolist()
+    with reader.writer() as w:  # a reader may become the writer: it loads the index in RAM
+        w.remove("new")
+    assert not isinstance(reader.vectors, LayeredIndex)
+    assert reader.vectors.ntotal == 5 * 40 + 7
