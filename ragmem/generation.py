@@ -302,9 +302,11 @@ class Seq2SeqGenerator(Generator):
 
 
 def load_generator(name_or_path: str, device: str | None = None,
-                   repetition_penalty: float = 1.0) -> Generator:
+                   repetition_penalty: float | None = None) -> Generator:
     """A generator for ``name_or_path`` (see ``models.resolve``); the weights load on first
     use. The class follows the model config: encoder-decoder -> Seq2SeqGenerator."""
+    if repetition_penalty is None:
+        repetition_penalty = GeneratorConfig().repetition_penalty
     resolved = resolve(name_or_path, "generator")
     if resolved.gguf_file is not None:
         # transformers dequantises decoder-only GGUF models; reading the config from the
