@@ -95,8 +95,8 @@ def evaluate_retrieval(
     qrels = {qid: dataset.qrels[qid] for qid in qids}
     return {
         "kind": "retrieval",
-        "system": f"ragmem ({models['embedder']})",
-        "name": f"ragmem ({models['embedder']}) on {dataset.name}",
+        "system": f"ragmem ({models['embedder']}, {config.retrieval.mode} retrieval)",
+        "name": f"ragmem ({models['embedder']}, {config.retrieval.mode}) on {dataset.name}",
         "dataset": dataset_info(dataset.name, dataset.sha256, len(qids), limit, sample, seed,
                                  documents=len(dataset.corpus)),
         "run": run_info(config, command, models),
