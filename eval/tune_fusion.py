@@ -31,7 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--split", default="train")
-    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=300,
+                        help="windows fetched per list (ragmem eval fetches 300)")
+    parser.add_argument("--candidates", type=int, default=100,
+                        help="the top of each list that score normalisation looks at")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     print(f"command: python {' '.join(sys.argv)}", flush=True)
@@ -63,8 +66,8 @@ def main() -> None:
             rows.append((f"rrf k={k} dense={wd} lexical={wl}", score(fused)))
     for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
         for norm in ("minmax", "zscore"):
-            fused = {q: fuse_scores([dense[q], lexical[q]], [alpha, 1 - alpha], norm)
-                     for q in data.queries}
+            fused = {q: fuse_scores([dense[q], lexical[q]], [alpha, 1 - alpha], norm,
+                                    args.candidates) for q in data.queries}
             rows.append((f"{norm} alpha(dense)={alpha}", score(fused)))
 
     rows.sort(key=lambda r: -r[1]["ndcg@10"])
@@ -75,6 +78,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "command": f"python {' '.join(sys.argv)}", "split": args.split,
             "config": replace(config).to_dict(), "depth": args.depth,
+            "candidates": args.candidates,
             "results": [{"variant": n, **m} for n, m in rows]}, indent=2))
 
 

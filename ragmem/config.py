@@ -49,7 +49,11 @@ class RetrievalConfig:
     top_k: int = 5  # windows fetched from long-term memory
     neighbour_sentences: int = 1  # small-to-big: sentences added on each side of a hit
     mode: str = "hybrid"  # "dense" (FAISS), "lexical" (BM25, SQLite FTS5) or "hybrid"
-    candidates: int = 50  # hybrid: windows taken from each side before fusion
+    candidates: int = 100  # hybrid: windows taken from each side before fusion
+    # How hybrid merges the two lists: "minmax" (weighted sum of scores scaled to [0, 1]
+    # over the top `candidates`), "zscore", or "rrf" (reciprocal-rank fusion). minmax
+    # with equal weights won on SciFact *train* queries (eval/reports/fusion-tuning-*).
+    fusion: str = "minmax"
     rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
     dense_weight: float = 1.0
     lexical_weight: float = 1.0

@@ -69,24 +69,31 @@ def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 6
 
 
 def fuse_scores(rankings: Sequence[Sequence[Hit]], weights: Sequence[float],
-                norm: str = "minmax") -> list[Hit]:
-    """Weighted sum of per-list normalised scores (a window missing from a list gets 0
-    there). ``norm``: "minmax" scales each list to [0, 1]; "zscore" centres and scales it.
+                norm: str = "minmax", depth: int = 100) -> list[Hit]:
+    """Weighted sum of per-list normalised scores; a window missing from a list gets 0
+    there. ``norm``: "minmax" maps each list's top ``depth`` scores onto [0, 1] (deeper
+    hits are clipped at 0); "zscore" centres and scales by the top ``depth``. The
+    statistics come from a fixed depth so that asking for more hits does not reorder
+    the first ones.
     """
     scores: dict[int, float] = {}
     first: dict[int, Hit] = {}
+    total = sum(weights) or 1.0
     for hits, weight in zip(rankings, weights, strict=True):
         if not hits:
             continue
         values = np.array([h.score for h in hits], dtype=np.float64)
+        top = values[:depth]
         if norm == "minmax":
-            span = values.max() - values.min()
-            scaled = (values - values.min()) / span if span > 0 else np.ones_like(values)
+            span = top.max() - top.min()
+            scaled = np.clip((values - top.min()) / span, 0.0, None) if span > 0 \
+                else np.ones_like(values)
         elif norm == "zscore":
-            std = values.std()
-            scaled = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+            std = top.std()
+            scaled = (values - top.mean()) / std if std > 0 else np.zeros_like(values)
         else:
-            raise RagmemError(f"unknown score normalisation {norm!r}; use minmax or zscore")
+            raise RagmemError(f"unknown fusion {norm!r}; use rrf, minmax or zscore")
+        weight /= total
         for hit, value in zip(hits, scaled, strict=True):
             scores[hit.window_id] = scores.get(hit.window_id, 0.0) + weight * float(value)
             first.setdefault(hit.window_id, hit)
@@ -127,8 +134,11 @@ class Retriever:
         if mode != "hybrid":
             raise RagmemError(f"unknown retrieval mode {mode!r}; use dense, lexical or hybrid")
         lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where)
-        return fuse([dense, lexical], [self.config.dense_weight, self.config.lexical_weight],
-                    self.config.rrf_k)[:k]
+        weights = [self.config.dense_weight, self.config.lexical_weight]
+        if self.config.fusion == "rrf":
+            return fuse([dense, lexical], weights, self.config.rrf_k)[:k]
+        return fuse_scores([dense, lexical], weights, self.config.fusion,
+                           self.config.candidates)[:k]
 
     def _query_vector(self, question: str) -> np.ndarray:
         # retrieve() and the sentence-level step both need it: embed each question once.
