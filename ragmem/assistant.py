@@ -80,6 +80,9 @@ class Assistant:
                generator: Generator | None = None) -> Assistant:
         """Open the index at ``index`` (a name under indexes/ or a path), creating it if new."""
         config = (config or Config()).with_env()
+        if (resolve_index_path(index) / "manifest.json").exists():
+            # An existing index keeps its own embedder and chunking.
+            return cls.open(index, config, embedder=embedder, generator=generator)
         embedder = embedder or SentenceTransformerEmbedder(
             config.embedder.model, batch_size=config.embedder.batch_size,
             device=config.embedder.device)

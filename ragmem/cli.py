@@ -81,7 +81,8 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
       ragmem index ragmem/demo/corpus --index demo
       ragmem index notes/ report.pdf --index work --sync
     """
-    from ragmem.assistant import Assistant
+    from ragmem.assistant import Assistant, resolve_index_path
+    from ragmem.memory import LongTermMemory
 
     config = Config()
     if embedder:
@@ -89,6 +90,9 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     if window_tokens:
         config = replace(config, chunking=replace(config.chunking, window_tokens=window_tokens))
     with _errors():
+        path = resolve_index_path(index_name)
+        if embedder and (path / "manifest.json").exists():
+            LongTermMemory.open(path, embedder=embedder).close()  # refuses a mismatch, cheaply
         assistant = Assistant.create(index_name, config)
         with _progress(quiet=as_json) as report:
             stats = assistant.index(list(paths), sync=sync, progress=report)

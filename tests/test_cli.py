@@ -1,0 +1,84 @@
+"""The command line in-process (click's CliRunner): real MiniLM and real FAISS/SQLite;
+the generator is the echo fake, put in where the assistant builds its generator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import ragmem.assistant
+from ragmem.cli import cli
+from tests.conftest import EchoGenerator
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setattr(ragmem.assistant, "generator_from_config", lambda cfg: EchoGenerator())
+    return CliRunner()
+
+
+def test_help_is_instant_and_imports_no_model_code() -> None:
+    code = ("import sys; from ragmem.cli import cli\n"
+            "try: cli(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'faiss', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().endswith("[]")
+    assert "Examples" in out and "ragmem ask" in out
+
+
+def test_index_info_ask_rm_check(runner: CliRunner, corpus_dir: Path) -> None:
+    r = runner.invoke(cli, ["index", str(corpus_dir), "--index", "t", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["added"] == 3 and summary["windows"] >= 3
+
+    r = runner.invoke(cli, ["index", str(corpus_dir), "--index", "t", "--json"])
+    assert json.loads(r.stdout)["unchanged"] == 3  # nothing re-embedded
+
+    r = runner.invoke(cli, ["info", "t", "--json"])
+    info = json.loads(r.stdout)
+    assert (info["documents"], info["embedder"]) == (3, "all-MiniLM-L6-v2")
+
+    r = runner.invoke(cli, ["ask", "t", "When did Neil Armstrong walk on the Moon?", "--json",
+                            "--show-context"])
+    assert r.exit_code == 0, r.output
+    answer = json.loads(r.stdout)
+    top = answer["citations"][0]
+    assert top["doc_id"] == "space/moon.txt" and "1969" in answer["answer"]
+    assert Path(top["path"]).read_text()[top["start"]:top["end"]] == top["quote"]
+    assert answer["passages"] and answer["tokens_used"] <= answer["token_budget"]
+
+    r = runner.invoke(cli, ["ask", "t", "Moon", "--path", "cats*", "--json"])
+    assert {c["doc_id"] for c in json.loads(r.stdout)["citations"]} == {"cats.txt"}
+
+    r = runner.invoke(cli, ["rm", "t", "space/*"])
+    assert r.exit_code == 0 and "removed 2 documents" in r.output
+    r = runner.invoke(cli, ["check", "t"])
+    assert r.exit_code == 0 and ": ok" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ask", "nope", "hi"], "no ragmem index at"),
+    (["info", "nope"], "ragmem index PATH --index nope"),
+    (["index", "/no/such/path", "--index", "t"], "no such file or folder"),
+    (["rm", "nope", "x"], "no ragmem index at"),
+])
+def test_bad_input_is_one_line_and_exit_1(runner: CliRunner, args: list[str],
+                                          message: str) -> None:
+    r = runner.invoke(cli, args)
+    assert r.exit_code == 1
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_empty_question_and_wrong_embedder(runner: CliRunner, corpus_dir: Path) -> None:
+    assert runner.invoke(cli, ["index", str(corpus_dir), "--index", "t"]).exit_code == 0
+    r = runner.invoke(cli, ["ask", "t", "   "])
+    assert r.exit_code == 1 and "question is empty" in r.output
+    r = runner.invoke(cli, ["index", str(corpus_dir), "--index", "t", "--embedder", "other/model"])
+    assert r.exit_code == 1 and "built with embedder 'all-MiniLM-L6-v2'" in r.output
