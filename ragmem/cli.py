@@ -90,9 +90,9 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     if window_tokens:
         config = replace(config, chunking=replace(config.chunking, window_tokens=window_tokens))
     with _errors():
-        path = resolve_index_path(index_name)
-        if embedder and (path / "manifest.json").exists():
-            LongTermMemory.open(path, embedder=embedder).close()  # refuses a mismatch, cheaply
+        folder = resolve_index_path(index_name)
+        if embedder and (folder / "manifest.json").exists():
+            LongTermMemory.open(folder, embedder=embedder).close()  # refuses a mismatch, cheaply
         assistant = Assistant.create(index_name, config)
         with _progress(quiet=as_json) as report:
             stats = assistant.index(list(paths), sync=sync, progress=report)

@@ -6,7 +6,6 @@ the sha256 of its weight files, the machine, and the peak memory of the process.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import resource
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 from ragmem.config import Config
 from ragmem.errors import RagmemError
+from ragmem.memory.store import file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
 
@@ -48,16 +48,8 @@ def model_files(name: str, kind: str) -> dict[str, Any]:
         if file.is_file() and file.suffix in WEIGHT_SUFFIXES:
             if resolved.gguf_file and file.suffix == ".gguf" and file.name != resolved.gguf_file:
                 continue
-            digests[str(file.relative_to(folder))] = _sha256_file(file)
+            digests[str(file.relative_to(folder))] = file_sha256(file)
     return {"name": resolved.name, "path": str(folder), "sha256": digests}
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state() -> str | None:
