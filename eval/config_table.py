@@ -51,8 +51,9 @@ def main() -> None:
         aic = q["metrics"]["working_memory"]["answer_in_context"] if q else None
         tok = q["metrics"]["working_memory"]["tokens_used_mean"] if q else None
         lat = q["metrics"]["latency"]["total_p50_s"] * 1000 if q else None
+        shown = f"`{env}`" if env else "(none)"
         print(f"| {label} | {fmt(ndcg)} | {fmt(r10)} | {fmt(ev5, 3)} | {fmt(aic, 3)} | "
-              f"{fmt(tok, 0)} | {fmt(lat, 0)} | {f"`{env}`" if env else "(none)"} |")
+              f"{fmt(tok, 0)} | {fmt(lat, 0)} | {shown} |")
 
 
 if __name__ == "__main__":
