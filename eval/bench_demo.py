@@ -40,8 +40,8 @@ def main() -> None:
     print(f"config: {json.dumps(config.to_dict())}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        assistant = Assistant.create(Path(tmp) / "demo", config)
         t0 = time.perf_counter()
+        assistant = Assistant.create(Path(tmp) / "demo", config)  # loads the embedder
         assistant.embedder.embed(["load"])
         embedder_load = time.perf_counter() - t0
         stats = assistant.index([ROOT / "ragmem/demo/corpus"])
