@@ -52,12 +52,15 @@ class IndexStats:
 
 
 def resolve_index_path(name_or_path: str | Path) -> Path:
-    """``demo`` -> ``indexes/demo``; anything with a slash, or an existing folder, is a path."""
-    text = str(name_or_path)
-    path = Path(text)
-    if "/" in text or path.exists() or text.startswith("."):
-        return path
-    return indexes_home() / text
+    """``demo`` -> ``indexes/demo``; anything with a slash (``./demo``, ``/srv/idx``) is a path.
+
+    A bare name never means a folder of the current directory: ``ragmem index demo
+    --index demo`` must not mistake the corpus folder ``demo`` for the index.
+    """
+    if isinstance(name_or_path, Path) or "/" in str(name_or_path) \
+            or str(name_or_path).startswith(("~", ".")):
+        return Path(name_or_path).expanduser()
+    return indexes_home() / str(name_or_path)
 
 
 class Assistant:
