@@ -149,17 +149,14 @@ def evaluate_qa(
             record |= {f"evidence@{k}": _found(hits[:k], ex) for k in DEFAULT_KS}
             record["budgets"] = {b: _found(wm.fill(ex.question, passages).passages, ex)
                                  for b, wm in by_budget.items()}
+            buffer, t = assistant.prepare(ex.question)  # what ask() does before generating
             if generate:
-                answer = assistant.ask(ex.question)
-                buffer_passages, t = answer.passages, answer.timings
+                answer = assistant.answer(buffer, t)
+                t = answer.timings
                 record |= _answer_scores(answer.text, answer.citations, answer.passages, ex)
-                used, budget, dropped = answer.tokens_used, answer.token_budget, answer.dropped
-            else:
-                buffer, t = assistant.prepare(ex.question)
-                buffer_passages = buffer.passages
-                used, budget, dropped = buffer.tokens_used, buffer.token_budget, buffer.dropped
-            record |= {"answer_in_context": _found(buffer_passages, ex), "tokens_used": used,
-                       "token_budget": budget, "dropped": len(dropped), "timings": vars(t)}
+            record |= {"answer_in_context": _found(buffer.passages, ex),
+                       "tokens_used": buffer.tokens_used, "token_budget": buffer.token_budget,
+                       "dropped": len(buffer.dropped), "timings": vars(t)}
             records.append(record)
             timings.append(t)
             tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
