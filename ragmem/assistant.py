@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ragmem.answering import Answerer
 from ragmem.chunking import chunk_document
 from ragmem.config import ChunkingConfig, Config, indexes_home
 from ragmem.conversation import Chat
@@ -19,7 +20,7 @@ from ragmem.memory import LongTermMemory
 from ragmem.reranking import from_config as reranker_from_config
 from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
-from ragmem.working_memory import Buffer, WorkingMemory
+from ragmem.working_memory import WorkingMemory
 
 EMBED_BATCH = 256  # windows embedded per call while indexing
 
@@ -75,6 +76,7 @@ class Assistant:
         self.retriever = Retriever(memory, self.embedder, config.retrieval,
                                    reranker_from_config(config.retrieval))
         self._working_memory: WorkingMemory | None = None
+        self._answerer: Answerer | None = None
 
     # -- opening ------------------------------------------------------------
     @classmethod
@@ -131,6 +133,12 @@ class Assistant:
         if self._working_memory is None:
             self._working_memory = WorkingMemory(self.generator, self.config.working_memory)
         return self._working_memory
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = Answerer(self.generator, self.config.working_memory.max_new_tokens)
+        return self._answerer
 
     def warm_up(self) -> float:
         """Load the models now (they load on first use); returns the seconds it took.
@@ -239,59 +247,30 @@ class Assistant:
                  where: Filter | None = None) -> list[Passage]:
         return self.retriever.passages(question, top_k, where)
 
-    def prepare(self, question: str, top_k: int | None = None,
-                where: Filter | None = None, *, query: str | None = None,
-                history: str = "") -> tuple[Buffer, Timings]:
-        """Retrieve and fill the working memory, without generating. A chat passes the
-        self-contained retrieval ``query`` and the rendered conversation ``history``."""
-        question = check_question(question)
-        self.warm_up()
-        t0 = time.perf_counter()
-        passages = self.retriever.passages(query or question, top_k, where)
-        t1 = time.perf_counter()
-        buffer = self.working_memory.fill(question, passages, history)
-        t2 = time.perf_counter()
-        return buffer, Timings(retrieve_s=t1 - t0, fill_s=t2 - t1)
-
     def ask(self, question: str, top_k: int | None = None,
             where: Filter | None = None) -> Answer:
-        buffer, timings = self.prepare(question, top_k, where)
-        return self.answer(buffer, timings)
+        """retrieve -> fill -> answer, the answer citing the passages its text uses."""
+        question = check_question(question)
+        t0 = time.perf_counter()
+        passages = self.retriever.passages(question, top_k, where)
+        t1 = time.perf_counter()
+        buffer = self.working_memory.fill(question, passages)
+        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
+        return self.answerer.answer(buffer, timings)
 
     def stream(self, question: str, top_k: int | None = None,
                where: Filter | None = None) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the finished ``Answer``."""
-        buffer, timings = self.prepare(question, top_k, where)
-        yield from self.stream_answer(buffer, timings)
+        """``ask``, streamed: the answer's text as it is generated, then the ``Answer``."""
+        question = check_question(question)
+        t0 = time.perf_counter()
+        passages = self.retriever.passages(question, top_k, where)
+        t1 = time.perf_counter()
+        buffer = self.working_memory.fill(question, passages)
+        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
+        yield from self.answerer.stream(buffer, timings)
 
     def chat(self, *, top_k: int | None = None, where: Filter | None = None,
              rewrite: str | None = None) -> Chat:
         """A conversation: follow-up questions, earlier turns kept in working memory."""
-        return Chat(self, top_k=top_k, where=where, rewrite=rewrite)
-
-    def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
-        """Generate the answer for a prepared working memory."""
-        t0 = time.perf_counter()
-        text = self.generator.generate(buffer.prompt, self.config.working_memory.max_new_tokens)
-        timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
-        return self._answer(buffer, text, timings)
-
-    def stream_answer(self, buffer: Buffer,
-                      timings: Timings | None = None) -> Iterator[str | Answer]:
-        """``answer``, streamed: the text in pieces, then the finished ``Answer``."""
-        t0 = time.perf_counter()
-        parts = []
-        for piece in self.generator.stream(buffer.prompt,
-                                           self.config.working_memory.max_new_tokens):
-            parts.append(piece)
-            yield piece
-        timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
-        yield self._answer(buffer, "".join(parts).strip(), timings)
-
-    @staticmethod
-    def _answer(buffer: Buffer, text: str, timings: Timings) -> Answer:
-        return Answer(question=buffer.question, text=text,
-                      citations=buffer.citations_in(text), passages=buffer.passages,
-                      prompt=buffer.prompt, dropped=buffer.dropped, timings=timings,
-                      tokens_used=buffer.tokens_used, token_budget=buffer.token_budget)
-
+        return Chat(self.retriever, self.working_memory, self.answerer, top_k=top_k,
+                    where=where, rewrite=rewrite or self.config.retrieval.rewrite)

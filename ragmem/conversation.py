@@ -38,17 +38,19 @@ is never a gap. What was shortened or left out is listed in ``Answer.dropped``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ragmem.answering import Answerer
+from ragmem.config import RetrievalConfig
 from ragmem.errors import RagmemError
-from ragmem.retrieval import check_question
+from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Filter, Timings
-from ragmem.working_memory import Buffer
+from ragmem.working_memory import Buffer, WorkingMemory
 
 if TYPE_CHECKING:
-    from ragmem.assistant import Assistant
     from ragmem.generation import Generator
 
 MAX_TERMS = 12  # context terms a condensed query may gain
@@ -159,17 +161,23 @@ def fit_history(turns: Sequence[Turn], count_tokens: Callable[[str], int],
 
 
 class Chat:
-    """A conversation with an assistant: ``ask``/``stream`` a question, follow-ups
-    included; ``turns`` so far; ``reset`` to start over. Made by ``Assistant.chat()``."""
+    """A conversation: ``ask``/``stream`` a question, follow-ups included; ``turns`` so
+    far; ``reset`` to start over. Made by ``Assistant.chat()``; it composes the same
+    steps as ``Assistant.ask`` (retrieve -> fill -> answer), with the condensed query
+    for retrieval and the fitted history in the working memory."""
 
-    def __init__(self, assistant: Assistant, *, top_k: int | None = None,
-                 where: Filter | None = None, rewrite: str | None = None) -> None:
-        self.assistant = assistant
+    def __init__(self, retriever: Retriever, working_memory: WorkingMemory,
+                 answerer: Answerer, *, top_k: int | None = None,
+                 where: Filter | None = None,
+                 rewrite: str = RetrievalConfig.rewrite) -> None:
+        self.retriever = retriever
+        self.working_memory = working_memory
+        self.answerer = answerer
         self.top_k = top_k
         self.where = where
-        self.rewrite = rewrite or assistant.config.retrieval.rewrite
-        if self.rewrite not in REWRITES:
-            raise RagmemError(f"unknown rewrite {self.rewrite!r}; use {' or '.join(REWRITES)}")
+        if rewrite not in REWRITES:
+            raise RagmemError(f"unknown rewrite {rewrite!r}; use {' or '.join(REWRITES)}")
+        self.rewrite = rewrite
         self._turns: list[Turn] = []
 
     @property
@@ -183,30 +191,34 @@ class Chat:
     def query(self, question: str) -> str:
         """What retrieval will search for when ``question`` is asked next."""
         if self.rewrite == "generator":
-            return rewrite_with(self.assistant.generator, question, self._turns)
+            return rewrite_with(self.answerer.generator, question, self._turns)
         return condense(question, self._turns)
 
     def ask(self, question: str) -> Answer:
-        query, buffer, timings = self._prepare(question)
-        answer = self.assistant.answer(buffer, timings)
+        query, buffer, timings = self._fill(question)
+        answer = self.answerer.answer(buffer, timings)
         self._turns.append(Turn(buffer.question, query, answer))
         return answer
 
     def stream(self, question: str) -> Iterator[str | Answer]:
         """The answer's text as it is generated, then the ``Answer``; the turn is kept
         once the answer is complete."""
-        query, buffer, timings = self._prepare(question)
-        for piece in self.assistant.stream_answer(buffer, timings):
+        query, buffer, timings = self._fill(question)
+        for piece in self.answerer.stream(buffer, timings):
             if isinstance(piece, Answer):
                 self._turns.append(Turn(buffer.question, query, piece))
             yield piece
 
-    def _prepare(self, question: str) -> tuple[str, Buffer, Timings]:
+    def _fill(self, question: str) -> tuple[str, Buffer, Timings]:
+        """retrieve (the condensed query) -> fill (history first, within its share)."""
         question = check_question(question)
         query = self.query(question)
-        memory = self.assistant.working_memory
+        memory = self.working_memory
         history, notes = fit_history(self._turns, memory.model.count_tokens,
                                      memory.history_budget(question))
-        buffer, timings = self.assistant.prepare(question, self.top_k, self.where,
-                                                 query=query, history=history)
+        t0 = time.perf_counter()
+        passages = self.retriever.passages(query, self.top_k, self.where)
+        t1 = time.perf_counter()
+        buffer = memory.fill(question, passages, history)
+        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
         return query, replace(buffer, dropped=notes + buffer.dropped), timings

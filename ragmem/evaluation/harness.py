@@ -50,7 +50,9 @@ from ragmem.evaluation.sections import (
     tick,
     working_memory_section,
 )
+from ragmem.retrieval import check_question
 from ragmem.types import Filter, Passage, Timings
+from ragmem.working_memory import WorkingMemory
 
 if TYPE_CHECKING:
     from ragmem.assistant import Assistant
@@ -135,23 +137,33 @@ def evaluate_qa(
         assistant, index = open_index(dataset.name, dataset.documents, config,
                                       rebuild=rebuild, embedder=embedder,
                                       generator=generator, progress=progress)
-    from ragmem.working_memory import WorkingMemory
-
     by_budget = {b: WorkingMemory(assistant.generator,
                                   replace(config.working_memory, token_budget=b))
                  for b in budgets}
+    # The steps of Assistant.ask, composed here so each question is retrieved once: the
+    # deepest list serves evidence@k, its first top_k windows the passages (the same
+    # windows ask() finds: the ranking does not depend on the depth asked for; with a
+    # reranker, they are the first top_k of the reranked deepest list).
+    retriever, working_memory, answerer = (assistant.retriever, assistant.working_memory,
+                                           assistant.answerer)
+    top_k = assistant.config.retrieval.top_k
+    depth = max(*DEFAULT_KS, top_k)
     records, timings = [], []
     with assistant:
         for i, ex in enumerate(examples):
-            hits = assistant.retrieve(ex.question, top_k=max(DEFAULT_KS))
-            passages = assistant.passages(ex.question)
+            question = check_question(ex.question)
+            t0 = time.perf_counter()
+            hits = retriever.retrieve(question, top_k=depth)
+            passages = retriever.expand(hits[:top_k], question)
+            t1 = time.perf_counter()
+            buffer = working_memory.fill(question, passages)
+            t = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
             record: dict[str, Any] = {"qid": ex.qid, "question": ex.question}
             record |= {f"evidence@{k}": _found(hits[:k], ex) for k in DEFAULT_KS}
-            record["budgets"] = {b: _found(wm.fill(ex.question, passages).passages, ex)
+            record["budgets"] = {b: _found(wm.fill(question, passages).passages, ex)
                                  for b, wm in by_budget.items()}
-            buffer, t = assistant.prepare(ex.question)  # what ask() does before generating
             if generate:
-                answer = assistant.answer(buffer, t)
+                answer = answerer.answer(buffer, t)
                 t = answer.timings
                 record |= _answer_scores(answer.text, answer.citations, answer.passages, ex)
             record |= {"answer_in_context": _found(buffer.passages, ex),
