@@ -17,12 +17,16 @@ from ragmem.errors import DocumentError
 from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
 from ragmem.memory import LongTermMemory
+from ragmem.models import require_local
 from ragmem.reranking import from_config as reranker_from_config
 from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
 from ragmem.working_memory import WorkingMemory
 
 EMBED_BATCH = 256  # windows embedded per call while indexing
+# What ingestion reads: a name for progress, the documents, and what was wrong (a bad
+# file, or bad lines of a .jsonl whose other lines are kept).
+Source = tuple[str, list[Document], list[DocumentError]]
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,11 @@ class Assistant:
         if (resolve_index_path(index) / "manifest.json").exists():
             # An existing index keeps its own embedder and chunking.
             return cls.open(index, config, embedder=embedder, generator=generator)
-        embedder = embedder or SentenceTransformerEmbedder(
-            config.embedder.model, batch_size=config.embedder.batch_size,
-            device=config.embedder.device)
+        if embedder is None:
+            require_local(config.embedder.model, "embedder")  # missing: fail now, offline
+            embedder = SentenceTransformerEmbedder(
+                config.embedder.model, batch_size=config.embedder.batch_size,
+                device=config.embedder.device)
         memory = LongTermMemory.create(
             resolve_index_path(index), embedder=embedder.model_id, dim=embedder.dim,
             chunking=vars(config.chunking), config=config.index)
@@ -106,6 +112,12 @@ class Assistant:
         path = resolve_index_path(index)
         wanted = embedder.model_id if embedder else None
         memory = LongTermMemory.open(path, embedder=wanted, config=config.index)
+        if embedder is None:
+            try:  # a missing embedder fails here at once, not at the first question
+                require_local(memory.manifest.embedder, "embedder")
+            except BaseException:
+                memory.close()
+                raise
         config = replace(
             config,
             embedder=replace(config.embedder, model=memory.manifest.embedder),
@@ -152,26 +164,31 @@ class Assistant:
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
               progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Add new and changed documents (by content hash); with ``sync``, also remove
-        documents whose files are gone. Bad files are reported in ``failed`` and skipped."""
+        documents whose files are gone. Bad files, and bad lines of a .jsonl, are reported
+        in ``failed`` as ``(where, reason)`` and skipped."""
         files = discover(paths)
+        max_bytes = self.config.documents.max_file_bytes
 
-        def sources() -> Iterator[tuple[str, list[Document] | DocumentError]]:
+        def sources() -> Iterator[Source]:
             for root, file in files:
+                problems: list[DocumentError] = []
                 try:
-                    yield str(file), load_file(file, root)
+                    docs = load_file(file, root, max_bytes=max_bytes,
+                                     on_problem=problems.append)
                 except DocumentError as exc:
-                    yield str(file), exc
+                    yield str(file), [], [exc]
+                else:
+                    yield str(file), docs, problems
 
         return self._ingest(sources(), len(files), sync=sync, progress=progress)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Index documents already in memory (a dataset, another store) like files."""
-        return self._ingest(((d.doc_id, [d]) for d in documents), total, sync=False,
+        return self._ingest(((d.doc_id, [d], []) for d in documents), total, sync=False,
                             progress=progress)
 
-    def _ingest(self, sources: Iterable[tuple[str, list[Document] | DocumentError]],
-                total: int, *, sync: bool,
+    def _ingest(self, sources: Iterable[Source], total: int, *, sync: bool,
                 progress: Callable[[IndexProgress], None] | None) -> IndexStats:
         start = time.perf_counter()
         known = self.memory.content_hashes()
@@ -192,11 +209,9 @@ class Assistant:
                     offset += len(windows)
                 pending.clear()
 
-            for name, docs in sources:
+            for name, docs, problems in sources:
                 n_sources += 1
-                if isinstance(docs, DocumentError):
-                    failed.append((name, str(docs)))
-                    docs = []
+                failed.extend((e.where, e.reason) for e in problems)
                 for doc in docs:
                     seen.add(doc.doc_id)
                     if known.get(doc.doc_id) == doc.content_hash:
@@ -208,7 +223,7 @@ class Assistant:
                         added += 1
                     sentences, windows = chunk_document(
                         doc, self.embedder.count_tokens, chunking.window_tokens,
-                        chunking.overlap_sentences)
+                        chunking.overlap_sentences, chunking.max_sentence_chars)
                     pending.append((doc, sentences, windows))
                     n_sent += len(sentences)
                     n_win += len(windows)

@@ -3,7 +3,9 @@
     >>> [s.text for s in split_sentences("d", "Dr. Watson arrived. 他来了。Then he left.")]
     ['Dr. Watson arrived.', '他来了。', 'Then he left.']
 
-For every sentence and window: ``text[x.start:x.end] == x.text``.
+For every sentence and window: ``text[x.start:x.end] == x.text``. No sentence is
+longer than ``max_sentence_chars``: runaway input (a 50 MB line) is cut at soft breaks
+before any tokenizer sees it, so memory and time stay proportional to the text.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 
+from ragmem.config import ChunkingConfig
 from ragmem.types import Document, Sentence, Window
+
+MAX_SENTENCE_CHARS = ChunkingConfig.max_sentence_chars
 
 _CLOSERS = "\"'”’)]}」』）》】〉»"
 _OPENERS = "\"'“‘([{「『（《【〈«¿¡"
@@ -34,19 +39,43 @@ _INITIAL = re.compile(r"[A-Z]\.")
 _SOFT_BREAK = re.compile(r"[\s,;:，、；：]+")
 
 
-def split_sentences(doc_id: str, text: str) -> list[Sentence]:
-    """Split English and Chinese text into stripped, ordered, non-overlapping sentences.
+def split_sentences(doc_id: str, text: str,
+                    max_chars: int = MAX_SENTENCE_CHARS) -> list[Sentence]:
+    """Split English and Chinese text into stripped, ordered, non-overlapping sentences
+    of at most ``max_chars`` characters (longer ones are cut at soft breaks).
 
     >>> [s.text for s in split_sentences("d", 'He said "Stop." Then it was 3.14 a.m.')]
     ['He said "Stop."', 'Then it was 3.14 a.m.']
+    >>> [s.text for s in split_sentences("d", "one two three four", max_chars=9)]
+    ['one two', 'three', 'four']
     """
+    if max_chars < 1:
+        raise ValueError(f"max_chars={max_chars} must be 1 or more")
     bounds = sorted(_boundaries(text) | {0, len(text)})
     sentences: list[Sentence] = []
     for a, b in zip(bounds, bounds[1:], strict=False):
         start, end = _strip(text, a, b)
-        if start < end:
-            sentences.append(Sentence(doc_id, len(sentences), start, end, text[start:end]))
+        for s, e in _bounded(text, start, end, max_chars):
+            sentences.append(Sentence(doc_id, len(sentences), s, e, text[s:e]))
     return sentences
+
+
+def _bounded(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+    """``text[start:end]`` as stripped pieces of at most ``max_chars``, each ended at the
+    last soft break that fits (or cut between characters where there is none)."""
+    pieces: list[tuple[int, int]] = []
+    while end - start > max_chars:
+        limit = start + max_chars
+        cut = limit
+        for m in _SOFT_BREAK.finditer(text, start + 1, limit):
+            cut = m.end()  # the last break wins; the scan covers max_chars, never more
+        a, b = _strip(text, start, cut)
+        if a < b:
+            pieces.append((a, b))
+        start = _strip(text, cut, end)[0]
+    if start < end:
+        pieces.append((start, end))
+    return pieces
 
 
 def _boundaries(text: str) -> set[int]:
@@ -54,15 +83,17 @@ def _boundaries(text: str) -> set[int]:
     headings: list[tuple[int, int]] = []  # no cuts inside a heading line: "## 1. Intro"
     list_dots: set[int] = set()  # the "." of "1. item" is a marker, not a full stop
     pos = 0
-    for line in text.split("\n"):
-        end = pos + len(line)
-        if _HEADING.match(line):
+    while pos <= len(text):  # line by line, without copying the lines out
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        # endpos=end: the patterns see the line alone, as if it were the whole string.
+        if _HEADING.match(text, pos, end):
             cuts.update((pos, end))
             headings.append((pos, end))
-        elif item := _LIST_ITEM.match(line):
+        elif item := _LIST_ITEM.match(text, pos, end):
             cuts.add(pos)
             if item.group("dot"):
-                list_dots.add(pos + item.start("dot"))
+                list_dots.add(item.start("dot"))
         pos = end + 1
     heading_starts = [a for a, _ in headings]
 
@@ -118,6 +149,7 @@ def chunk_document(
     count_tokens: Callable[[str], int],
     window_tokens: int = 256,
     overlap_sentences: int = 1,
+    max_sentence_chars: int = MAX_SENTENCE_CHARS,
 ) -> tuple[list[Sentence], list[Window]]:
     """Sentences of ``doc`` (over-long ones cut to fit) and windows packed from them.
 
@@ -137,7 +169,7 @@ def chunk_document(
 
     sentences: list[Sentence] = []
     counts: list[int] = []
-    for s in split_sentences(doc.doc_id, doc.text):
+    for s in split_sentences(doc.doc_id, doc.text, max_sentence_chars):
         n = count_tokens(s.text)
         pieces = [(s.start, s.end, n)] if n <= window_tokens else _cut_to_fit(
             doc.text, s.start, s.end, count_tokens, window_tokens

@@ -28,6 +28,18 @@ class ChunkingConfig:
     # and the two special tokens it adds are counted.
     window_tokens: int = 256
     overlap_sentences: int = 1
+    # A sentence (or a line without full stops) longer than this many characters is cut
+    # at the last whitespace or clause mark before it, before the tokenizer sees it:
+    # tokenizing a 50 MB line whole took ~7 GB. 2048 is above 256 tokens of any
+    # ordinary prose (~4-5 characters a token), so only runaway input is affected.
+    max_sentence_chars: int = 2048
+
+
+@dataclass(frozen=True)
+class DocumentsConfig:
+    # Larger files are skipped with one line (split them, or raise the limit). Bounds
+    # what one file can cost: its text is held in memory while it is chunked.
+    max_file_bytes: int = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,7 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class Config:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)

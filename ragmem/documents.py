@@ -6,25 +6,35 @@
 
 Text is kept as read except that ``\\r\\n`` and ``\\r`` become ``\\n``, so offsets into
 ``Document.text`` are exact.
+
+Only regular files are read (a symlink to one is fine): a named pipe, a device, a
+socket or a symlink loop is refused at once with a ``DocumentError``, without blocking,
+and so is a file over ``max_bytes`` (``DocumentsConfig.max_file_bytes``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragmem.config import DocumentsConfig
 from ragmem.errors import DocumentError
 from ragmem.types import Document
 
+MAX_FILE_BYTES = DocumentsConfig.max_file_bytes
+
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 _TITLE_CHARS = 120
+_FIRST_LINE = re.compile(rf"\S[^\n]{{0,{_TITLE_CHARS - 1}}}")
 _MD_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _HTML_DROP = frozenset({"script", "style", "noscript", "template", "head", "title"})
 _HTML_BLOCKS = frozenset(
@@ -41,25 +51,31 @@ def discover(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     child, so ``discover(["a/b.md"]) == [(Path("a"), Path("a/b.md"))]``.
     """
     found: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for path in paths:
         for root, file in _discover_one(Path(path)):
-            if (key := file.resolve()) not in seen:
+            if (key := _identity(file)) not in seen:
                 seen.add(key)
                 found.append((root, file))
     return found
 
 
+def _identity(file: Path) -> str:
+    # realpath, not Path.resolve(): resolve() raises on a symlink loop, realpath does not
+    # (the loop is reported when the file is read).
+    return os.path.realpath(file)
+
+
 def _discover_one(path: Path) -> list[tuple[Path, Path]]:
-    if path.is_file():
+    if not path.is_dir():  # a file, or a pipe, device or broken link: read_file judges
+        if not os.path.lexists(path):
+            raise DocumentError(path, "no such file or folder; check the path and try again")
         if path.suffix.lower() not in SUFFIXES:
             raise DocumentError(
-                f"{path}: unsupported file type {path.suffix!r}; supported: "
+                path, f"unsupported file type {path.suffix!r}; supported: "
                 f"{' '.join(SUFFIXES)}; convert it to one of these first"
             )
         return [(path.parent, path)]
-    if not path.is_dir():
-        raise DocumentError(f"{path}: no such file or folder; check the path and try again")
     files: list[Path] = []
     for folder, dirs, names in os.walk(path):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -73,12 +89,15 @@ def _discover_one(path: Path) -> list[tuple[Path, Path]]:
 def iter_documents(
     paths: Sequence[str | Path],
     on_error: Callable[[Path, DocumentError], None] | None = None,
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Iterator[Document]:
-    """Load every document under ``paths``; hand bad files to ``on_error`` and go on.
+    """Load every document under ``paths``; hand bad files (and bad .jsonl lines) to
+    ``on_error`` and go on.
 
-    With ``on_error=None`` the first bad file raises its ``DocumentError``.
+    With ``on_error=None`` the first bad file or line raises its ``DocumentError``.
     """
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for path in paths:
         try:
             pairs = _discover_one(Path(path))
@@ -88,41 +107,52 @@ def iter_documents(
             on_error(Path(path), e)
             continue
         for root, file in pairs:
-            if (key := file.resolve()) in seen:
+            if (key := _identity(file)) in seen:
                 continue
             seen.add(key)
+            problems: list[DocumentError] = []
             try:
-                docs = load_file(file, root)
+                docs = load_file(file, root, max_bytes=max_bytes,
+                                 on_problem=problems.append if on_error else None)
             except DocumentError as e:
                 if on_error is None:
                     raise
                 on_error(file, e)
                 continue
+            for problem in problems:  # bad lines of a .jsonl whose other lines are kept
+                assert on_error is not None
+                on_error(file, problem)
             yield from docs
 
 
-def load_file(path: Path, root: Path) -> list[Document]:
-    """Read one file into Documents: one per file, or one per line of a .jsonl."""
+def load_file(
+    path: Path,
+    root: Path,
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    on_problem: Callable[[DocumentError], None] | None = None,
+) -> list[Document]:
+    """Read one file into Documents: one per file, or one per line of a .jsonl.
+
+    A bad .jsonl line goes to ``on_problem`` (its ``where`` is ``path:line``) and the
+    other lines are kept; with ``on_problem=None`` it raises, as a bad file does.
+    """
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DocumentError(
-            f"{path}: unsupported file type {suffix!r}; supported: {' '.join(SUFFIXES)}"
+            path, f"unsupported file type {suffix!r}; supported: {' '.join(SUFFIXES)}"
         )
-    try:
-        data = path.read_bytes()
-        mtime = path.stat().st_mtime
-    except OSError as e:
-        raise DocumentError(f"{path}: cannot read ({e.strerror}); check it exists") from e
-    if not data.strip():
-        raise DocumentError(f"{path}: is empty; add text or leave it out")
+    data, mtime = read_file(path, max_bytes)
+    if not data or data.isspace():  # isspace(), not strip(): no copy of a large file
+        raise DocumentError(path, "is empty; add text or leave it out")
     if suffix != ".pdf" and b"\x00" in data[:8192]:
         raise DocumentError(
-            f"{path}: contains NUL bytes (binary, or UTF-16 text); ragmem reads UTF-8 "
-            f"text: convert it to UTF-8 or leave it out"
+            path, "contains NUL bytes (binary, or UTF-16 text); ragmem reads UTF-8 "
+            "text: convert it to UTF-8 or leave it out"
         )
     meta: dict[str, Any] = {"suffix": suffix}
     if suffix == ".jsonl":
-        return _load_jsonl(path, _decode(path, data), mtime)
+        return _load_jsonl(path, _decode(path, data), mtime, on_problem)
     if suffix == ".pdf":
         text, title, pdf_meta = _read_pdf(path, data)
         meta.update(pdf_meta)
@@ -132,10 +162,80 @@ def load_file(path: Path, root: Path) -> list[Document]:
         text = _decode(path, data)
         title = _markdown_title(text) if suffix in (".md", ".markdown") else ""
         title = title or _first_line(text)
-    if not text.strip():
-        raise DocumentError(f"{path}: is empty (no text after reading it); leave it out")
+    del data  # the bytes go before chunking starts: the text alone is held from here
+    if not text or text.isspace():
+        raise DocumentError(path, "is empty (no text after reading it); leave it out")
+    if len(text) > max_bytes:  # a PDF's text layer can outgrow its file
+        raise DocumentError(path, _too_large(f"has {len(text) / 1e6:.1f} M characters of text",
+                                             max_bytes))
     return [_document(path.relative_to(root).as_posix(), path, text, title or path.stem,
                       mtime, meta)]
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def read_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes, float]:
+    """The bytes and mtime of a regular file of at most ``max_bytes``, else DocumentError.
+
+    Never blocks on a special file: the kind is checked before opening, the file is
+    opened non-blocking and checked again on the open descriptor (it may have been
+    swapped meanwhile), and at most ``max_bytes + 1`` bytes are read.
+    """
+    try:
+        info = os.stat(path)  # follows symlinks: a link to a regular file is fine
+    except OSError as e:
+        raise DocumentError(path, _stat_problem(path, e)) from e
+    _check_regular(path, info, max_bytes)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise DocumentError(path, f"cannot read ({e.strerror}); check its permissions") from e
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            _check_regular(path, opened, max_bytes)
+        try:
+            data = f.read(min(opened.st_size, max_bytes) + 1) or b""
+        except OSError as e:
+            raise DocumentError(path, f"cannot read ({e.strerror})") from e
+    if len(data) > max_bytes:  # it grew while we looked
+        raise DocumentError(path, _too_large("grew while it was read", max_bytes))
+    return data, info.st_mtime
+
+
+def _check_regular(path: Path, info: os.stat_result, max_bytes: int) -> None:
+    for test, kind in _SPECIAL_FILES:
+        if test(info.st_mode):
+            target = f" ({os.path.realpath(path)})" if os.path.islink(path) else ""
+            raise DocumentError(
+                path, f"is {kind}{target}, not a regular file; only regular files are read: "
+                "leave it out")
+    if not stat.S_ISREG(info.st_mode):
+        raise DocumentError(path, "is not a regular file; only regular files are read")
+    if info.st_size > max_bytes:
+        raise DocumentError(path, _too_large(f"is {info.st_size / 1e6:.1f} MB", max_bytes))
+
+
+def _stat_problem(path: Path, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "is a symlink loop (it points back to itself); fix or remove the link"
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        return f"is a broken symlink (to {os.readlink(path)}); fix or remove the link"
+    return f"cannot read ({error.strerror}); check it exists"
+
+
+def _too_large(what: str, max_bytes: int) -> str:
+    return (f"{what}, over the {max_bytes / 1e6:.1f} MB limit; split it, or raise the "
+            f"limit: RAGMEM_DOCUMENTS_MAX_FILE_BYTES={max_bytes * 4}")
 
 
 def _document(
@@ -147,12 +247,26 @@ def _document(
         text=text,
         title=title,
         mtime=mtime,
-        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        content_hash=content_hash(text),
         metadata=meta,
     )
 
 
+def content_hash(text: str, block: int = 1 << 20) -> str:
+    """sha256 of the UTF-8 text, encoded a block at a time: no second copy of a big text.
+
+    >>> content_hash("abc") == hashlib.sha256(b"abc").hexdigest()
+    True
+    """
+    digest = hashlib.sha256()
+    for i in range(0, len(text), block):
+        digest.update(text[i:i + block].encode("utf-8"))
+    return digest.hexdigest()
+
+
 def _normalise(text: str) -> str:
+    if "\r" not in text:  # the common case: no copy at all
+        return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -161,14 +275,14 @@ def _decode(path: Path, data: bytes) -> str:
         return _normalise(data.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DocumentError(
-            f"{path}: is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+            path, f"is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
             f"re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8"
         ) from e
 
 
 def _first_line(text: str) -> str:
-    line = next((s.strip() for s in text.split("\n") if s.strip()), "")
-    return line[:_TITLE_CHARS].rstrip()
+    m = _FIRST_LINE.search(text)  # a search, not a split: a big text is not copied
+    return m.group().rstrip() if m else ""
 
 
 def _markdown_title(text: str) -> str:
@@ -176,41 +290,66 @@ def _markdown_title(text: str) -> str:
     return m.group(1).strip()[:_TITLE_CHARS] if m else ""
 
 
-def _load_jsonl(path: Path, text: str, mtime: float) -> list[Document]:
+def _load_jsonl(path: Path, text: str, mtime: float,
+                on_problem: Callable[[DocumentError], None] | None) -> list[Document]:
     docs: list[Document] = []
     ids: set[str] = set()
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+    bad = 0
+    for lineno, line in _lines(text):
+        if not line or line.isspace():
             continue
-        where = f"{path}:{lineno}"
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DocumentError(
-                f"{where}: not valid JSON ({e.msg}); each line must be one object "
-                f'like {{"id": "a1", "text": "..."}}'
-            ) from e
-        if not isinstance(record, dict) or "id" not in record or "text" not in record:
-            raise DocumentError(
-                f'{where}: needs an object with "id" and "text", like '
-                f'{{"id": "a1", "text": "..."}}'
-            )
-        raw_id, body = record.pop("id"), record.pop("text")
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
-            raise DocumentError(f'{where}: "id" must be a non-empty string or an integer')
-        doc_id = str(raw_id)
-        if not isinstance(body, str) or not body.strip():
-            raise DocumentError(f'{where}: "text" is empty or not a string; give it text')
-        if doc_id in ids:
-            raise DocumentError(f"{where}: duplicate id {doc_id!r}; ids must be unique")
-        ids.add(doc_id)
-        title = record.pop("title", None)
-        meta = {**record, "suffix": ".jsonl", "line": lineno}
-        docs.append(_document(doc_id, path, _normalise(body),
-                              str(title) if title else doc_id, mtime, meta))
+            docs.append(_jsonl_record(path, lineno, line, mtime, ids))
+        except DocumentError as e:
+            if on_problem is None:
+                raise
+            on_problem(e)
+            bad += 1
     if not docs:
-        raise DocumentError(f"{path}: is empty (no records); add lines or leave it out")
+        raise DocumentError(path, f"has no usable records ({bad} bad lines); fix them or "
+                            "leave it out" if bad else "is empty (no records); add lines or "
+                            "leave it out")
     return docs
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` one at a time: a big file is never split whole."""
+    start = 0
+    lineno = 1
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield lineno, text[start:end]
+        start, lineno = end + 1, lineno + 1
+
+
+def _jsonl_record(path: Path, lineno: int, line: str, mtime: float,
+                  ids: set[str]) -> Document:
+    where = f"{path}:{lineno}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DocumentError(
+            where, f"not valid JSON ({e.msg}); each line must be one object "
+            f'like {{"id": "a1", "text": "..."}}'
+        ) from e
+    if not isinstance(record, dict) or "id" not in record or "text" not in record:
+        raise DocumentError(
+            where, 'needs an object with "id" and "text", like {"id": "a1", "text": "..."}'
+        )
+    raw_id, body = record.pop("id"), record.pop("text")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
+        raise DocumentError(where, '"id" must be a non-empty string or an integer')
+    doc_id = str(raw_id)
+    if not isinstance(body, str) or not body.strip():
+        raise DocumentError(where, '"text" is empty or not a string; give it text')
+    if doc_id in ids:
+        raise DocumentError(where, f"duplicate id {doc_id!r}; ids must be unique")
+    ids.add(doc_id)
+    title = record.pop("title", None)
+    meta = {**record, "suffix": ".jsonl", "line": lineno}
+    return _document(doc_id, path, _normalise(body), str(title) if title else doc_id, mtime,
+                     meta)
 
 
 def _read_html(data: bytes) -> tuple[str, str]:
@@ -272,8 +411,7 @@ def _read_pdf(path: Path, data: bytes) -> tuple[str, str, dict[str, Any]]:
     from pypdf.errors import DependencyError, PyPdfError
 
     encrypted = DocumentError(
-        f"{path}: is encrypted: decrypt it first, e.g. qpdf --decrypt --password=PW "
-        f"in.pdf out.pdf"
+        path, "is encrypted: decrypt it first, e.g. qpdf --decrypt --password=PW in.pdf out.pdf"
     )
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -287,8 +425,7 @@ def _read_pdf(path: Path, data: bytes) -> tuple[str, str, dict[str, Any]]:
         raise encrypted from e
     except (PyPdfError, ValueError, KeyError, TypeError) as e:
         raise DocumentError(
-            f"{path}: is not a readable PDF ({e}); re-export or repair it, "
-            f"e.g. qpdf in.pdf out.pdf"
+            path, f"is not a readable PDF ({e}); re-export or repair it, e.g. qpdf in.pdf out.pdf"
         ) from e
     # Pages are joined by a blank line; page_starts maps offsets back to page numbers.
     starts: list[int] = []
@@ -299,7 +436,7 @@ def _read_pdf(path: Path, data: bytes) -> tuple[str, str, dict[str, Any]]:
     text = "\n\n".join(t for t in pages if t)
     if not text.strip():
         raise DocumentError(
-            f"{path}: has no text layer (scanned?); OCR it first, e.g. ocrmypdf in.pdf out.pdf"
+            path, "has no text layer (scanned?); OCR it first, e.g. ocrmypdf in.pdf out.pdf"
         )
     title = " ".join(title.split())[:_TITLE_CHARS]
     return text, title, {"pages": len(pages), "page_starts": starts}

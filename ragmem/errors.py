@@ -1,12 +1,26 @@
 """Errors users can catch. Each message is one line: what was wrong and how to fix it."""
 
+from __future__ import annotations
+
 
 class RagmemError(Exception):
     """Base class of every error ragmem raises on purpose."""
 
 
 class DocumentError(RagmemError):
-    """A source file could not be read as a document."""
+    """A source file, or one record of it, could not be read as a document.
+
+    ``where`` is the file (``path:line`` for one record of a .jsonl) and ``reason``
+    the rest of the message, so a caller can print the path once.
+    """
+
+    def __init__(self, where: object, reason: str) -> None:
+        self.where = str(where)
+        self.reason = reason
+        super().__init__(f"{self.where}: {reason}")
+
+    def __reduce__(self) -> tuple[type[DocumentError], tuple[str, str]]:
+        return type(self), (self.where, self.reason)
 
 
 class IndexNotFoundError(RagmemError):

@@ -99,6 +99,17 @@ def resolve(name_or_path: str, kind: Kind) -> ResolvedModel:
     return ResolvedModel(name=name_or_path, path=name_or_path, packaged=False)
 
 
+def require_local(name_or_path: str, kind: Kind) -> ResolvedModel:
+    """``resolve``, and a hub id must already be in the Hugging Face cache: nothing is
+    downloaded at run time, so a missing model fails here at once, not after
+    transformers' network retries (~40 s offline)."""
+    resolved = resolve(name_or_path, kind)
+    if resolved.packaged or Path(resolved.path).is_dir() or _in_hub_cache(resolved.path):
+        return resolved
+    raise ModelError(f"model {name_or_path} is not installed here (no local directory, not "
+                     f"in the Hugging Face cache); {install_hint(name_or_path)}")
+
+
 def _looks_like_path(name: str) -> bool:
     """A hub id is ``name`` or ``owner/name``; these can only be meant as paths."""
     return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1
@@ -128,7 +139,10 @@ def _in_hub_cache(hub_id: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False
-    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    try:
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except ValueError:  # not a valid repo id at all
+        return False
 
 
 def install_hint(name: str) -> str:

@@ -226,3 +226,39 @@ def test_windows_with_real_minilm_tokenizer(minilm_count: Callable[[str], int]) 
     assert len(run_on_pieces) > 10
     assert " ".join(s.text for s in run_on_pieces) == run_on + "."
     assert max(w.n_tokens for w in windows) > 50  # packed, not one sentence each
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS + ["word"] * 10), max_size=80).map("".join),
+       st.integers(1, 30))
+def test_sentences_never_exceed_max_chars(text: str, max_chars: int) -> None:
+    sentences = split_sentences("d", text, max_chars=max_chars)
+    check_sentences(text, sentences)
+    assert all(len(s.text) <= max_chars for s in sentences)
+    if len(text) <= max_chars:  # the bound changes nothing that already fits
+        assert sentences == split_sentences("d", text)
+
+
+def test_a_runaway_line_is_cut_before_any_tokenizer_sees_it() -> None:
+    # 4 MB on one line, no full stop: before the bound, the whole line went to the
+    # tokenizer at once (a 50 MB one took ~7 GB).
+    line = " ".join(f"word{i % 9973}" for i in range(500_000))
+    longest = 0
+
+    def counting(text: str) -> int:
+        nonlocal longest
+        longest = max(longest, len(text))
+        return len(text.split()) + 2
+
+    doc = Document("d", "/d", line)
+    sentences, windows = chunk_document(doc, counting, window_tokens=256,
+                                        max_sentence_chars=2048)
+    assert longest <= 2 * 2048  # a window of whole pieces, never the line
+    assert all(len(s.text) <= 2048 for s in sentences)
+    assert " ".join(s.text for s in sentences) == line
+    assert windows[-1].end == len(line)
+
+
+def test_text_without_soft_breaks_is_cut_between_characters() -> None:
+    sentences = split_sentences("d", "x" * 10_000, max_chars=3000)
+    assert [len(s.text) for s in sentences] == [3000, 3000, 3000, 1000]

@@ -255,3 +255,48 @@ def test_iter_documents_continues_past_bad_files(tmp_path: Path) -> None:
     assert "not UTF-8" in errors[0][1]
     with pytest.raises(DocumentError, match="2.txt"):
         list(iter_documents([tmp_path]))
+
+
+def test_special_files_are_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "x.txt")  # reading it would block forever
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")  # reading it would never end
+    (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    (tmp_path / "ok.txt").write_text("Fine text.")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "ok.txt")
+    errors: dict[str, str] = {}
+    docs = list(iter_documents([tmp_path],
+                               on_error=lambda p, e: errors.update({p.name: e.reason})))
+    assert [d.doc_id for d in docs] == ["link.txt"]  # one file under two names: read once
+    assert errors["x.txt"].startswith("is a named pipe, not a regular file")
+    assert errors["zero.txt"].startswith("is a character device (/dev/zero)")
+    assert errors["loop.txt"].startswith("is a symlink loop")
+    assert errors["gone.txt"].startswith("is a broken symlink")
+    for name in ("x.txt", "zero.txt", "loop.txt"):  # named directly, too
+        with pytest.raises(DocumentError, match=f"{name}: is a"):
+            load_file(tmp_path / name, tmp_path)
+
+
+def test_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("word " * 1000)
+    with pytest.raises(DocumentError, match=r"is 0\.0 MB, over the 0\.0 MB limit; split it, "
+                       r"or raise the limit: RAGMEM_DOCUMENTS_MAX_FILE_BYTES="):
+        load_file(path, tmp_path, max_bytes=4999)
+    [doc] = load_file(path, tmp_path, max_bytes=5000)
+    assert len(doc.text) == 5000
+
+
+def test_one_bad_jsonl_line_drops_only_that_line(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": 1, "text": "One."}\n{broken\n{"id": 3, "text": "Three."}\n'
+                    '{"id": 1, "text": "again"}\n', encoding="utf-8")
+    problems: list[DocumentError] = []
+    docs = load_file(path, tmp_path, on_problem=problems.append)
+    assert [d.doc_id for d in docs] == ["1", "3"]
+    assert [p.where for p in problems] == [f"{path}:2", f"{path}:4"]
+    assert "not valid JSON" in problems[0].reason and "duplicate id" in problems[1].reason
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text("{x\n{y\n", encoding="utf-8")
+    with pytest.raises(DocumentError, match=r"bad.jsonl: has no usable records \(2 bad lines\)"):
+        load_file(only_bad, tmp_path, on_problem=problems.append)
