@@ -12,6 +12,8 @@ the GGUF takes tens of seconds, the cache well under one.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import logging
 import os
@@ -20,8 +22,11 @@ import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ragmem.config import GeneratorConfig, cache_home
 from ragmem.errors import ModelError
@@ -32,6 +37,83 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
+
+Continuation = str | Sequence[int]  # text as it follows the prompt, or its token ids
+
+# Most tokens run through the model in one scoring forward; more are split by continuation.
+MAX_TREE_TOKENS = 512
+# Prompt tokens re-tokenised with a continuation: enough to see any merge at the boundary.
+TAIL_TOKENS = 4
+
+
+@dataclass(frozen=True, eq=False)
+class PromptState:
+    """A prompt run through the model once (``Generator.prefill``): every continuation
+    scored after it reuses its keys and values instead of running the prompt again.
+
+    ``next_logprobs`` is the (vocab,) float32 log-distribution of the token after the
+    prompt. ``cache`` is the backend's own: a transformers KV cache, an encoder output,
+    a llama.cpp context position. Reading is thread-safe; nothing mutates a state.
+    """
+
+    prompt: str
+    ids: tuple[int, ...]
+    next_logprobs: np.ndarray = field(repr=False)
+    cache: Any = field(repr=False)
+    # The prompt's last tokens and the text they came from: a continuation is tokenised
+    # together with them, so it gets the tokens it would have after the prompt.
+    tail_text: str = field(default="", repr=False)
+    tail_ids: tuple[int, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class TokenTrie:
+    """Token sequences merged on shared prefixes: one node per distinct prefix, so a
+    prefix shared by many continuations (``the City``, ``the City and ...``) is run once.
+
+        >>> trie = TokenTrie.build([[5, 6], [5, 7], [8]])
+        >>> trie.tokens, trie.parents, trie.depths, trie.paths
+        ((5, 6, 7, 8), (-1, 0, 0, -1), (0, 1, 1, 0), ((0, 1), (0, 2), (3,)))
+
+    A parent of -1 is the prompt itself.
+    """
+
+    tokens: tuple[int, ...]
+    parents: tuple[int, ...]
+    depths: tuple[int, ...]
+    paths: tuple[tuple[int, ...], ...]  # per sequence: the node of each of its tokens
+
+    @classmethod
+    def build(cls, sequences: Sequence[Sequence[int]]) -> TokenTrie:
+        tokens: list[int] = []
+        parents: list[int] = []
+        depths: list[int] = []
+        children: dict[tuple[int, int], int] = {}
+        paths = []
+        for sequence in sequences:
+            node, path = -1, []
+            for depth, token in enumerate(sequence):
+                key = (node, int(token))
+                if key not in children:
+                    children[key] = len(tokens)
+                    tokens.append(int(token))
+                    parents.append(node)
+                    depths.append(depth)
+                node = children[key]
+                path.append(node)
+            paths.append(tuple(path))
+        return cls(tuple(tokens), tuple(parents), tuple(depths), tuple(paths))
+
+    def ancestry(self) -> np.ndarray:
+        """(n, n) bool: ``[i, j]`` when node j is node i or one of its ancestors."""
+        n = len(self.tokens)
+        out = np.zeros((n, n), dtype=bool)
+        for i, parent in enumerate(self.parents):  # parents come before their children
+            if parent >= 0:
+                out[i] = out[parent]
+            out[i, i] = True
+        return out
+
 
 class Generator(ABC):
     """Everything but the model class, the prompt format and option scoring is shared."""
@@ -59,11 +141,21 @@ class Generator(ABC):
         """The prompt string for a system ``instruction`` and a ``user`` message."""
 
     @abstractmethod
-    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
-        """Summed log-likelihood of each option's tokens given ``prompt``."""
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        """The (vocab,) log-probs after the prompt ``ids``, and the state to reuse."""
+
+    @abstractmethod
+    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
+                       nodes: Sequence[int]) -> np.ndarray:
+        """(len(nodes), vocab) float32 log-probs of the token after each trie node, the
+        prompt before the trie: one forward for the whole trie."""
 
     def _adds_special_tokens(self, text: str) -> bool:
         return True
+
+    def _option_ids(self, state: PromptState, option: str) -> list[int]:
+        """The tokens ``score_options`` scores for ``option``."""
+        return self.continuation_ids(state, option)
 
     # -- shared -----------------------------------------------------------------------
     @property
@@ -130,6 +222,101 @@ class Generator(ABC):
         thread.join()
         if failure:
             raise failure[0]
+
+    # -- scoring continuations of one prompt -------------------------------------------
+    def prefill(self, prompt: str) -> PromptState:
+        """Run ``prompt`` through the model once; score continuations of it with
+        ``continuation_logprobs`` and ``next_logprobs`` at the cost of their own tokens."""
+        self._loaded()
+        ids, tail_text, tail_ids = self._prompt_tokens(prompt)
+        if not ids:
+            raise ValueError("prefill needs a non-empty prompt")
+        next_logprobs, cache = self._prefill(ids)
+        return PromptState(prompt, tuple(ids), next_logprobs, cache, tail_text, tail_ids)
+
+    def continuation_ids(self, state: PromptState, text: str) -> list[int]:
+        """The tokens of ``text`` as they follow ``state``'s prompt: tokenised together with
+        the prompt's last tokens, so a BPE merge across the boundary is what the model
+        would see (after a chat template's assistant turn, an answer starts with no space;
+        after ``Answer:``, pass ``" Paris"``). When the joint tokens would change the
+        prompt's own last tokens, ``text`` is tokenised alone."""
+        self._loaded()
+        if state.tail_ids:
+            joint = self._plain_ids(state.tail_text + text)
+            k = len(state.tail_ids)
+            if tuple(joint[:k]) == state.tail_ids and len(joint) > k:
+                return joint[k:]
+        ids = self._plain_ids(text)
+        if not ids:
+            raise ValueError(f"continuation {text!r} has no tokens; pass non-empty text")
+        return ids
+
+    def continuation_logprobs(self, state: PromptState,
+                              continuations: Sequence[Continuation]) -> list[np.ndarray]:
+        """Per-token log-probs (float32) of each continuation after ``state``'s prompt.
+        A continuation is text (see ``continuation_ids``) or token ids. All of them run
+        in one forward over a trie of their tokens (shared prefixes once), attending to
+        the prompt's cached keys and values."""
+        sequences = [self._tokens(state, c) for c in continuations]
+        if any(not s for s in sequences):
+            raise ValueError("continuations must be non-empty")
+        out = [np.empty(len(s), dtype=np.float32) for s in sequences]
+        for chunk in _chunks(sequences):
+            trie = TokenTrie.build([sequences[i] for i in chunk])
+            # Token j's log-prob is read from the distribution after its parent node.
+            parents = sorted({trie.parents[n] for path in trie.paths for n in path} - {-1})
+            rows = self._node_logprobs(state, trie, parents) if parents else None
+            row_of = {node: r for r, node in enumerate(parents)}
+            for i, path in zip(chunk, trie.paths, strict=True):
+                for j, node in enumerate(path):
+                    parent = trie.parents[node]
+                    dist = state.next_logprobs if parent < 0 else rows[row_of[parent]]  # type: ignore[index]
+                    out[i][j] = dist[trie.tokens[node]]
+        return out
+
+    def next_logprobs(self, state: PromptState, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
+        """(len(prefixes), vocab) float32 log-probs of the token after each token prefix
+        of an answer (``[]``: right after the prompt); what a beam search needs per step."""
+        out = np.empty((len(prefixes), len(state.next_logprobs)), dtype=np.float32)
+        out[:] = state.next_logprobs
+        pending = [i for i, p in enumerate(prefixes) if len(p)]
+        sequences = [list(prefixes[i]) for i in pending]
+        for chunk in _chunks(sequences):
+            trie = TokenTrie.build([sequences[i] for i in chunk])
+            lasts = sorted({path[-1] for path in trie.paths})
+            rows = self._node_logprobs(state, trie, lasts)
+            row_of = {node: r for r, node in enumerate(lasts)}
+            for i, path in zip(chunk, trie.paths, strict=True):
+                out[pending[i]] = rows[row_of[path[-1]]]
+        return out
+
+    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
+        """Summed log-likelihood of each option's tokens given ``prompt`` (the prompt is
+        run once; see ``prefill``)."""
+        state = self.prefill(prompt)
+        if not options:
+            return []
+        ids = [self._option_ids(state, option) for option in options]
+        return [float(lp.sum(dtype=np.float64)) for lp in self.continuation_logprobs(state, ids)]
+
+    def _tokens(self, state: PromptState, continuation: Continuation) -> list[int]:
+        if isinstance(continuation, str):
+            return self.continuation_ids(state, continuation)
+        return [int(t) for t in continuation]
+
+    def _plain_ids(self, text: str) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
+        """The prompt's ids as ``generate`` encodes them, and its tail (see PromptState)."""
+        encoded = self._tokenizer(prompt, add_special_tokens=self._adds_special_tokens(prompt),
+                                  return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        k = min(TAIL_TOKENS, len(ids))
+        if k == 0:
+            return ids, "", ()
+        start = encoded["offset_mapping"][len(ids) - k][0]
+        return ids, prompt[start:], tuple(ids[-k:])
 
     def _echoes_prompt(self) -> bool:
         return not self._loaded().config.is_encoder_decoder
@@ -224,42 +411,44 @@ class CausalGenerator(Generator):
         bos = self._tokenizer.bos_token
         return not (bos and text.startswith(bos))
 
-    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
-        """Log-likelihood of each option as a continuation of ``prompt``. Prompt and
-        option are encoded apart and joined, so every option sees the same prompt tokens;
-        options are batched, right-padded, and only their positions' logits computed."""
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        import torch
+        from transformers import DynamicCache
+
+        model = self._loaded()
+        cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
+                           logits_to_keep=1, **{_cache_argument(model): cache}).logits
+            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), cache
+
+    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
+                       nodes: Sequence[int]) -> np.ndarray:
+        """All trie nodes in one row after the cached prompt, each at position
+        ``len(prompt) + depth`` and attending to the prompt and its own ancestors only
+        (a 4D mask): a continuation sees exactly what it would see alone."""
         import torch
 
         model = self._loaded()
-        prompt_ids = self._encode(prompt)["input_ids"][0].tolist()
-        if not prompt_ids:
-            raise ValueError("score_options needs a non-empty prompt")
-        option_ids = [self._option_ids(option) for option in options]
-        if not option_ids:
-            return []
-        width = max(len(ids) for ids in option_ids)
-        pad = self._tokenizer.pad_token_id or 0
-        rows = [prompt_ids + ids + [pad] * (width - len(ids)) for ids in option_ids]
-        mask = [[1] * (len(prompt_ids) + len(ids)) + [0] * (width - len(ids)) for ids in option_ids]
         device = model.device
+        n, prompt_len = len(trie.tokens), len(state.ids)
+        allowed = np.ones((n, prompt_len + n), dtype=bool)
+        allowed[:, prompt_len:] = trie.ancestry()
+        dtype = model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(
+            torch.from_numpy(~allowed), torch.finfo(dtype).min
+        )
+        positions = [prompt_len + d for d in trie.depths]
         with torch.inference_mode():
             logits = model(
-                input_ids=torch.tensor(rows, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                logits_to_keep=width + 1,
+                input_ids=torch.tensor([trie.tokens], device=device),
+                position_ids=torch.tensor([positions], device=device),
+                attention_mask=mask[None, None].to(device),
+                use_cache=True,
+                logits_to_keep=torch.tensor(list(nodes), device=device),
+                **{_cache_argument(model): _fork(state.cache)},
             ).logits
-            # logits[:, j] predicts option token j (position len(prompt) + j).
-            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            targets = torch.tensor([ids + [pad] * (width - len(ids)) for ids in option_ids])
-            picked = logprobs.gather(-1, targets.to(device)[..., None])[..., 0]
-            keep = torch.tensor(mask, device=device)[:, len(prompt_ids):].bool()
-            return [float(s) for s in (picked * keep).sum(dim=1)]
-
-    def _option_ids(self, option: str) -> list[int]:
-        ids = self._tokenizer(option, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ValueError(f"option {option!r} has no tokens; options must be non-empty")
-        return list(ids)
+            return torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
 
 
 class Seq2SeqGenerator(Generator):
@@ -277,28 +466,61 @@ class Seq2SeqGenerator(Generator):
     def render(self, instruction: str, user: str) -> str:
         return f"{instruction}\n\n{user}"
 
-    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
-        """Log-likelihood of each option as the decoder's output, its EOS included (the
-        model must also say the answer ends there)."""
+    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
+        # The answer is the decoder's: nothing of the prompt precedes it.
+        return self._encode(prompt)["input_ids"][0].tolist(), "", ()
+
+    def _option_ids(self, state: PromptState, option: str) -> list[int]:
+        # With its EOS: the model must also say the answer ends there.
+        ids = list(self._tokenizer(option)["input_ids"])
+        if not self._plain_ids(option):
+            raise ValueError(f"continuation {option!r} has no tokens; pass non-empty text")
+        return ids
+
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
         import torch
 
         model = self._loaded()
-        if not options:
-            return []
-        encoded = self._encode(prompt)
-        labels = self._tokenizer(list(options), padding=True, return_tensors="pt")
-        keep = labels["attention_mask"].to(model.device).bool()
-        targets = labels["input_ids"].to(model.device).masked_fill(~keep, -100)
-        n = len(options)
+        input_ids = torch.tensor([ids], device=model.device)
+        mask = torch.ones_like(input_ids)
+        with torch.inference_mode():
+            encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
+        cache = (encoded.last_hidden_state, mask)
+        return self._decode(cache, [[]])[0], cache
+
+    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
+                       nodes: Sequence[int]) -> np.ndarray:
+        prefixes = []
+        for node in nodes:
+            path = []
+            while node >= 0:
+                path.append(trie.tokens[node])
+                node = trie.parents[node]
+            prefixes.append(path[::-1])
+        return self._decode(state.cache, prefixes)
+
+    def _decode(self, cache: Any, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
+        """Decoder log-probs after each prefix: one right-padded row each, the encoder
+        output shared (expanded, not copied) across the rows."""
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        model = self._loaded()
+        hidden, mask = cache
+        start = model.config.decoder_start_token_id
+        pad = model.config.pad_token_id or 0
+        width = 1 + max(len(p) for p in prefixes)
+        rows = [[start, *p] + [pad] * (width - 1 - len(p)) for p in prefixes]
+        n = len(rows)
         with torch.inference_mode():
             logits = model(
-                input_ids=encoded["input_ids"].expand(n, -1),
-                attention_mask=encoded["attention_mask"].expand(n, -1),
-                labels=targets,
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
+                attention_mask=mask.expand(n, -1),
+                decoder_input_ids=torch.tensor(rows, device=hidden.device),
+                use_cache=False,
             ).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            picked = logprobs.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-            return [float(s) for s in (picked * keep).sum(dim=1)]
+            last = logits[torch.arange(n), torch.tensor([len(p) for p in prefixes])]
+            return torch.log_softmax(last.float(), dim=-1).cpu().numpy()
 
 
 def load_generator(name_or_path: str, device: str | None = None,
@@ -325,6 +547,34 @@ def load_generator(name_or_path: str, device: str | None = None,
 def from_config(cfg: GeneratorConfig) -> Generator:
     return load_generator(cfg.model, device=cfg.device,
                           repetition_penalty=cfg.repetition_penalty)
+
+
+def _chunks(sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:
+    """Indices of ``sequences`` in runs of at most MAX_TREE_TOKENS tokens (at least one)."""
+    chunk: list[int] = []
+    size = 0
+    for i, sequence in enumerate(sequences):
+        if chunk and size + len(sequence) > MAX_TREE_TOKENS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(i)
+        size += len(sequence)
+    if chunk:
+        yield chunk
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache``; take what the model has."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _fork(cache: Any) -> Any:
+    """A cache that can grow without touching ``cache``: its layers append by rebinding
+    (``torch.cat``), so copies of the layer objects share the prompt's tensors unchanged."""
+    fork = copy.copy(cache)
+    fork.layers = [copy.copy(layer) for layer in cache.layers]
+    return fork
 
 
 # -- the GGUF -> safetensors cache ----------------------------------------------------

@@ -6,7 +6,9 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from ragmem.config import GeneratorConfig
@@ -14,6 +16,7 @@ from ragmem.generation import (
     CausalGenerator,
     Generator,
     Seq2SeqGenerator,
+    TokenTrie,
     from_config,
     load_generator,
 )
@@ -203,3 +206,210 @@ def test_smollm2_reloads_fast_from_the_cache_and_generates_the_same(
     # still failing on a fallback to the GGUF, which takes tens of seconds.
     assert elapsed < 2.0
     assert cached.generate(smollm2_prompt, max_new_tokens=12) == smollm2_answer
+
+
+# -- prefill + continuations: the prompt runs once, continuations reuse its cache -----
+
+
+def old_score_options(generator: Generator, prompt: str, options: list[str]) -> list[float]:
+    """The causal ``score_options`` before prefill existed, kept as the oracle: the whole
+    prompt repeated in every row, options right-padded, no cache."""
+    import torch
+
+    model = generator._model
+    tokenizer = generator._tokenizer
+    prompt_ids = generator._encode(prompt)["input_ids"][0].tolist()
+    option_ids = [list(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in options]
+    width = max(len(ids) for ids in option_ids)
+    pad = tokenizer.pad_token_id or 0
+    rows = [prompt_ids + ids + [pad] * (width - len(ids)) for ids in option_ids]
+    mask = [[1] * (len(prompt_ids) + len(ids)) + [0] * (width - len(ids)) for ids in option_ids]
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask),
+                       logits_to_keep=width + 1).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = torch.tensor([ids + [pad] * (width - len(ids)) for ids in option_ids])
+        picked = logprobs.gather(-1, targets[..., None])[..., 0]
+        keep = torch.tensor(mask)[:, len(prompt_ids):].bool()
+        return [float(s) for s in (picked * keep).sum(dim=1)]
+
+
+def full_logprobs(generator: Generator, ids: list[int]) -> np.ndarray:
+    """(len(ids), vocab) log-probs of the token after each position: one plain forward."""
+    import torch
+
+    with torch.inference_mode():
+        logits = generator._model(input_ids=torch.tensor([ids])).logits[0]
+        return torch.log_softmax(logits.float(), dim=-1).numpy()
+
+
+def test_token_trie_merges_shared_prefixes() -> None:
+    trie = TokenTrie.build([[5, 6], [5, 7], [8], [5, 6, 9]])
+    assert trie.tokens == (5, 6, 7, 8, 9)
+    assert trie.parents == (-1, 0, 0, -1, 1)
+    assert trie.depths == (0, 1, 1, 0, 2)
+    assert trie.paths == ((0, 1), (0, 2), (3,), (0, 1, 4))
+    ancestry = trie.ancestry()
+    assert ancestry[4].tolist() == [True, True, False, False, True]
+    assert ancestry[3].tolist() == [False, False, False, True, False]
+
+
+WORDS = ("the cat sat on a mat . what did it do ? answer : dog ran far away big red "
+         "city bank cellar robbers were tunnelling into").split()
+
+
+def _word_tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
+                                   unk_token="<unk>", bos_token="<s>")
+
+
+@pytest.fixture(scope="session", params=["llama", "gpt2"])
+def tiny_causal(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Generator:
+    """A randomly initialised 2-layer decoder with a word-level tokenizer: rotary (Llama,
+    grouped-query attention) and learned absolute positions (GPT-2)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _word_tokenizer()
+    torch.manual_seed(0)
+    vocab = len(tokenizer)
+    if request.param == "llama":
+        model: Any = LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=256))
+    directory = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    generator = load_generator(str(directory), device="cpu")
+    assert isinstance(generator, CausalGenerator)
+    return generator
+
+
+TINY_PROMPT = "the cat sat on a mat . what did it do ? answer :"
+TINY_OPTIONS = ["sat", "sat on a mat", "ran far away", "sat on a big red mat", "dog", "sat on"]
+
+
+def test_score_options_matches_the_old_implementation(tiny_causal: Generator) -> None:
+    new = tiny_causal.score_options(TINY_PROMPT, TINY_OPTIONS)
+    old = old_score_options(tiny_causal, TINY_PROMPT, TINY_OPTIONS)
+    assert np.allclose(new, old, atol=1e-4)
+    assert len(set(np.round(new, 3))) == len(TINY_OPTIONS)  # the options really differ
+
+
+def test_continuation_logprobs_match_a_full_forward(tiny_causal: Generator) -> None:
+    state = tiny_causal.prefill(TINY_PROMPT)
+    # Text and token ids mix; shared prefixes ("sat on ...") share trie nodes.
+    ids = tiny_causal.continuation_ids(state, "red city bank")
+    got = tiny_causal.continuation_logprobs(state, [*TINY_OPTIONS, ids])
+    for option, logprobs in zip([*TINY_OPTIONS, "red city bank"], got, strict=True):
+        cont = tiny_causal.continuation_ids(state, option)
+        full = full_logprobs(tiny_causal, list(state.ids) + cont)
+        expected = [full[len(state.ids) - 1 + j, t] for j, t in enumerate(cont)]
+        assert logprobs.dtype == np.float32 and logprobs.shape == (len(cont),)
+        assert np.allclose(logprobs, expected, atol=1e-4)
+
+
+def test_next_logprobs_match_a_full_forward(tiny_causal: Generator) -> None:
+    state = tiny_causal.prefill(TINY_PROMPT)
+    sat_on = tiny_causal.continuation_ids(state, "sat on")
+    prefixes = [[], sat_on[:1], sat_on, sat_on]  # repeated prefixes are fine
+    got = tiny_causal.next_logprobs(state, prefixes)
+    assert got.shape == (4, state.next_logprobs.shape[0])
+    for prefix, row in zip(prefixes, got, strict=True):
+        full = full_logprobs(tiny_causal, list(state.ids) + prefix)
+        assert np.allclose(row, full[-1], atol=1e-4)
+
+
+def test_a_state_is_reused_unchanged(tiny_causal: Generator) -> None:
+    state = tiny_causal.prefill(TINY_PROMPT)
+    first = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
+    tiny_causal.next_logprobs(state, [[3, 4, 5]])
+    again = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    reordered = tiny_causal.continuation_logprobs(state, TINY_OPTIONS[::-1])[::-1]
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(first, reordered, strict=True))
+
+
+def test_many_continuations_are_split_into_chunks(
+    tiny_causal: Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragmem.generation
+
+    state = tiny_causal.prefill(TINY_PROMPT)
+    whole = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
+    monkeypatch.setattr(ragmem.generation, "MAX_TREE_TOKENS", 3)
+    split = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(whole, split, strict=True))
+
+
+def test_empty_prompt_or_continuation_is_a_clear_error(tiny_causal: Generator) -> None:
+    with pytest.raises(ValueError, match="non-empty prompt"):
+        tiny_causal.prefill("")
+    state = tiny_causal.prefill(TINY_PROMPT)
+    with pytest.raises(ValueError, match="non-empty"):
+        tiny_causal.continuation_logprobs(state, [""])
+    with pytest.raises(ValueError, match="non-empty"):
+        tiny_causal.continuation_logprobs(state, [[]])
+
+
+def test_t5_continuations_score_the_decoder_output(tiny_t5: Generator) -> None:
+    """The encoder runs once; option scores keep their EOS, as before prefill existed."""
+    prompt = _question("spain")
+    state = tiny_t5.prefill(prompt)
+    options = list(CAPITALS.values())
+    scores = tiny_t5.score_options(prompt, options)
+    with_eos = [list(tiny_t5._tokenizer(o)["input_ids"]) for o in options]
+    summed = [float(lp.sum()) for lp in tiny_t5.continuation_logprobs(state, with_eos)]
+    assert np.allclose(scores, summed, atol=1e-5)
+    assert options[int(np.argmax(scores))] == "madrid"
+    rows = tiny_t5.next_logprobs(state, [[], with_eos[3][:1]])
+    assert np.allclose(rows[0], state.next_logprobs)
+    assert int(rows[0].argmax()) == with_eos[3][0]  # "madrid" is its first token
+
+
+SPAN_CONTEXT = (
+    "Context: [1] The robbers were tunnelling from the pawnbroker's cellar into the cellar of "
+    "the City and Suburban Bank, which held thirty thousand napoleons from France. "
+    "[2] Holmes beat upon the pavement with his stick before he went to the bank.\n"
+    "Question: Which bank's cellar were the robbers tunnelling into?"
+)
+SPAN_OPTIONS = ["the City and Suburban Bank", "the City", "City and Suburban Bank",
+                "the pawnbroker's cellar", "France", "thirty thousand napoleons", "Holmes"]
+
+
+def test_smollm2_prefill_scores_match_the_old_implementation(smollm2: Generator) -> None:
+    prompt = smollm2.render(INSTRUCTION, SPAN_CONTEXT)
+    new = smollm2.score_options(prompt, SPAN_OPTIONS)
+    assert np.allclose(new, old_score_options(smollm2, prompt, SPAN_OPTIONS), atol=1e-4)
+    assert len(set(np.round(new, 2))) == len(SPAN_OPTIONS)
+
+
+def test_smollm2_continuations_are_tokenised_as_after_the_prompt(smollm2: Generator) -> None:
+    chat = smollm2.prefill(smollm2.render(INSTRUCTION, QUESTION))
+    # After the assistant turn ("...assistant\n") an answer starts a new word, no space.
+    assert smollm2.continuation_ids(chat, "Paris") == smollm2._plain_ids("Paris")
+    plain = smollm2.prefill("Question: What is the capital of France?\nAnswer:")
+    with_space = smollm2.continuation_ids(plain, " Paris")
+    assert smollm2._plain_ids("Answer: Paris")[-len(with_space):] == with_space
+    # A space the prompt already ends with would merge with the answer's first word: the
+    # prompt keeps its tokens and the answer is tokenised alone.
+    trailing = smollm2.prefill("Question: What is the capital of France?\nAnswer: ")
+    assert smollm2.continuation_ids(trailing, "Paris") == smollm2._plain_ids("Paris")
+
+
+def test_smollm2_next_logprobs_follow_the_continuation(smollm2: Generator) -> None:
+    state = smollm2.prefill(smollm2.render(INSTRUCTION, SPAN_CONTEXT))
+    answer = smollm2.continuation_ids(state, "the City and Suburban Bank")
+    steps = smollm2.next_logprobs(state, [answer[:j] for j in range(len(answer))])
+    per_token = smollm2.continuation_logprobs(state, [answer])[0]
+    assert np.allclose(steps[np.arange(len(answer)), answer], per_token, atol=1e-4)
