@@ -12,7 +12,8 @@ from ragmem.chunking import chunk_document
 from ragmem.config import ChunkingConfig, Config, indexes_home
 from ragmem.conversation import Chat
 from ragmem.documents import discover, load_file
-from ragmem.embedding import Embedder, SentenceTransformerEmbedder
+from ragmem.embedding import Embedder
+from ragmem.embedding import from_config as embedder_from_config
 from ragmem.errors import DocumentError
 from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
@@ -73,9 +74,7 @@ class Assistant:
                  embedder: Embedder | None = None, generator: Generator | None = None) -> None:
         self.memory = memory
         self.config = config
-        self.embedder = embedder or SentenceTransformerEmbedder(
-            config.embedder.model, batch_size=config.embedder.batch_size,
-            device=config.embedder.device)
+        self.embedder = embedder or embedder_from_config(config.embedder)
         self._generator = generator
         self.retriever = Retriever(memory, self.embedder, config.retrieval,
                                    reranker_from_config(config.retrieval))
@@ -94,12 +93,10 @@ class Assistant:
             return cls.open(index, config, embedder=embedder, generator=generator)
         if embedder is None:
             require_local(config.embedder.model, "embedder")  # missing: fail now, offline
-            embedder = SentenceTransformerEmbedder(
-                config.embedder.model, batch_size=config.embedder.batch_size,
-                device=config.embedder.device)
+            embedder = embedder_from_config(config.embedder)
         memory = LongTermMemory.create(
             resolve_index_path(index), embedder=embedder.model_id, dim=embedder.dim,
-            chunking=vars(config.chunking), config=config.index)
+            chunking=vars(config.chunking), config=config.index, precision=embedder.precision)
         config = replace(config, chunking=ChunkingConfig(**memory.manifest.chunking))
         return cls(memory, config, embedder=embedder, generator=generator)
 
@@ -111,7 +108,12 @@ class Assistant:
         config = (config or Config()).with_env()
         path = resolve_index_path(index)
         wanted = embedder.model_id if embedder else None
-        memory = LongTermMemory.open(path, embedder=wanted, config=config.index)
+        # "auto" precision means the index's own; any other is checked against it.
+        asked = embedder.precision if embedder else config.embedder.precision
+        memory = LongTermMemory.open(
+            path, embedder=wanted, config=config.index,
+            precision=None if asked == "auto" else asked,
+            allow_precision_mismatch=config.embedder.allow_precision_mismatch)
         if embedder is None:
             try:  # a missing embedder fails here at once, not at the first question
                 require_local(memory.manifest.embedder, "embedder")
@@ -120,7 +122,9 @@ class Assistant:
                 raise
         config = replace(
             config,
-            embedder=replace(config.embedder, model=memory.manifest.embedder),
+            embedder=replace(config.embedder, model=memory.manifest.embedder,
+                             precision=memory.manifest.embedder_precision
+                             if asked == "auto" else asked),
             chunking=ChunkingConfig(**memory.manifest.chunking))
         return cls(memory, config, embedder=embedder, generator=generator)
 

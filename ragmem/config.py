@@ -20,6 +20,13 @@ class EmbedderConfig:
     model: str = DEFAULT_EMBEDDER
     batch_size: int = 64
     device: str | None = None  # None: cuda when torch sees one, else cpu
+    # What makes the vectors: "auto" (an index's own precision; for a new index fp16 on
+    # a GPU, fp32 on a CPU), "fp32", "fp16" (GPU) or "int8" (ONNX Runtime, CPU).
+    precision: str = "auto"
+    backend: str = "auto"  # fp32 only: "torch" (auto) or "onnx" (ONNX Runtime)
+    # An index refuses a query embedder of another precision than the one that made
+    # its vectors, unless this is set (the vectors then differ slightly from the index's).
+    allow_precision_mismatch: bool = False
 
 
 @dataclass(frozen=True)

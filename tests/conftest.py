@@ -30,6 +30,7 @@ class KeywordEmbedder:
     """Bag of lower-cased words hashed into 256 dims: ranking can be checked by hand."""
 
     model_id = "keyword-test"
+    precision = "fp32"
     dim = 256
     max_tokens = 256
 

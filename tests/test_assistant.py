@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from ragmem import Assistant
-from ragmem.config import Config
+from ragmem.config import Config, EmbedderConfig, indexes_home
 from ragmem.errors import IndexMismatchError, IndexNotFoundError
 from tests.conftest import EchoGenerator, KeywordEmbedder
 
@@ -82,3 +83,41 @@ def test_failed_index_run_keeps_previous_index(corpus_dir: Path, tmp_path: Path)
         b.index([corpus_dir])
     after = Assistant.open(tmp_path / "idx", embedder=KeywordEmbedder()).memory.info()
     assert (after.documents, after.windows) == (before.documents, before.windows)
+
+
+class Int8KeywordEmbedder(KeywordEmbedder):
+    precision = "int8"
+
+
+def test_index_refuses_a_query_embedder_of_another_precision(corpus_dir: Path) -> None:
+    Assistant.create("notes", embedder=KeywordEmbedder()).index([corpus_dir])
+    assert Assistant.open("notes", embedder=KeywordEmbedder()).config.embedder.precision \
+        == "fp32"  # "auto" became the index's own
+    with pytest.raises(IndexMismatchError, match="holds fp32 vectors and the embedder runs "
+                                                 "in int8"):
+        Assistant.open("notes", embedder=Int8KeywordEmbedder())
+    with pytest.raises(IndexMismatchError, match="ALLOW_PRECISION_MISMATCH"):
+        # asked for by the config alone: refused before any model loads
+        Assistant.open("notes", Config(embedder=EmbedderConfig(precision="int8")))
+    told = Config(embedder=EmbedderConfig(allow_precision_mismatch=True))
+    a = Assistant.open("notes", told, embedder=Int8KeywordEmbedder())
+    assert a.retrieve("clowder")[0].doc_id == "cats.txt"
+
+
+def test_an_index_records_the_precision_that_made_it(corpus_dir: Path) -> None:
+    Assistant.create("eights", embedder=Int8KeywordEmbedder()).index([corpus_dir])
+    manifest = json.loads((indexes_home() / "eights" / "manifest.json").read_text())
+    assert manifest["embedder_precision"] == "int8"
+    with pytest.raises(IndexMismatchError):
+        Assistant.open("eights", embedder=KeywordEmbedder())
+
+
+def test_an_int8_index_opens_with_the_int8_embedder(corpus_dir: Path) -> None:
+    """The real path: built in int8, reopened with the default config (precision auto)."""
+    from ragmem.embedding import OnnxEmbedder
+
+    Assistant.create("real", Config(embedder=EmbedderConfig(precision="int8"))).index(
+        [corpus_dir])
+    again = Assistant.open("real")
+    assert isinstance(again.embedder, OnnxEmbedder) and again.embedder.precision == "int8"
+    assert again.retrieve("Which volcano is the tallest?")[0].doc_id == "space/mars.md"

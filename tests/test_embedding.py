@@ -1,12 +1,22 @@
-"""SentenceTransformerEmbedder on the real packaged all-MiniLM-L6-v2."""
+"""The embedders on the real packaged all-MiniLM-L6-v2: PyTorch fp32, ONNX int8 and fp32."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from ragmem.config import EmbedderConfig
-from ragmem.embedding import Embedder, SentenceTransformerEmbedder, from_config
+from ragmem.embedding import (
+    Embedder,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    from_config,
+    onnx_model,
+)
+from ragmem.errors import ModelError
+from ragmem.models import resolve
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +73,67 @@ def test_count_tokens_is_untruncated_after_embedding(minilm: SentenceTransformer
     long_text = "word " * 1000
     minilm.embed([long_text])  # leaves truncation set on the model's own tokenizer
     assert minilm.count_tokens(long_text) == 1002
+
+
+# -- int8 (ONNX Runtime) --------------------------------------------------------------
+
+SENTENCES = [
+    "How tall is the tallest volcano on Mars?",
+    "Olympus Mons is the tallest volcano in the solar system, about 22 km high.",
+    "Kittens are born with their eyes closed and open them after about a week.",
+    "The Moon orbits the Earth every 27.3 days.",
+    "Vitamin D deficiency is associated with an increased risk of fractures in older adults.",
+    "Neil Armstrong walked on the Moon in 1969. " * 40,  # over the 256-token limit
+]
+
+
+@pytest.fixture(scope="session")
+def minilm_int8() -> OnnxEmbedder:
+    return OnnxEmbedder("all-MiniLM-L6-v2", "int8")
+
+
+def test_int8_vectors_are_close_to_fp32(minilm: SentenceTransformerEmbedder,
+                                        minilm_int8: OnnxEmbedder) -> None:
+    fp32 = minilm.embed(SENTENCES)
+    int8 = minilm_int8.embed(SENTENCES)
+    assert int8.shape == fp32.shape == (len(SENTENCES), 384) and int8.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
+    cosine = (int8 * fp32).sum(axis=1)
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, cosine
+    # Closer to its own fp32 vector than to any other sentence's.
+    assert (np.argmax(int8 @ fp32.T, axis=1) == np.arange(len(SENTENCES))).all()
+
+
+def test_int8_counts_and_limits_like_the_model(minilm: SentenceTransformerEmbedder,
+                                               minilm_int8: OnnxEmbedder) -> None:
+    assert minilm_int8.precision == "int8" and minilm.precision == "fp32"
+    assert (minilm_int8.dim, minilm_int8.max_tokens) == (384, 256)
+    for text in SENTENCES:
+        assert minilm_int8.count_tokens(text) == minilm.count_tokens(text)
+    assert minilm_int8.embed([]).shape == (0, 384)
+
+
+def test_onnx_fp32_matches_torch(minilm: SentenceTransformerEmbedder) -> None:
+    onnx = OnnxEmbedder("all-MiniLM-L6-v2", "fp32")
+    cosine = (onnx.embed(SENTENCES) * minilm.embed(SENTENCES)).sum(axis=1)
+    assert cosine.min() > 0.9999
+
+
+def test_int8_is_exported_once_into_the_cache(minilm_int8: OnnxEmbedder) -> None:
+    minilm_int8.embed(["load"])
+    folder = onnx_model(resolve("all-MiniLM-L6-v2", "embedder"), "int8")
+    assert (folder / "model.onnx").stat().st_size < 40e6  # int8 weights, fp32 FFN outputs
+    spec = json.loads((folder / "spec.json").read_text())
+    assert spec["precision"] == "int8" and spec["pooling"] == "mean"
+
+
+def test_from_config_picks_the_backend_by_precision() -> None:
+    assert isinstance(from_config(EmbedderConfig(precision="int8")), OnnxEmbedder)
+    assert isinstance(from_config(EmbedderConfig(precision="fp32")), SentenceTransformerEmbedder)
+    onnx = from_config(EmbedderConfig(precision="fp32", backend="onnx"))
+    assert isinstance(onnx, OnnxEmbedder) and onnx.precision == "fp32"
+    assert from_config(EmbedderConfig(device="cpu")).precision == "fp32"  # auto on a CPU
+    with pytest.raises(ModelError, match="GPU"):
+        from_config(EmbedderConfig(precision="fp16", device="cpu"))
+    with pytest.raises(ModelError, match="use auto, fp32, fp16, int8"):
+        from_config(EmbedderConfig(precision="int4"))

@@ -26,6 +26,9 @@ class Manifest:
     updated_at: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     ragmem_version: str = ""
+    # What made the vectors (see ragmem.embedding); indexes from before it was recorded
+    # were all built in fp32 on a CPU.
+    embedder_precision: str = "fp32"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -95,11 +95,13 @@ class LongTermMemory:
     # -- opening ------------------------------------------------------------
     @classmethod
     def create(cls, directory: Path, *, embedder: str, dim: int, chunking: dict[str, object],
-               config: IndexConfig | None = None) -> LongTermMemory:
+               config: IndexConfig | None = None, precision: str = "fp32",
+               allow_precision_mismatch: bool = False) -> LongTermMemory:
         """Open the index at ``directory``, creating an empty one if there is none."""
         config = config or IndexConfig()
         if (directory / "manifest.json").exists():
-            return cls.open(directory, embedder=embedder, config=config)
+            return cls.open(directory, embedder=embedder, config=config, precision=precision,
+                            allow_precision_mismatch=allow_precision_mismatch)
         if directory.exists() and any(directory.iterdir()):
             raise IndexCorruptError(
                 f"{directory} exists and is not a ragmem index; pick another --index name "
@@ -110,20 +112,31 @@ class LongTermMemory:
                             index_factory=config.factory or "IDMap2,Flat", created_at=now,
                             updated_at=now, counts={"documents": 0, "sentences": 0,
                                                     "windows": 0},
-                            ragmem_version=__version__)
+                            ragmem_version=__version__, embedder_precision=precision)
         docstore = Docstore(directory / DOCSTORE)
         write_manifest(directory, manifest)
         return cls(directory, docstore, manifest, config)
 
     @classmethod
     def open(cls, directory: Path, *, embedder: str | None = None,
-             config: IndexConfig | None = None) -> LongTermMemory:
+             config: IndexConfig | None = None, precision: str | None = None,
+             allow_precision_mismatch: bool = False) -> LongTermMemory:
+        """Open an existing index. ``embedder`` and ``precision``, when given, must be
+        what made its vectors (a precision mismatch passes with
+        ``allow_precision_mismatch``)."""
         manifest = read_manifest(directory)
         if embedder is not None and embedder != manifest.embedder:
             raise IndexMismatchError(
                 f"index {directory} was built with embedder {manifest.embedder!r}, not "
                 f"{embedder!r}; use --embedder {manifest.embedder} (or leave it out), or "
                 "index into a new --index name")
+        if precision is not None and precision != manifest.embedder_precision \
+                and not allow_precision_mismatch:
+            raise IndexMismatchError(
+                f"index {directory} holds {manifest.embedder_precision} vectors and the "
+                f"embedder runs in {precision}; leave the precision out (or set "
+                f"RAGMEM_EMBEDDER_PRECISION={manifest.embedder_precision}), or set "
+                "RAGMEM_EMBEDDER_ALLOW_PRECISION_MISMATCH=true to query it anyway")
         if not (directory / DOCSTORE).exists():
             raise IndexNotFoundError(
                 f"{directory} has a manifest but no {DOCSTORE}; rebuild it with "
