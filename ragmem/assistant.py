@@ -160,7 +160,7 @@ class Assistant:
         """Load the models now (they load on first use); returns the seconds it took.
         Timings then measure answering, not loading."""
         t0 = time.perf_counter()
-        self.embedder.embed(["warm up"])
+        _ = self.embedder.dim  # loads the model; no text is embedded for it
         _ = self.working_memory.token_budget
         return time.perf_counter() - t0
 

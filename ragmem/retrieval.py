@@ -125,7 +125,8 @@ class Retriever:
     def _first_stage(self, question: str, k: int, where: Filter | None) -> list[Hit]:
         mode = self.config.mode
         if mode == "lexical":
-            return self.memory.lexical_search(question, k, where)
+            return self.memory.lexical_search(question, k, where,
+                                              self.config.lexical_terms)
         dense = self.memory.search(self._query_vector(question),
                                    k if mode == "dense" else max(k, self.config.candidates),
                                    where=where)[0]
@@ -133,7 +134,8 @@ class Retriever:
             return dense
         if mode != "hybrid":
             raise RagmemError(f"unknown retrieval mode {mode!r}; use dense, lexical or hybrid")
-        lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where)
+        lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where,
+                                             self.config.lexical_terms)
         weights = [self.config.dense_weight, self.config.lexical_weight]
         if self.config.fusion == "rrf":
             return fuse([dense, lexical], weights, self.config.rrf_k)[:k]

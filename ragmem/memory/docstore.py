@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ragmem.memory.lexical import FTS_SCHEMA, fts_query, lexical_form
+from ragmem.memory.lexical import (
+    FTS_SCHEMA,
+    TERM_STATS_QUERY,
+    TERM_STATS_SCHEMA,
+    fts_query,
+    lexical_form,
+    most_informative,
+    query_terms,
+)
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
 SCHEMA = """
@@ -67,6 +76,8 @@ class Docstore:
                                     check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout = 30000")
         self._text_cache: dict[str, tuple[str, str]] = {}
+        self._terms_lock = threading.Lock()
+        self._term_stats_ready = False
         self._delta = dict.fromkeys(COUNTED, 0)
         if not readonly:
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -165,10 +176,14 @@ class Docstore:
             self.set_meta("fts", "1")
 
     # -- reads --------------------------------------------------------------
-    def lexical_search(self, question: str, top_k: int,
-                       allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """BM25 (FTS5) over windows: (window_id, score), best first; higher is better."""
-        query = fts_query(question)
+    def lexical_search(self, question: str, top_k: int, allowed: np.ndarray | None = None,
+                       max_terms: int | None = None) -> list[tuple[int, float]]:
+        """BM25 (FTS5) over windows: (window_id, score), best first; higher is better.
+        A question of more than ``max_terms`` terms keeps its most informative ones."""
+        terms = query_terms(question)
+        if max_terms is not None and len(terms) > max_terms:
+            terms = most_informative(terms, self.windows_with_terms(terms), max_terms)
+        query = fts_query(terms)
         if query is None:
             return []
         sql = "SELECT rowid, -bm25(windows_fts) FROM windows_fts WHERE windows_fts MATCH ?"
@@ -179,6 +194,22 @@ class Docstore:
         sql += " ORDER BY bm25(windows_fts) LIMIT ?"
         args.append(top_k)
         return [(int(r[0]), float(r[1])) for r in self.conn.execute(sql, args)]
+
+    def windows_with_terms(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many windows hold each term (after FTS5's stemming): its document
+        frequency, for IDF. A term that is several tokens counts its rarest one."""
+        with self._terms_lock:
+            if not self._term_stats_ready:
+                self.conn.executescript(TERM_STATS_SCHEMA)
+                self._term_stats_ready = True
+            self.conn.execute("DELETE FROM temp.query_terms")
+            self.conn.executemany("INSERT INTO temp.query_terms (rowid, t) VALUES (?, ?)",
+                                  list(enumerate(terms)))
+            rows = self.conn.execute(TERM_STATS_QUERY).fetchall()
+        counts: dict[str, int] = {}
+        for i, n in rows:
+            counts[terms[i]] = min(counts.get(terms[i], n), n)
+        return counts
 
     def last_change(self) -> int:
         row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()

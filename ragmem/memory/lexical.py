@@ -8,6 +8,7 @@ Chinese BM25) before indexing and querying; Latin text is left to FTS5's Porter 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS windows_fts USING fts5(
@@ -41,14 +42,66 @@ def lexical_form(text: str) -> str:
     return _CJK.sub(_bigrams, text)
 
 
-def fts_query(question: str) -> str | None:
-    """An FTS5 MATCH expression: any of the question's terms, each quoted (no operators).
+def query_terms(question: str) -> list[str]:
+    """The question's distinct terms, lower-cased, in order; stopwords dropped unless
+    nothing else is left.
+
+    >>> query_terms("What is the BM25 of the BM25?")
+    ['bm25']
+    """
+    terms = [t.lower() for t in re.findall(r"\w+", lexical_form(question))]
+    kept = list(dict.fromkeys(t for t in terms if t not in STOPWORDS))
+    return kept or list(dict.fromkeys(terms))
+
+
+def most_informative(terms: Sequence[str], windows_with: Mapping[str, int],
+                     n: int) -> list[str]:
+    """The ``n`` terms held by the fewest windows (highest IDF), in question order.
+
+    FTS5's cost grows with the windows each term matches, and BM25 gives a common term
+    little weight anyway: a long question keeps its rare, telling terms. A term no
+    window holds matches nothing, so it goes first; ties keep the earlier term.
+
+    >>> most_informative(["cell", "p53", "tumour", "zzz"], {"cell": 900, "p53": 4,
+    ...                  "tumour": 120}, 2)
+    ['p53', 'tumour']
+    """
+    if len(terms) <= n:
+        return list(terms)
+    held = [t for t in terms if windows_with.get(t, 0) > 0]
+    if len(held) <= n:
+        return held or list(terms[:n])
+    rank = sorted(range(len(held)), key=lambda i: (windows_with[held[i]], i))[:n]
+    return [held[i] for i in sorted(rank)]
+
+
+def fts_query(question: str | Sequence[str]) -> str | None:
+    """An FTS5 MATCH expression: any of the question's terms (or of the given terms),
+    each quoted (no operators).
 
     >>> fts_query('What is "BM25" in 北京?')
     '"bm25" OR "北京"'
     """
-    terms = [t.lower() for t in re.findall(r"\w+", lexical_form(question))]
-    kept = list(dict.fromkeys(t for t in terms if t not in STOPWORDS))
-    if not kept:
-        kept = list(dict.fromkeys(terms))
-    return " OR ".join(f'"{t}"' for t in kept) if kept else None
+    terms = query_terms(question) if isinstance(question, str) else list(question)
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+# How many windows hold each query term. FTS5 keeps terms stemmed ("volcanoes" ->
+# "volcano"), so the query terms are first run through the same tokenizer: each one is
+# a row of a temporary FTS5 table, and its 'instance' vocabulary maps row -> stem. Both
+# vocabularies live in the connection's temp schema: nothing is written to the index.
+TERM_STATS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_terms USING fts5(
+    t, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING fts5vocab(
+    'temp', 'query_terms', 'instance'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.windows_vocab USING fts5vocab(
+    'main', 'windows_fts', 'row'
+);
+"""
+TERM_STATS_QUERY = """
+SELECT s.doc, COALESCE(MAX(v.doc), 0) FROM temp.query_stems s
+LEFT JOIN temp.windows_vocab v ON v.term = s.term GROUP BY s.doc
+"""

@@ -322,13 +322,14 @@ class LongTermMemory:
             out.append(self.docstore.hits(row_ids[keep].tolist(), row_scores[keep].tolist()))
         return out
 
-    def lexical_search(self, question: str, top_k: int,
-                       where: Filter | None = None) -> list[Hit]:
-        """BM25 over window text (SQLite FTS5), best first."""
+    def lexical_search(self, question: str, top_k: int, where: Filter | None = None,
+                       max_terms: int | None = None) -> list[Hit]:
+        """BM25 over window text (SQLite FTS5), best first; a question of more than
+        ``max_terms`` terms is searched by its most informative ones (highest IDF)."""
         allowed = self.docstore.window_ids_matching(where) if where is not None else None
         if allowed is not None and len(allowed) == 0:
             return []
-        pairs = self.docstore.lexical_search(question, top_k, allowed)
+        pairs = self.docstore.lexical_search(question, top_k, allowed, max_terms)
         return self.docstore.hits([p[0] for p in pairs], [p[1] for p in pairs])
 
     def content_hashes(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check
-from ragmem.memory.lexical import fts_query, lexical_form
+from ragmem.memory.lexical import fts_query, lexical_form, most_informative, query_terms
 from ragmem.retrieval import fuse
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
@@ -68,3 +68,32 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
     assert abs(fused[0].score - (1 / 63 + 1 / 61)) < 1e-12
     weighted = fuse([[hit(1)], [hit(2)]], [1.0, 2.0])
     assert [h.window_id for h in weighted] == [2, 1]
+
+
+def test_most_informative_keeps_the_rarest_terms_in_question_order() -> None:
+    counts = {"cell": 900, "p53": 4, "tumour": 120, "growth": 120}
+    assert most_informative(["cell", "p53", "tumour", "growth"], counts, 2) == ["p53", "tumour"]
+    assert most_informative(["cell", "p53"], counts, 5) == ["cell", "p53"]  # under the cap
+    # Terms no window holds match nothing: they go first, never crowding out real ones.
+    assert most_informative(["zzz", "cell", "qqq", "p53"], counts, 2) == ["cell", "p53"]
+
+
+def test_windows_with_terms_counts_stemmed_terms(tmp_path: Path) -> None:
+    m = LongTermMemory.create(tmp_path / "i", embedder="t", dim=4, chunking={})
+    add_text(m, "a", ["The volcanoes of Mars are tall.", "Volcano talk.", "Cats sleep."])
+    counts = m.docstore.windows_with_terms(["volcano", "volcanoes", "cats", "mars", "zebra"])
+    assert counts == {"volcano": 2, "volcanoes": 2, "cats": 1, "mars": 1, "zebra": 0}
+
+
+def test_a_long_question_is_searched_by_its_rarest_terms(tmp_path: Path) -> None:
+    m = LongTermMemory.create(tmp_path / "i", embedder="t", dim=4, chunking={})
+    common = "protein expression cell study"
+    add_text(m, "a", [f"{common} number {i}." for i in range(30)]
+             + ["Olympus Mons is a shield volcano on Mars."])
+    question = f"{common} {common} which shield volcano stands on Mars"
+    top = m.lexical_search(question, 1, max_terms=3)[0]
+    assert top.text == "Olympus Mons is a shield volcano on Mars."
+    assert len(query_terms(question)) == 8  # "which" is a stopword
+    with m.docstore.conn:  # the statistics live in the temp schema only
+        names = {r[0] for r in m.docstore.conn.execute("SELECT name FROM sqlite_master")}
+    assert not any("vocab" in n or "query_" in n for n in names)
