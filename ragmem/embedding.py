@@ -39,7 +39,7 @@ import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig, cache_home
 from ragmem.errors import ModelError
-from ragmem.models import ResolvedModel, load_error, resolve
+from ragmem.models import ResolvedModel, load_error, require_local, resolve
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -216,7 +216,7 @@ class OnnxEmbedder:
                 "RAGMEM_EMBEDDER_PRECISION=fp32)") from error
         from tokenizers import Tokenizer
 
-        resolved = resolve(self.model_id, "embedder")
+        resolved = require_local(self.model_id, "embedder")
         folder = onnx_model(resolved, self.precision)
         spec = OnnxSpec(**json.loads((folder / "spec.json").read_text(encoding="utf-8")))
         options = ort.SessionOptions()
