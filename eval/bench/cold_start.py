@@ -59,9 +59,10 @@ def parts(index: str, question: str) -> dict[str, Any]:
     t = step("embedder load", t)
     _ = assistant.working_memory.token_budget
     t = step("generator load", t)
-    buffer, _timings = assistant.prepare(question)
+    passages = assistant.retriever.passages(question)
+    buffer = assistant.working_memory.fill(question, passages)
     t = step("retrieve + fill", t)
-    answer = assistant.answer(buffer)
+    answer = assistant.answerer.answer(buffer)
     step("answer", t)
     out["total_s"] = round(time.perf_counter() - T0, 3)
     out["answer"] = answer.text
@@ -83,6 +84,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--out", type=Path, default=ROOT / "eval/reports/cold-start")
+    p.add_argument("--dir", type=Path, help="build the demo indexes here and keep them "
+                   "(an index already there is reused); default: a temp folder")
     p.add_argument("--parts", nargs=2, metavar=("INDEX", "QUESTION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.parts:
@@ -97,8 +100,10 @@ def main() -> None:
     print(json.dumps({k: report[k] for k in ("command", "machine")}), file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ragmem-cold-") as tmp:
         for precision in args.precisions.split(","):
-            index = Path(tmp) / f"demo-{precision}"
-            row: dict[str, Any] = {"build_s": round(build(index, precision), 1)}
+            index = (args.dir or Path(tmp)) / f"demo-{precision}"
+            row: dict[str, Any] = {}
+            if not (index / "manifest.json").exists():
+                row["build_s"] = round(build(index, precision), 1)
             runs = []
             for _ in range(args.runs):
                 t = time.perf_counter()
