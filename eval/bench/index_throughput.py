@@ -56,6 +56,11 @@ def say(msg: str) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: ru_maxrss of a child still counts the parent's
+    memory it was forked with)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
