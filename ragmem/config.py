@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
@@ -112,6 +112,13 @@ class GeneratorConfig:
     device: str | None = None
     # Greedy decoding stays deterministic; a mild penalty stops small models looping.
     repetition_penalty: float = 1.15
+    # "torch": transformers; "llamacpp": the model's GGUF run by llama.cpp
+    # (pip install 'ragmem[llamacpp]'). Measured in eval/reports/generator-speed.md.
+    backend: Literal["torch", "llamacpp"] = "torch"
+    # torch on CPU: "int8" quantises the linear layers' weights (activations per call).
+    quantization: Literal["none", "int8"] = "none"
+    # CPU threads for the generator; None: torch's setting / llama.cpp: every core.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

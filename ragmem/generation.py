@@ -116,29 +116,32 @@ class TokenTrie:
 
 
 class Generator(ABC):
-    """Everything but the model class, the prompt format and option scoring is shared."""
+    """A model that writes text after a prompt and scores continuations of it. Scoring is
+    written once here, on two backend steps: ``_prefill`` (run the prompt) and
+    ``_node_logprobs`` (run a trie of continuation tokens after it)."""
 
-    default_context_length = 2048  # when the model config names no limit
-
-    def __init__(self, name_or_path: str, device: str | None = None,
-                 repetition_penalty: float = 1.0) -> None:
-        self.model_id = name_or_path
-        self._device = device
-        self.repetition_penalty = repetition_penalty
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._counter: Tokenizer | None = None
-        self._lock = threading.Lock()
-
-    # -- what subclasses decide -------------------------------------------------------
-    @staticmethod
-    @abstractmethod
-    def _auto_class() -> Any:
-        """The transformers Auto class that loads this kind of model."""
+    model_id: str
 
     @abstractmethod
     def render(self, instruction: str, user: str) -> str:
         """The prompt string for a system ``instruction`` and a ``user`` message."""
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """The most tokens the model attends to, prompt and answer together."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``, as ``generate`` would encode it."""
+
+    @abstractmethod
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        """Greedy text after ``prompt``, stripped."""
+
+    @abstractmethod
+    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
+        """The text of ``generate`` in pieces: ``"".join(stream(p, n)) == generate(p, n)``."""
 
     @abstractmethod
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
@@ -148,86 +151,24 @@ class Generator(ABC):
     def _node_logprobs(self, state: PromptState, trie: TokenTrie,
                        nodes: Sequence[int]) -> np.ndarray:
         """(len(nodes), vocab) float32 log-probs of the token after each trie node, the
-        prompt before the trie: one forward for the whole trie."""
+        prompt before the trie."""
 
-    def _adds_special_tokens(self, text: str) -> bool:
-        return True
+    @abstractmethod
+    def _plain_ids(self, text: str) -> list[int]:
+        """``text``'s tokens, no special tokens added."""
+
+    @abstractmethod
+    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
+        """The prompt's ids as ``generate`` encodes them, and its tail (see PromptState)."""
 
     def _option_ids(self, state: PromptState, option: str) -> list[int]:
         """The tokens ``score_options`` scores for ``option``."""
         return self.continuation_ids(state, option)
 
-    # -- shared -----------------------------------------------------------------------
-    @property
-    def context_length(self) -> int:
-        config = self._loaded().config
-        for key in ("max_position_embeddings", "n_positions"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return self.default_context_length
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens the model sees for ``text``, as ``generate`` would encode it."""
-        self._loaded()
-        assert self._counter is not None
-        return len(self._counter.encode(text, add_special_tokens=self._adds_special_tokens(text)))
-
-    def generate(self, prompt: str, max_new_tokens: int) -> str:
-        import torch
-
-        model = self._loaded()
-        inputs = self._encode(prompt)
-        with torch.inference_mode():
-            output = model.generate(**inputs, generation_config=self._greedy(max_new_tokens))
-        new = output[0, inputs["input_ids"].shape[1]:] if self._echoes_prompt() else output[0]
-        return str(self._tokenizer.decode(new, skip_special_tokens=True)).strip()
-
-    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
-        """The text of ``generate`` in pieces: ``"".join(stream(p, n)) == generate(p, n)``."""
-        import torch
-        from transformers import TextIteratorStreamer
-
-        model = self._loaded()
-        inputs = self._encode(prompt)
-        streamer = TextIteratorStreamer(
-            self._tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():  # thread-local, so entered in the thread
-                    model.generate(
-                        **inputs, generation_config=self._greedy(max_new_tokens), streamer=streamer
-                    )
-            except BaseException as error:  # handed to the caller below
-                failure.append(error)
-                streamer.end()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        # Hold back trailing whitespace until more text follows, and drop leading
-        # whitespace, so the pieces join to exactly what `generate` strips to.
-        pending, started = "", False
-        for piece in streamer:
-            text = pending + piece
-            if not started:
-                text = text.lstrip()
-            body = text.rstrip()
-            pending = text[len(body):]
-            if body:
-                started = True
-                yield body
-        thread.join()
-        if failure:
-            raise failure[0]
-
     # -- scoring continuations of one prompt -------------------------------------------
     def prefill(self, prompt: str) -> PromptState:
         """Run ``prompt`` through the model once; score continuations of it with
         ``continuation_logprobs`` and ``next_logprobs`` at the cost of their own tokens."""
-        self._loaded()
         ids, tail_text, tail_ids = self._prompt_tokens(prompt)
         if not ids:
             raise ValueError("prefill needs a non-empty prompt")
@@ -240,7 +181,6 @@ class Generator(ABC):
         would see (after a chat template's assistant turn, an answer starts with no space;
         after ``Answer:``, pass ``" Paris"``). When the joint tokens would change the
         prompt's own last tokens, ``text`` is tokenised alone."""
-        self._loaded()
         if state.tail_ids:
             joint = self._plain_ids(state.tail_text + text)
             k = len(state.tail_ids)
@@ -304,11 +244,93 @@ class Generator(ABC):
             return self.continuation_ids(state, continuation)
         return [int(t) for t in continuation]
 
+
+
+class TransformersGenerator(Generator):
+    """Everything of a transformers model but its class, prompt format and scoring steps."""
+
+    default_context_length = 2048  # when the model config names no limit
+
+    def __init__(self, name_or_path: str, device: str | None = None,
+                 repetition_penalty: float = 1.0, quantization: str = "none",
+                 threads: int | None = None) -> None:
+        self.model_id = name_or_path
+        self._device = device
+        self.repetition_penalty = repetition_penalty
+        self.quantization = quantization
+        self.threads = threads
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._counter: Tokenizer | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    @abstractmethod
+    def _auto_class() -> Any:
+        """The transformers Auto class that loads this kind of model."""
+
+    def _adds_special_tokens(self, text: str) -> bool:
+        return True
+
+    # -- shared -----------------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        config = self._loaded().config
+        for key in ("max_position_embeddings", "n_positions"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return self.default_context_length
+
+    def count_tokens(self, text: str) -> int:
+        self._loaded()
+        assert self._counter is not None
+        return len(self._counter.encode(text, add_special_tokens=self._adds_special_tokens(text)))
+
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        import torch
+
+        model = self._loaded()
+        inputs = self._encode(prompt)
+        with torch.inference_mode():
+            output = model.generate(**inputs, generation_config=self._greedy(max_new_tokens))
+        new = output[0, inputs["input_ids"].shape[1]:] if self._echoes_prompt() else output[0]
+        return str(self._tokenizer.decode(new, skip_special_tokens=True)).strip()
+
+    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        model = self._loaded()
+        inputs = self._encode(prompt)
+        streamer = TextIteratorStreamer(
+            self._tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():  # thread-local, so entered in the thread
+                    model.generate(
+                        **inputs, generation_config=self._greedy(max_new_tokens), streamer=streamer
+                    )
+            except BaseException as error:  # handed to the caller below
+                failure.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from stripped(streamer)
+        thread.join()
+        if failure:
+            raise failure[0]
+
     def _plain_ids(self, text: str) -> list[int]:
+        self._loaded()
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
-        """The prompt's ids as ``generate`` encodes them, and its tail (see PromptState)."""
+        self._loaded()
         encoded = self._tokenizer(prompt, add_special_tokens=self._adds_special_tokens(prompt),
                                   return_offsets_mapping=True)
         ids = list(encoded["input_ids"])
@@ -374,7 +396,20 @@ class Generator(ABC):
                 f"{self.model_id} is {found} model, not for {type(self).__name__}; "
                 "load it with load_generator(), which picks the class from its config"
             )
-        self._model = model.to(device).eval()
+        model = model.to(device).eval()
+        if self.quantization == "int8":
+            if device != "cpu":
+                raise ModelError(
+                    f"int8 quantisation runs on the CPU only, not {device}; "
+                    "set generator.device = 'cpu' or generator.quantization = 'none'"
+                )
+            model = _quantise_int8(model)
+        elif self.quantization != "none":
+            raise ModelError(f"generator.quantization must be 'none' or 'int8', "
+                             f"got {self.quantization!r}")
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # process-wide: torch has no other knob
+        self._model = model
         self._tokenizer = tokenizer
         # A private copy for counting: no truncation state, no warnings on long inputs.
         backend = tokenizer.backend_tokenizer
@@ -383,7 +418,7 @@ class Generator(ABC):
         self._counter.no_padding()
 
 
-class CausalGenerator(Generator):
+class CausalGenerator(TransformersGenerator):
     """A decoder-only model (AutoModelForCausalLM); its chat template when it has one."""
 
     @staticmethod
@@ -451,7 +486,7 @@ class CausalGenerator(Generator):
             return torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
 
 
-class Seq2SeqGenerator(Generator):
+class Seq2SeqGenerator(TransformersGenerator):
     """An encoder-decoder model (AutoModelForSeq2SeqLM), such as T5 or BART."""
 
     # T5 has relative positions and no hard limit; 512 is what it was trained on.
@@ -468,6 +503,7 @@ class Seq2SeqGenerator(Generator):
 
     def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
         # The answer is the decoder's: nothing of the prompt precedes it.
+        self._loaded()
         return self._encode(prompt)["input_ids"][0].tolist(), "", ()
 
     def _option_ids(self, state: PromptState, option: str) -> list[int]:
@@ -524,16 +560,18 @@ class Seq2SeqGenerator(Generator):
 
 
 def load_generator(name_or_path: str, device: str | None = None,
-                   repetition_penalty: float | None = None) -> Generator:
-    """A generator for ``name_or_path`` (see ``models.resolve``); the weights load on first
-    use. The class follows the model config: encoder-decoder -> Seq2SeqGenerator."""
+                   repetition_penalty: float | None = None, quantization: str = "none",
+                   threads: int | None = None) -> Generator:
+    """A transformers generator for ``name_or_path`` (see ``models.resolve``); the weights
+    load on first use. The class follows the model config: encoder-decoder ->
+    Seq2SeqGenerator."""
     if repetition_penalty is None:
         repetition_penalty = GeneratorConfig().repetition_penalty
     resolved = resolve(name_or_path, "generator")
     if resolved.gguf_file is not None:
         # transformers dequantises decoder-only GGUF models; reading the config from the
         # file alone takes seconds, so the check waits for the load.
-        return CausalGenerator(name_or_path, device, repetition_penalty)
+        return CausalGenerator(name_or_path, device, repetition_penalty, quantization, threads)
     from transformers import AutoConfig
 
     try:
@@ -541,12 +579,49 @@ def load_generator(name_or_path: str, device: str | None = None,
     except (OSError, ValueError) as error:  # not found, or not a model
         raise load_error(resolved, error) from error
     cls = Seq2SeqGenerator if config.is_encoder_decoder else CausalGenerator
-    return cls(name_or_path, device, repetition_penalty)
+    return cls(name_or_path, device, repetition_penalty, quantization, threads)
 
 
 def from_config(cfg: GeneratorConfig) -> Generator:
-    return load_generator(cfg.model, device=cfg.device,
-                          repetition_penalty=cfg.repetition_penalty)
+    """The generator ``cfg`` names, on the backend it names."""
+    if cfg.backend == "llamacpp":
+        from ragmem.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(cfg.model, repetition_penalty=cfg.repetition_penalty,
+                                 threads=cfg.threads)
+    if cfg.backend != "torch":
+        raise ModelError(f"generator.backend must be 'torch' or 'llamacpp', got {cfg.backend!r}")
+    return load_generator(cfg.model, device=cfg.device, repetition_penalty=cfg.repetition_penalty,
+                          quantization=cfg.quantization, threads=cfg.threads)
+
+
+def _quantise_int8(model: Any) -> Any:
+    """Linear layers with int8 weights, activations quantised per call (fbgemm/onednn)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch deprecates the eager-mode API in favour of torchao, which is not installed;
+        # the kernels are the same ones, so the warnings say nothing about these results.
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def stripped(pieces: Iterator[str]) -> Iterator[str]:
+    """``pieces`` of generated text re-cut so they join to the stripped text: trailing
+    whitespace is held back until more text follows, leading whitespace dropped."""
+    pending, started = "", False
+    for piece in pieces:
+        text = pending + piece
+        if not started:
+            text = text.lstrip()
+        body = text.rstrip()
+        pending = text[len(body):]
+        if body:
+            started = True
+            yield body
 
 
 def _chunks(sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:

@@ -413,3 +413,33 @@ def test_smollm2_next_logprobs_follow_the_continuation(smollm2: Generator) -> No
     steps = smollm2.next_logprobs(state, [answer[:j] for j in range(len(answer))])
     per_token = smollm2.continuation_logprobs(state, [answer])[0]
     assert np.allclose(steps[np.arange(len(answer)), answer], per_token, atol=1e-4)
+
+
+# -- int8 dynamic quantisation of the linear layers -------------------------------------
+
+
+def test_int8_scores_follow_fp32(tiny_causal: Generator) -> None:
+    int8 = load_generator(tiny_causal.model_id, device="cpu", quantization="int8")
+    fp32 = tiny_causal.score_options(TINY_PROMPT, TINY_OPTIONS)
+    quantised = int8.score_options(TINY_PROMPT, TINY_OPTIONS)
+    assert not np.allclose(fp32, quantised, atol=1e-6)  # really quantised
+    assert np.corrcoef(fp32, quantised)[0, 1] > 0.95
+
+
+def test_an_unknown_quantisation_is_a_model_error(tiny_causal: Generator) -> None:
+    from ragmem.errors import ModelError
+
+    with pytest.raises(ModelError, match="'none' or 'int8'"):
+        load_generator(tiny_causal.model_id, device="cpu", quantization="int4").count_tokens("a")
+
+
+def test_smollm2_int8_from_config_answers_and_ranks_like_fp32(
+    smollm2: Generator, smollm2_prompt: str
+) -> None:
+    int8 = from_config(GeneratorConfig(device="cpu", quantization="int8"))
+    assert "Paris" in int8.generate(smollm2_prompt, max_new_tokens=12)
+    prompt = smollm2.render(INSTRUCTION, SPAN_CONTEXT)
+    fp32 = smollm2.score_options(prompt, SPAN_OPTIONS)
+    quantised = int8.score_options(prompt, SPAN_OPTIONS)
+    assert np.corrcoef(fp32, quantised)[0, 1] > 0.98
+    assert int(np.argmax(fp32)) == int(np.argmax(quantised))
