@@ -418,6 +418,9 @@ def test_smollm2_next_logprobs_follow_the_continuation(smollm2: Generator) -> No
 # -- int8 dynamic quantisation of the linear layers -------------------------------------
 
 
+# On SmolLM2, int8 (per-tensor, every linear layer) changes the answers: option-score
+# correlation with fp32 0.40, wrong greedy answer (eval/reports/generator-speed.md), so it
+# stays off by default and only its mechanics are tested here.
 def test_int8_scores_follow_fp32(tiny_causal: Generator) -> None:
     int8 = load_generator(tiny_causal.model_id, device="cpu", quantization="int8")
     fp32 = tiny_causal.score_options(TINY_PROMPT, TINY_OPTIONS)
@@ -431,15 +434,3 @@ def test_an_unknown_quantisation_is_a_model_error(tiny_causal: Generator) -> Non
 
     with pytest.raises(ModelError, match="'none' or 'int8'"):
         load_generator(tiny_causal.model_id, device="cpu", quantization="int4").count_tokens("a")
-
-
-def test_smollm2_int8_from_config_answers_and_ranks_like_fp32(
-    smollm2: Generator, smollm2_prompt: str
-) -> None:
-    int8 = from_config(GeneratorConfig(device="cpu", quantization="int8"))
-    assert "Paris" in int8.generate(smollm2_prompt, max_new_tokens=12)
-    prompt = smollm2.render(INSTRUCTION, SPAN_CONTEXT)
-    fp32 = smollm2.score_options(prompt, SPAN_OPTIONS)
-    quantised = int8.score_options(prompt, SPAN_OPTIONS)
-    assert np.corrcoef(fp32, quantised)[0, 1] > 0.98
-    assert int(np.argmax(fp32)) == int(np.argmax(quantised))
