@@ -1,19 +1,47 @@
 """``ragmem check``: verify that every part of an index agrees, and repair what can be
-rebuilt from the docstore alone (the FAISS index and the manifest) without the sources."""
+rebuilt from the docstore alone (the FAISS index, the manifest, the counts) without the
+sources.
+
+The docstore is the source of truth; everything else is derived from it:
+
+- the manifest: its fixed part is copied in the docstore's meta, its counts are the
+  docstore's. A kill between a write's commit and its manifest leaves the manifest's
+  counts one write behind: ``check`` brings them up to date (a lagging copy, not a
+  problem); a lost or truncated manifest is a problem that ``repair`` rewrites.
+- the FAISS snapshot: rebuilt from the vectors stored with each window.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragmem.config import IndexConfig
-from ragmem.errors import RagmemError
+from ragmem.errors import (
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    ModelError,
+    RagmemError,
+)
 from ragmem.memory.docstore import Docstore
-from ragmem.memory.manifest import read_manifest
-from ragmem.memory.store import DOCSTORE, LongTermMemory, file_sha256
+from ragmem.memory.manifest import (
+    DOCSTORE,
+    MANIFEST,
+    Manifest,
+    manifest_from_json,
+    read_manifest,
+    write_manifest,
+)
+from ragmem.memory.store import LongTermMemory, file_sha256, unreadable_docstore, write_lock
+
+if TYPE_CHECKING:
+    from ragmem.embedding import Embedder
 
 
 @dataclass(frozen=True)
@@ -22,97 +50,243 @@ class CheckReport:
     problems: tuple[str, ...]
     repairable: bool  # every problem can be fixed by `repair` without the source files
     checked: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what was brought up to date on the way (not problems)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check(directory: Path) -> CheckReport:
-    problems: list[str] = []
-    checked: list[str] = []
-    repairable = True
-    manifest = read_manifest(directory)  # raises with a fix for missing/newer/unreadable
-    checked.append("manifest")
-    store = Docstore(directory / DOCSTORE)
+class _Findings:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checked: list[str] = []
+        self.notes: list[str] = []
+        self.repairable = True
+
+    def problem(self, text: str, *, repairable: bool = True) -> None:
+        self.problems.append(text)
+        self.repairable &= repairable
+
+    def report(self, directory: Path) -> CheckReport:
+        return CheckReport(str(directory), tuple(self.problems), self.repairable,
+                           tuple(self.checked), tuple(self.notes))
+
+
+def check(directory: Path, embedder: Embedder | None = None) -> CheckReport:
+    """Verify the index at ``directory``. ``embedder`` is the model to verify against the
+    manifest (its id and dimension); by default the one the manifest names is loaded."""
+    found = _Findings()
+    if not (directory / MANIFEST).exists() and not (directory / DOCSTORE).exists():
+        read_manifest(directory)  # raises: no index here at all
     try:
-        integrity = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
-        checked.append("sqlite integrity")
-        if integrity != "ok":
-            problems.append(f"docstore fails SQLite's integrity check: {integrity}")
-            repairable = False
-        counts = store.counts(exact=True)
-        if manifest.counts != counts:
-            problems.append(f"manifest counts {manifest.counts} differ from docstore {counts}")
-        if store.counts() != counts:
-            problems.append(f"stored counts {store.counts()} differ from the rows {counts}")
-        checked.append("counts")
+        store = Docstore(directory / DOCSTORE)
+    except sqlite3.DatabaseError as exc:
+        found.problem(unreadable_docstore(directory, exc), repairable=False)
+        return found.report(directory)
+    try:
+        manifest = _manifest(directory, store, found)
+        _check_docstore(store, manifest, found)
+        if manifest is not None:
+            _check_snapshot(directory, store, found)
+            _reconcile_counts(directory, store, manifest, found)
+    except sqlite3.DatabaseError as exc:
+        found.problem(unreadable_docstore(directory, exc), repairable=False)
+        return found.report(directory)
+    finally:
+        store.close()
+    if manifest is None:
+        return found.report(directory)
+    if "manifest" in found.checked and not any("snapshot" in p for p in found.problems):
+        _check_faiss_ids(directory, found)
+    _check_embedder(manifest, embedder, found)
+    return found.report(directory)
+
+
+def _manifest(directory: Path, store: Docstore, found: _Findings) -> Manifest | None:
+    """The manifest, or (when it is lost or unreadable) the docstore's copy of it."""
+    try:
+        manifest = read_manifest(directory)
+    except (IndexCorruptError, IndexNotFoundError) as exc:
+        found.problem(str(exc).split("; run:")[0])
+        copy = store.get_meta("manifest")
+        return manifest_from_json(copy) if copy else None
+    found.checked.append("manifest")
+    return manifest
+
+
+def _check_docstore(store: Docstore, manifest: Manifest | None, found: _Findings) -> None:
+    integrity = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
+    found.checked.append("sqlite integrity")
+    if integrity != "ok":
+        found.problem(f"docstore fails SQLite's integrity check ({integrity}); restore it "
+                      "from a backup, or index the sources again into a new index",
+                      repairable=False)
+    counts = store.counts(exact=True)
+    if store.counts() != counts:
+        found.problem(f"stored counts {store.counts()} differ from the rows {counts}")
+    found.checked.append("counts")
+    if manifest is not None:
         bad_vec = store.conn.execute(
             "SELECT COUNT(*) FROM windows WHERE length(vector) != ?", (manifest.dim * 4,)
         ).fetchone()[0]
         if bad_vec:
-            problems.append(f"{bad_vec} window vectors are not {manifest.dim}-dimensional")
-            repairable = False
-        bad_span = store.conn.execute(
-            'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
-            'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"'
-        ).fetchone()[0]
-        orphans = store.conn.execute(
-            "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN (SELECT doc_id FROM documents)"
-        ).fetchone()[0]
-        if bad_span or orphans:
-            problems.append(f"{bad_span} windows with spans outside their document, "
-                            f"{orphans} windows without a document")
-            repairable = False
-        checked.append("window spans")
-        fts_only, win_only = store.conn.execute(
-            "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
-            "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
-            "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
-        if fts_only or win_only:
-            problems.append(f"lexical index disagrees with windows: {fts_only} extra, "
-                            f"{win_only} missing")
-        checked.append("lexical ids == window ids")
-        snapshot = store.get_meta("snapshot")
-        if snapshot is not None:
-            path = directory / snapshot
-            want = store.get_meta("snapshot_sha256")
-            if not path.exists():
-                problems.append(f"FAISS snapshot {snapshot} is missing")
-            elif want is not None and file_sha256(path) != want:
-                problems.append(f"FAISS snapshot {snapshot} fails its sha256 checksum")
-            checked.append("faiss checksum")
-    finally:
-        store.close()
-    if not any("snapshot" in p for p in problems):
-        try:
-            memory = LongTermMemory.open(directory)
-            in_faiss = np.sort(memory.vectors.ids())
-            in_store = memory.docstore.window_ids()
-            if not np.array_equal(in_faiss, in_store):
-                extra = len(np.setdiff1d(in_faiss, in_store))
-                missing = len(np.setdiff1d(in_store, in_faiss))
-                problems.append(f"FAISS and docstore disagree: {extra} ids only in FAISS, "
-                                f"{missing} only in the docstore")
-            checked.append("faiss ids == docstore ids")
-            memory.close()
-        except RagmemError as exc:
-            problems.append(str(exc))
-    return CheckReport(str(directory), tuple(problems), repairable, tuple(checked))
+            found.problem(f"{bad_vec} window vectors are not {manifest.dim}-dimensional; "
+                          "index the sources again into a new index", repairable=False)
+    bad_span = store.conn.execute(
+        'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
+        'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"'
+    ).fetchone()[0]
+    orphans = store.conn.execute(
+        "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN (SELECT doc_id FROM documents)"
+    ).fetchone()[0]
+    if bad_span or orphans:
+        found.problem(f"{bad_span} windows with spans outside their document, {orphans} "
+                      "windows without a document; index the sources again into a new index",
+                      repairable=False)
+    found.checked.append("window spans")
+    fts_only, win_only = store.conn.execute(
+        "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
+        "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
+        "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
+    if fts_only or win_only:
+        found.problem(f"lexical index disagrees with windows: {fts_only} extra, "
+                      f"{win_only} missing")
+    found.checked.append("lexical ids == window ids")
 
 
-def repair(directory: Path) -> CheckReport:
-    """Rebuild the FAISS index from the docstore's vectors and rewrite the manifest."""
-    manifest = read_manifest(directory)
-    memory = LongTermMemory(directory, Docstore(directory / DOCSTORE), manifest,
-                            IndexConfig(factory=manifest.index_factory))
+def _check_snapshot(directory: Path, store: Docstore, found: _Findings) -> None:
+    snapshot = store.get_meta("snapshot")
+    if snapshot is None:
+        return
+    path = directory / snapshot
+    want = store.get_meta("snapshot_sha256")
+    if not path.exists():
+        found.problem(f"FAISS snapshot {snapshot} is missing")
+    elif want is not None and file_sha256(path) != want:
+        found.problem(f"FAISS snapshot {snapshot} fails its sha256 checksum")
+    found.checked.append("faiss checksum")
+
+
+def _reconcile_counts(directory: Path, store: Docstore, manifest: Manifest,
+                      found: _Findings) -> None:
+    """A manifest whose counts lag the docstore's committed ones (a kill between a
+    write's commit and its manifest) is brought up to date: it is a copy, not data."""
+    counts = store.counts()
+    if manifest.counts == counts or "manifest" not in found.checked:
+        return
+    if counts != store.counts(exact=True):
+        found.problem(f"manifest counts {manifest.counts} differ from docstore {counts}")
+        return
     try:
-        with memory.locked():
-            with memory.docstore.transaction():
-                memory.docstore.conn.execute("DELETE FROM meta WHERE key = 'counts'")
-                exact = memory.docstore.counts(exact=True)
-                memory.docstore.set_meta("counts", json.dumps(exact))
-            memory.rebuild_vectors(manifest.index_factory)
+        with write_lock(directory):
+            current = read_manifest(directory)
+            if current.counts != store.counts():
+                write_manifest(directory, replace(current, counts=store.counts()))
+                found.notes.append(f"manifest counts {manifest.counts} brought up to date "
+                                   f"with the docstore's {counts} (a write was cut short "
+                                   "after its commit)")
+    except IndexLockedError:
+        found.notes.append("a writer is running: the manifest's counts catch up when it ends")
+
+
+def _check_faiss_ids(directory: Path, found: _Findings) -> None:
+    try:
+        memory = LongTermMemory.open(directory)
+    except RagmemError as exc:
+        found.problem(str(exc).split("; run:")[0])
+        return
+    try:
+        in_faiss = np.sort(memory.vectors.ids())
+        in_store = memory.docstore.window_ids()
+        if not np.array_equal(in_faiss, in_store):
+            extra = len(np.setdiff1d(in_faiss, in_store))
+            missing = len(np.setdiff1d(in_store, in_faiss))
+            found.problem(f"FAISS and docstore disagree: {extra} ids only in FAISS, "
+                          f"{missing} only in the docstore")
+        found.checked.append("faiss ids == docstore ids")
     finally:
         memory.close()
-    return check(directory)
+
+
+def _check_embedder(manifest: Manifest, embedder: Embedder | None, found: _Findings) -> None:
+    """The embedder the manifest names must load here, offline, with the same dimension."""
+    if embedder is None:
+        from ragmem.embedding import SentenceTransformerEmbedder
+        from ragmem.models import require_local
+
+        try:
+            require_local(manifest.embedder, "embedder")
+        except ModelError as exc:
+            found.problem(f"embedder: {exc}", repairable=False)
+            return
+        embedder = SentenceTransformerEmbedder(manifest.embedder)
+    try:
+        dim = embedder.dim
+    except ModelError as exc:
+        found.problem(f"embedder: {exc}", repairable=False)
+        return
+    if embedder.model_id != manifest.embedder or dim != manifest.dim:
+        found.problem(
+            f"embedder {embedder.model_id} gives {dim}-dimensional vectors; the index was "
+            f"built with {manifest.embedder}, {manifest.dim}-dimensional: install that "
+            "model, or index the sources again into a new index", repairable=False)
+    found.checked.append(f"embedder {manifest.embedder} ({dim} dims)")
+
+
+def repair(directory: Path, embedder: Embedder | None = None, *,
+           embedder_name: str | None = None) -> CheckReport:
+    """Rebuild, from the docstore alone, what can be: the counts, the FAISS index (from
+    the stored vectors) and the manifest (from the docstore's copy of it, or, for an index
+    made before that copy existed, from ``embedder_name`` and the stored vectors' size).
+    Then check again."""
+    docstore_path = directory / DOCSTORE
+    if not docstore_path.exists():
+        read_manifest(directory)  # not an index: raises with the fix
+        raise IndexCorruptError(f"{directory} has no {DOCSTORE}, which holds the index's "
+                                "text and vectors; index the sources again")
+    with write_lock(directory):
+        try:
+            store = Docstore(docstore_path)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        try:
+            manifest = _manifest_to_repair(directory, store, embedder_name)
+            memory = LongTermMemory(directory, store, manifest,
+                                    IndexConfig(factory=manifest.index_factory))
+            with store.transaction():
+                store.conn.execute("DELETE FROM meta WHERE key = 'counts'")
+                store.set_meta("counts", json.dumps(store.counts(exact=True)))
+            memory.rebuild_vectors(manifest.index_factory)  # and writes the manifest
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        finally:
+            store.close()
+    return check(directory, embedder)
+
+
+def _manifest_to_repair(directory: Path, store: Docstore,
+                        embedder_name: str | None) -> Manifest:
+    try:
+        return read_manifest(directory)
+    except (IndexCorruptError, IndexNotFoundError):
+        pass
+    copy = store.get_meta("manifest")
+    if copy:
+        return manifest_from_json(copy)
+    if embedder_name is None:
+        raise IndexCorruptError(
+            f"{directory / MANIFEST} is lost and this index predates the docstore's copy "
+            "of it; repair it with the embedder that built it: ragmem check "
+            f"{directory} --repair --embedder NAME")
+    row = store.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
+    if row is None:
+        from ragmem.embedding import SentenceTransformerEmbedder
+
+        dim = SentenceTransformerEmbedder(embedder_name).dim
+    else:
+        dim = int(row[0]) // 4
+    from ragmem.config import ChunkingConfig
+
+    return Manifest(embedder=embedder_name, dim=dim, chunking=vars(ChunkingConfig()),
+                    index_factory="IDMap2,Flat")

@@ -1,4 +1,10 @@
-"""The versioned JSON manifest that names what built an index."""
+"""The versioned JSON manifest that names what built an index, and how index files are
+written: atomically, and private to their owner (0600 files in a 0700 folder, or
+tighter where the umask says so).
+
+The docstore keeps a copy of the manifest's fixed part (embedder, dim, chunking, index
+type) in its meta table, so ``ragmem check --repair`` can rebuild a lost or truncated
+manifest from the docstore alone."""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ from ragmem.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundEr
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+DOCSTORE = "docstore.sqlite"
+FILE_MODE = 0o600  # the umask can only take from these
+DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -33,32 +42,57 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
+    def fixed_json(self) -> str:
+        """What a write never changes (no counts, no times): the docstore's copy."""
+        fixed = {k: v for k, v in asdict(self).items()
+                 if k not in ("counts", "updated_at", "ragmem_version")}
+        return json.dumps(fixed, sort_keys=True)
+
+
+def manifest_from_json(text: str) -> Manifest:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the manifest is not a JSON object")
+    known = set(Manifest.__dataclass_fields__)
+    return Manifest(**{k: v for k, v in data.items() if k in known})
+
 
 def read_manifest(index_dir: Path) -> Manifest:
     path = index_dir / MANIFEST
     if not path.exists():
+        if (index_dir / DOCSTORE).exists():
+            raise IndexCorruptError(
+                f"{index_dir} has a docstore but no {MANIFEST} (lost, or the index was "
+                f"killed while it was created); run: ragmem check {index_dir} --repair"
+            )
         raise IndexNotFoundError(
             f"no ragmem index at {index_dir} (missing {MANIFEST}); "
             f"build one with: ragmem index PATH --index {index_dir.name}"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        version = data.get("format_version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"{index_dir} has index format {version}, newer than this ragmem reads "
+                f"({FORMAT_VERSION}); upgrade ragmem (pip install -U ragmem)"
+            )
+        manifest = manifest_from_json(json.dumps(data))
+        if not isinstance(version, int) or not isinstance(manifest.dim, int):
+            raise ValueError("format_version or dim is missing")
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise IndexCorruptError(
-            f"{path} is unreadable ({exc}); run: ragmem check {index_dir} --repair"
+            f"{path} is unreadable ({' '.join(str(exc).split())}); "
+            f"run: ragmem check {index_dir} --repair"
         ) from exc
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"{index_dir} has index format {version}, newer than this ragmem reads "
-            f"({FORMAT_VERSION}); upgrade ragmem (pip install -U ragmem)"
-        )
-    known = set(Manifest.__dataclass_fields__)
-    return Manifest(**{k: v for k, v in data.items() if k in known})
+    return manifest
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temp file in the same folder, fsync, then rename over ``path``.
+    The file is ``FILE_MODE`` less the umask (mkstemp's own 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -74,6 +108,15 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_manifest(index_dir: Path, manifest: Manifest) -> None:
     write_atomic(index_dir / MANIFEST, manifest.to_json().encode("utf-8"))
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with ``FILE_MODE`` (less the umask) if it does not exist:
+    SQLite then opens it as a new database, and gives its -wal and -shm the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
 
 
 def _fsync_dir(folder: Path) -> None:

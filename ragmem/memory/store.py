@@ -5,7 +5,10 @@ Layout of ``indexes/NAME/``::
     manifest.json        format version, embedder id and dim, chunking, counts
     docstore.sqlite      documents, sentences, windows + vectors, change log (WAL)
     vectors-<seq>.faiss  FAISS snapshot holding every change up to log entry <seq>
-    write.lock           held by the one writer
+    write.lock           held by the one writer (and by the creator)
+
+Every file is created 0600 in a 0700 folder (tighter where the umask says so): the
+docstore holds the documents' whole text.
 
 A write is one SQLite transaction. The FAISS snapshot is rewritten only when the
 change log since the last one grows large; opening replays the log on top of it.
@@ -14,6 +17,7 @@ change log since the last one grows large; opening replays the log on top of it.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,11 +36,21 @@ from ragmem.errors import (
     IndexNotFoundError,
 )
 from ragmem.memory.docstore import Docstore
-from ragmem.memory.manifest import Manifest, read_manifest, write_manifest
+from ragmem.memory.manifest import (
+    DIR_MODE,
+    DOCSTORE,
+    FILE_MODE,
+    MANIFEST,
+    Manifest,
+    create_private,
+    read_manifest,
+    write_manifest,
+)
 from ragmem.memory.vectors import LayeredIndex, VectorIndex, default_factory
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
-DOCSTORE = "docstore.sqlite"
+__all__ = ["DOCSTORE", "LOCK", "LongTermMemory", "MemoryInfo", "Writer", "file_sha256"]
+
 TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
 LOCK = "write.lock"
 
@@ -97,25 +111,37 @@ class LongTermMemory:
     def create(cls, directory: Path, *, embedder: str, dim: int, chunking: dict[str, object],
                config: IndexConfig | None = None, precision: str = "fp32",
                allow_precision_mismatch: bool = False) -> LongTermMemory:
-        """Open the index at ``directory``, creating an empty one if there is none."""
+        """Open the index at ``directory``, creating an empty one if there is none.
+
+        Creation holds the write lock. What a creator killed half-way left behind (a
+        docstore without documents and no manifest) is cleared and created again; a
+        folder with anything else in it is refused.
+        """
         config = config or IndexConfig()
-        if (directory / "manifest.json").exists():
+
+        def existing() -> LongTermMemory:
             return cls.open(directory, embedder=embedder, config=config, precision=precision,
                             allow_precision_mismatch=allow_precision_mismatch)
-        if directory.exists() and any(directory.iterdir()):
-            raise IndexCorruptError(
-                f"{directory} exists and is not a ragmem index; pick another --index name "
-                "or empty the folder")
-        directory.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        manifest = Manifest(embedder=embedder, dim=dim, chunking=dict(chunking),
-                            index_factory=config.factory or "IDMap2,Flat", created_at=now,
-                            updated_at=now, counts={"documents": 0, "sentences": 0,
-                                                    "windows": 0},
-                            ragmem_version=__version__, embedder_precision=precision)
-        docstore = Docstore(directory / DOCSTORE)
-        write_manifest(directory, manifest)
-        return cls(directory, docstore, manifest, config)
+
+        if (directory / MANIFEST).exists():
+            return existing()
+        _refuse_foreign(directory)
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        with write_lock(directory):
+            if not (directory / MANIFEST).exists():  # else: created meanwhile by another
+                _clear_half_created(directory)
+                now = time.time()
+                manifest = Manifest(embedder=embedder, dim=dim, chunking=dict(chunking),
+                                    index_factory=config.factory or "IDMap2,Flat",
+                                    created_at=now, updated_at=now,
+                                    counts={"documents": 0, "sentences": 0, "windows": 0},
+                                    ragmem_version=__version__, embedder_precision=precision)
+                create_private(directory / DOCSTORE)
+                docstore = Docstore(directory / DOCSTORE)
+                docstore.set_meta("manifest", manifest.fixed_json())
+                write_manifest(directory, manifest)  # last: the index exists from here on
+                return cls(directory, docstore, manifest, config)
+        return existing()
 
     @classmethod
     def open(cls, directory: Path, *, embedder: str | None = None,
@@ -141,9 +167,19 @@ class LongTermMemory:
             raise IndexNotFoundError(
                 f"{directory} has a manifest but no {DOCSTORE}; rebuild it with "
                 f"ragmem index PATH --index {directory.name}")
-        memory = cls(directory, Docstore(directory / DOCSTORE), manifest,
-                     config or IndexConfig())
-        memory.refresh()
+        try:
+            docstore = Docstore(directory / DOCSTORE)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        memory = cls(directory, docstore, manifest, config or IndexConfig())
+        try:
+            memory.refresh()
+        except sqlite3.DatabaseError as exc:
+            memory.close()
+            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        except BaseException:
+            memory.close()
+            raise
         return memory
 
     def close(self) -> None:
@@ -193,10 +229,19 @@ class LongTermMemory:
             if not path.exists() or (size is not None and path.stat().st_size != int(size)):
                 raise IndexCorruptError(
                     f"{path} is missing or damaged; run: ragmem check {self.directory} --repair")
-            if self.config.mmap and not self._writing:
-                self._vectors = LayeredIndex(VectorIndex.load(path, mmap=True, **kw), self.dim)
-            else:
-                self._vectors = VectorIndex.load(path, **kw)
+            mmap = self.config.mmap and not self._writing
+            try:
+                loaded = VectorIndex.load(path, mmap=mmap, **kw)
+            except RuntimeError as exc:  # FAISS's own reader found the file damaged
+                reason = " ".join(str(exc).split())[-160:]
+                raise IndexCorruptError(
+                    f"{path} is damaged ({reason}); run: ragmem check {self.directory} "
+                    "--repair") from exc
+            if loaded.cpu.d != self.dim:
+                raise IndexCorruptError(
+                    f"{path} holds {loaded.cpu.d}-dimensional vectors, not {self.dim}; run: "
+                    f"ragmem check {self.directory} --repair")
+            self._vectors = LayeredIndex(loaded, self.dim) if mmap else loaded
             self._seq = int(self.docstore.get_meta("snapshot_seq", "0") or 0)
         self._snapshot = snapshot
 
@@ -221,19 +266,8 @@ class LongTermMemory:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the index's write lock (released by the OS if this process dies)."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.directory / LOCK))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout as exc:
-            raise IndexLockedError(
-                f"another ragmem process is writing to {self.directory}; wait for it to "
-                "finish and try again") from exc
-        try:
+        with write_lock(self.directory):
             yield
-        finally:
-            lock.release()
 
     @contextmanager
     def writer(self) -> Iterator[Writer]:
@@ -263,6 +297,8 @@ class LongTermMemory:
     def _write_manifest(self) -> None:
         self.manifest = replace(self.manifest, counts=self.docstore.counts(),
                                 updated_at=time.time(), ragmem_version=__version__)
+        if self.docstore.get_meta("manifest") != (fixed := self.manifest.fixed_json()):
+            self.docstore.set_meta("manifest", fixed)  # for `check --repair`; rarely changes
         write_manifest(self.directory, self.manifest)
 
     def _remove_stray_files(self) -> None:
@@ -344,6 +380,75 @@ class LongTermMemory:
             windows=counts["windows"], index_type=self.manifest.index_factory,
             vectors_in_index=self.vectors.ntotal, size_bytes=size,
             updated_at=self.manifest.updated_at, chunking=dict(self.manifest.chunking))
+
+
+@contextmanager
+def write_lock(directory: Path) -> Iterator[None]:
+    """The index's write lock, taken without waiting (released by the OS if we die)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(directory / LOCK), mode=FILE_MODE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as exc:
+        raise IndexLockedError(
+            f"another ragmem process is writing to {directory}; wait for it to "
+            "finish and try again") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def unreadable_docstore(directory: Path, exc: BaseException) -> str:
+    return (f"{directory / DOCSTORE} is not a readable SQLite database "
+            f"({' '.join(str(exc).split())}); it holds the index's text and vectors, which "
+            "no other file has: restore it from a backup, or index the sources again "
+            "into a new index")
+
+
+# What creating and writing an index leave in its folder; anything else is not ours.
+_INDEX_FILES = (DOCSTORE, f"{DOCSTORE}-wal", f"{DOCSTORE}-shm", f"{DOCSTORE}-journal", LOCK,
+                "vectors-*.faiss", f".{MANIFEST}.*.tmp", ".vectors-*.faiss.*.tmp")
+
+
+def _refuse_foreign(directory: Path) -> None:
+    import fnmatch
+
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise IndexCorruptError(f"{directory} is a file, not an index folder; pick another "
+                                "index name")
+    foreign = [p.name for p in directory.iterdir()
+               if not any(fnmatch.fnmatchcase(p.name, pat) for pat in _INDEX_FILES)]
+    if foreign:
+        raise IndexCorruptError(
+            f"{directory} exists and is not a ragmem index (it holds {foreign[0]!r}); pick "
+            "another index name or empty the folder")
+
+
+def _clear_half_created(directory: Path) -> None:
+    """Remove what a creator killed before it wrote the manifest left: a docstore with no
+    documents. A docstore *with* documents is a lost manifest: that is for repair."""
+    path = directory / DOCSTORE
+    if path.exists() and path.stat().st_size > 0:
+        try:
+            store = Docstore(path)  # completes a schema cut short; we hold the lock
+            try:
+                n = store.counts(exact=True)["documents"]
+            finally:
+                store.close()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        if n:
+            raise IndexCorruptError(
+                f"{directory} has {n} documents but no {MANIFEST}; rebuild the manifest "
+                f"with: ragmem check {directory} --repair")
+    for pattern in _INDEX_FILES:
+        for leftover in directory.glob(pattern):
+            if leftover.name != LOCK:
+                leftover.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:

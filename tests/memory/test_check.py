@@ -1,20 +1,55 @@
+"""``check`` and ``repair`` on damage made here: what check finds, what repair rebuilds
+from the docstore alone, and that the index then answers as before."""
+
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ragmem.errors import IndexCorruptError
+from ragmem.errors import IndexCorruptError, IndexNotFoundError
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check, repair
-from tests.memory.test_store import build
+from ragmem.memory.docstore import SCHEMA, Docstore
+from tests.memory.test_store import DIM, build, make_doc
+
+
+class StoredEmbedder:
+    """Stands for the model that built a test index: only its id and dimension matter."""
+
+    def __init__(self, model_id: str = "test", dim: int = DIM) -> None:
+        self.model_id, self.dim, self.max_tokens = model_id, dim, 256
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise AssertionError("check never embeds")
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+TEST = StoredEmbedder()
+
+
+def answers(path: Path) -> list[list[int]]:
+    """What the index answers for a few stored vectors: the same before and after."""
+    memory = LongTermMemory.open(path)
+    try:
+        q = memory.docstore.vectors([1, 3, 5], DIM)
+        return [[h.window_id for h in hits] for hits in memory.search(q, 5)]
+    finally:
+        memory.close()
 
 
 def test_healthy_index_checks_ok(tmp_path: Path) -> None:
     build(tmp_path / "i", {"a": (4, 1), "b": (3, 2)}).close()
-    report = check(tmp_path / "i")
+    report = check(tmp_path / "i", TEST)
     assert report.ok, report.problems
     assert "faiss ids == docstore ids" in report.checked
+    assert "embedder test (16 dims)" in report.checked
 
 
 def test_damaged_faiss_file_is_found_and_repaired(tmp_path: Path) -> None:
@@ -26,16 +61,175 @@ def test_damaged_faiss_file_is_found_and_repaired(tmp_path: Path) -> None:
     snapshot.write_bytes(snapshot.read_bytes()[:-40])
     with pytest.raises(IndexCorruptError, match="--repair"):
         LongTermMemory.open(tmp_path / "i")
-    report = check(tmp_path / "i")
+    report = check(tmp_path / "i", TEST)
     assert not report.ok and report.repairable
-    assert repair(tmp_path / "i").ok
+    assert repair(tmp_path / "i", TEST).ok
     assert LongTermMemory.open(tmp_path / "i").search(q, 5)[0] == before
 
 
-def test_stale_manifest_counts_are_reported(tmp_path: Path) -> None:
+def test_faiss_file_of_the_same_size_but_garbage(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (4, 1), "b": (3, 2)}).close()
+    before = answers(tmp_path / "i")
+    (snapshot,) = (tmp_path / "i").glob("vectors-*.faiss")
+    data = bytearray(snapshot.read_bytes())
+    data[:64] = b"\xff" * 64  # the header: FAISS read "invalid ntotal -1" and raised
+    snapshot.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=r"is damaged \(.*\); run: ragmem check"):
+        LongTermMemory.open(tmp_path / "i")
+    assert any("sha256" in p for p in check(tmp_path / "i", TEST).problems)
+    assert repair(tmp_path / "i", TEST).ok
+    assert answers(tmp_path / "i") == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing", "not an object"])
+def test_lost_or_truncated_manifest_is_rebuilt_from_the_docstore(tmp_path: Path,
+                                                                 damage: str) -> None:
+    build(tmp_path / "i", {"a": (4, 1), "b": (3, 2)}).close()
+    before = answers(tmp_path / "i")
+    manifest = tmp_path / "i" / "manifest.json"
+    original = json.loads(manifest.read_text())
+    if damage == "truncated":
+        manifest.write_text(manifest.read_text()[:37])
+    elif damage == "missing":
+        manifest.unlink()
+    else:
+        manifest.write_text("[1, 2]")
+    with pytest.raises(IndexCorruptError, match="--repair"):
+        LongTermMemory.open(tmp_path / "i")
+    report = check(tmp_path / "i", TEST)
+    assert not report.ok and report.repairable, report.problems
+    assert repair(tmp_path / "i", TEST).ok
+    rebuilt = json.loads(manifest.read_text())
+    for key in ("embedder", "dim", "chunking", "index_factory", "counts", "created_at"):
+        assert rebuilt[key] == original[key], key
+    assert answers(tmp_path / "i") == before
+
+
+def test_manifest_of_an_older_index_needs_the_embedder_named(tmp_path: Path) -> None:
     memory = build(tmp_path / "i", {"a": (4, 1)})
+    with memory.docstore.transaction():  # as made before the docstore kept a copy
+        memory.docstore.conn.execute("DELETE FROM meta WHERE key = 'manifest'")
+    memory.close()
+    (tmp_path / "i" / "manifest.json").unlink()
+    with pytest.raises(IndexCorruptError, match="--repair --embedder NAME"):
+        repair(tmp_path / "i", TEST)
+    assert repair(tmp_path / "i", TEST, embedder_name="test").ok
+
+
+def test_counts_lagging_one_write_are_brought_up_to_date(tmp_path: Path) -> None:
+    # A kill between a write's commit and its manifest: the data is whole, the
+    # manifest's counts are one write behind. check passes and catches them up.
+    memory = build(tmp_path / "i", {"a": (4, 1)})
+    stale = json.loads((tmp_path / "i" / "manifest.json").read_text())["counts"]
     with memory.docstore.transaction():
-        memory.docstore.delete_document("a")  # behind the writer's back: no manifest update
-    report = check(tmp_path / "i")
-    assert any("manifest counts" in p for p in report.problems)
-    assert repair(tmp_path / "i").ok
+        memory.docstore.add_document(*make_doc("b", 3, 2))
+    memory.close()
+    report = check(tmp_path / "i", TEST)
+    assert report.ok, report.problems
+    assert any("brought up to date" in n for n in report.notes)
+    counts = json.loads((tmp_path / "i" / "manifest.json").read_text())["counts"]
+    assert counts != stale and counts["documents"] == 2
+    assert len(LongTermMemory.open(tmp_path / "i").vectors.ids()) == 7  # replayed from the log
+
+
+def test_stored_counts_that_disagree_with_the_rows_are_repaired(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (4, 1)})
+    memory.docstore.set_meta("counts", json.dumps({"documents": 5, "sentences": 0,
+                                                   "windows": 0}))
+    memory.close()
+    report = check(tmp_path / "i", TEST)
+    assert any("stored counts" in p for p in report.problems)
+    assert repair(tmp_path / "i", TEST).ok
+
+
+def test_garbage_docstore_is_reported_not_raised(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (4, 1)}).close()
+    store = tmp_path / "i" / "docstore.sqlite"
+    for extra in ("-wal", "-shm"):
+        Path(f"{store}{extra}").unlink(missing_ok=True)
+    store.write_bytes(os.urandom(store.stat().st_size))
+    report = check(tmp_path / "i", TEST)
+    assert not report.ok and not report.repairable
+    assert "is not a readable SQLite database" in report.problems[0]
+    with pytest.raises(IndexCorruptError, match="restore it from a backup"):
+        LongTermMemory.open(tmp_path / "i")
+    with pytest.raises(IndexCorruptError, match="not a readable SQLite database"):
+        repair(tmp_path / "i", TEST)
+
+
+def test_the_embedder_is_verified(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (4, 1)}).close()
+    report = check(tmp_path / "i", StoredEmbedder(dim=8))
+    assert any("gives 8-dimensional vectors" in p for p in report.problems)
+    assert not report.repairable
+    report = check(tmp_path / "i")  # the model the manifest names: "test" is nowhere
+    assert any(p.startswith("embedder: model test is not installed") for p in report.problems)
+
+
+@pytest.mark.parametrize("cut", ["empty file", "part of the schema", "docstore made"])
+def test_half_created_index_is_cleared_by_the_next_create(tmp_path: Path, cut: str) -> None:
+    # What a kill during the first create leaves behind: a docstore, no manifest.
+    path = tmp_path / "i"
+    path.mkdir()
+    (path / "write.lock").touch()
+    store = path / "docstore.sqlite"
+    if cut == "empty file":
+        store.touch()
+    elif cut == "part of the schema":
+        conn = sqlite3.connect(store)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(SCHEMA.split(";")[0])  # the first table; killed before the rest
+        conn.close()
+    else:
+        Docstore(store).close()
+    with pytest.raises(IndexCorruptError, match="no manifest.json.*--repair"):
+        LongTermMemory.open(path)
+    memory = LongTermMemory.create(path, embedder="test", dim=DIM, chunking={})
+    with memory.writer() as w:
+        w.add(*make_doc("a", 2, 1))
+    memory.close()
+    assert check(path, TEST).ok
+
+
+def test_a_docstore_with_documents_is_never_cleared(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (4, 1)}).close()
+    (tmp_path / "i" / "manifest.json").unlink()
+    with pytest.raises(IndexCorruptError, match="has 1 documents but no manifest.json"):
+        LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={})
+    assert repair(tmp_path / "i", TEST).ok
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "i").mkdir()
+    (tmp_path / "i" / "notes.txt").write_text("mine")
+    with pytest.raises(IndexCorruptError, match="is not a ragmem index .*'notes.txt'"):
+        LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={})
+    assert (tmp_path / "i" / "notes.txt").read_text() == "mine"
+    with pytest.raises(IndexNotFoundError):
+        check(tmp_path / "i", TEST)
+
+
+def test_index_files_are_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        build(tmp_path / "i", {"a": (4, 1)}).close()
+    finally:
+        os.umask(old)
+    path = tmp_path / "i"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o700)
+    names = sorted(p.name for p in path.iterdir())
+    assert {"docstore.sqlite", "manifest.json", "write.lock"} <= set(names)
+    assert any(n.startswith("vectors-") for n in names)
+    for p in path.iterdir():
+        assert oct(p.stat().st_mode & 0o777) == oct(0o600), p.name
+
+
+def test_a_stricter_umask_is_kept(tmp_path: Path) -> None:
+    old = os.umask(0o277)
+    try:
+        LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={}).close()
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "i").stat().st_mode & 0o777) == oct(0o500)
+    assert oct((tmp_path / "i" / "manifest.json").stat().st_mode & 0o777) == oct(0o400)
+    os.chmod(tmp_path / "i", 0o700)  # let pytest clean up

@@ -9,6 +9,7 @@ from ragmem.memory.check import check
 from ragmem.memory.lexical import fts_query, lexical_form, most_informative, query_terms
 from ragmem.retrieval import fuse
 from ragmem.types import Document, Filter, Hit, Sentence, Window
+from tests.memory.test_check import StoredEmbedder
 
 
 def add_text(memory: LongTermMemory, doc_id: str, sentences: list[str],
@@ -47,7 +48,7 @@ def test_lexical_index_follows_updates_and_deletes(tmp_path: Path) -> None:
     with m.writer() as w:
         w.remove("a")
     assert m.lexical_search("mechanics", 5) == []
-    assert check(tmp_path / "i").ok
+    assert check(tmp_path / "i", StoredEmbedder("t", 4)).ok
 
 
 def test_query_building_quotes_terms() -> None:
