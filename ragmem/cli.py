@@ -19,17 +19,55 @@ from ragmem.config import Config
 from ragmem.errors import RagmemError
 
 if TYPE_CHECKING:
-    from ragmem.assistant import IndexProgress
-    from ragmem.types import Answer
+    from ragmem.assistant import Assistant, IndexProgress
+    from ragmem.types import Answer, Filter
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Library errors become one line on stderr and exit code 1; no traceback."""
-    try:
-        yield
-    except RagmemError as exc:
-        raise click.ClickException(str(exc)) from exc
+class _Interrupted(click.ClickException):
+    exit_code = 130  # the shell's code for Ctrl-C
+
+
+def one_line(exc: BaseException) -> tuple[str, int]:
+    """What the user reads when a command fails, and the exit code: one line that names
+    the problem and, where there is one, the fix. Never a traceback."""
+    import sqlite3
+
+    text = " ".join(str(exc).split())  # library messages may carry newlines
+    if isinstance(exc, RagmemError):
+        return text, 1
+    if isinstance(exc, KeyboardInterrupt):
+        return ("interrupted; an index keeps its last complete write (an unfinished one "
+                "is rolled back)", 130)
+    if isinstance(exc, MemoryError):
+        return ("out of memory; index fewer or smaller files at a time "
+                "(RAGMEM_DOCUMENTS_MAX_FILE_BYTES bounds one file)", 1)
+    if isinstance(exc, sqlite3.DatabaseError):
+        return (f"an index's SQLite docstore failed ({text or type(exc).__name__}); "
+                "check it with: ragmem check INDEX", 1)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        why = exc.strerror or text or type(exc).__name__
+        return f"{where}{why}", 1
+    return (f"unexpected {type(exc).__name__}: {text[:300]}; rerun with RAGMEM_DEBUG=1 "
+            "for the traceback, and report it", 1)
+
+
+class _Cli(click.Group):
+    """The one place a failure becomes one line and a non-zero exit (``one_line``),
+    whatever a command lets out: ragmem's errors, SQLite's, FAISS's, the OS's, out of
+    memory, Ctrl-C. ``RAGMEM_DEBUG=1`` lets the exception through, with its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: already one line (usage errors, --help, aborts)
+        except (Exception, KeyboardInterrupt) as exc:
+            if os.environ.get("RAGMEM_DEBUG", "").lower() in {"1", "true", "yes", "on"}:
+                raise
+            message, code = one_line(exc)
+            failure = _Interrupted if code == _Interrupted.exit_code else click.ClickException
+            raise failure(message) from exc
 
 
 def _scalar(text: str) -> Any:
@@ -44,7 +82,7 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ragmem")
 def cli() -> None:
     """ragmem: ask questions about long documents, with cited answers.
@@ -89,15 +127,14 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
         config = replace(config, embedder=replace(config.embedder, model=embedder))
     if window_tokens:
         config = replace(config, chunking=replace(config.chunking, window_tokens=window_tokens))
-    with _errors():
-        folder = resolve_index_path(index_name)
-        if embedder and (folder / "manifest.json").exists():
-            LongTermMemory.open(folder, embedder=embedder).close()  # refuses a mismatch, cheaply
-        assistant = Assistant.create(index_name, config)
-        with _progress(quiet=as_json) as report:
-            stats = assistant.index(list(paths), sync=sync, progress=report)
-    for path, why in stats.failed:
-        click.echo(f"skipped {path}: {why}", err=True)
+    folder = resolve_index_path(index_name)
+    if embedder and (folder / "manifest.json").exists():
+        LongTermMemory.open(folder, embedder=embedder).close()  # refuses a mismatch, cheaply
+    assistant = Assistant.create(index_name, config)
+    with _progress(quiet=as_json) as report:
+        stats = assistant.index(list(paths), sync=sync, progress=report)
+    for where, why in stats.failed:
+        click.echo(f"skipped {where}: {why}", err=True)
     summary = {**asdict(stats), "windows_per_s": round(stats.windows_per_s, 1),
                "index": str(assistant.memory.directory)}
     if as_json:
@@ -108,8 +145,8 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
             f"{stats.unchanged} unchanged, {stats.removed} removed, {len(stats.failed)} failed; "
             f"{stats.sentences} sentences, {stats.windows} windows in {stats.seconds:.1f} s "
             f"({stats.windows_per_s:.1f} windows/s)")
-    if stats.failed and stats.files == len(stats.failed):
-        sys.exit(1)
+    if stats.failed and not (stats.added or stats.updated or stats.unchanged):
+        sys.exit(1)  # nothing could be read
 
 
 @contextmanager
@@ -145,6 +182,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--show-context", is_flag=True, help="Also print the numbered passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer, citations, passages as JSON.")
 @click.option("--stream/--no-stream", default=True, help="Print the answer as it is generated.")
+@click.option("--generate/--no-generate", default=True, help="--no-generate: retrieval only; "
+              "print the working memory's numbered passages (what the generator would read).")
 @click.option("--doc", "doc_ids", multiple=True, help="Only search this document id (repeatable).")
 @click.option("--path", "path_glob", help="Only search documents whose id or path matches "
               "this glob, e.g. 'reports/*.pdf'.")
@@ -152,7 +191,7 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
               help="Only search documents whose metadata KEY equals VALUE (repeatable).")
 def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
         max_new_tokens: int | None, reranker: str | None, show_context: bool,
-        as_json: bool, stream: bool,
+        as_json: bool, stream: bool, generate: bool,
         doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...]) -> None:
     """Answer QUESTION from the documents in INDEX_NAME, with citations.
 
@@ -163,6 +202,7 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
       ragmem ask demo "..." --generator google/flan-t5-base --show-context
       ragmem ask demo "Who is Irene Adler?" --path 'doyle-*'
       ragmem ask demo "..." --reranker cross-encoder/ms-marco-MiniLM-L-6-v2
+      ragmem ask demo "..." --no-generate --json  # retrieval only, for scripts
     """
     from ragmem.assistant import Assistant
     from ragmem.types import Filter
@@ -176,14 +216,16 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
                        metadata={k: _scalar(v) for k, v in pairs})
 
     config = _answer_config(generator, max_new_tokens, reranker)
-    with _errors():
-        assistant = Assistant.open(index_name, config)
-        if as_json or not stream:
-            answer = assistant.ask(question, top_k=top_k, where=where)
-            if not as_json:
-                click.echo(answer.text)
-        else:
-            answer = _echo_stream(assistant.stream(question, top_k=top_k, where=where))
+    assistant = Assistant.open(index_name, config)
+    if not generate:
+        _working_memory_only(assistant, question, top_k, where, as_json)
+        return
+    if as_json or not stream:
+        answer = assistant.ask(question, top_k=top_k, where=where)
+        if not as_json:
+            click.echo(answer.text)
+    else:
+        answer = _echo_stream(assistant.stream(question, top_k=top_k, where=where))
     if as_json:
         _print_json(answer.to_dict() if show_context else
                     {k: v for k, v in answer.to_dict().items() if k != "passages"})
@@ -198,6 +240,39 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
     t = answer.timings
     click.echo(f"(retrieve {t.retrieve_s * 1000:.0f} ms, fill {t.fill_s * 1000:.0f} ms, "
                f"generate {t.generate_s:.1f} s)", err=True)
+
+
+def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
+                         where: Filter | None, as_json: bool) -> None:
+    """``ask --no-generate``: retrieve -> fill, and print the numbered passages."""
+    import time
+
+    from ragmem.retrieval import check_question
+
+    question = check_question(question)
+    t0 = time.perf_counter()
+    passages = assistant.passages(question, top_k, where)
+    t1 = time.perf_counter()
+    buffer = assistant.working_memory.fill(question, passages)
+    t2 = time.perf_counter()
+    if as_json:
+        _print_json({
+            "question": buffer.question,
+            "passages": [{"number": i, "doc_id": p.doc_id, "path": p.path, "start": p.start,
+                          "end": p.end, "score": p.score, "text": p.text}
+                         for i, p in enumerate(buffer.passages, start=1)],
+            "dropped": list(buffer.dropped), "tokens_used": buffer.tokens_used,
+            "token_budget": buffer.token_budget,
+            "timings": {"retrieve_s": t1 - t0, "fill_s": t2 - t1}})
+        return
+    for i, p in enumerate(buffer.passages, start=1):
+        click.echo(f"[{i}] {p.doc_id} ({p.path}, chars {p.start}-{p.end}) score {p.score:.3f}"
+                   f"\n{p.text}\n")
+    for d in buffer.dropped:
+        click.echo(f"dropped: {d}")
+    click.echo(f"({len(buffer.passages)} passages, {buffer.tokens_used} of "
+               f"{buffer.token_budget} tokens; retrieve {(t1 - t0) * 1000:.0f} ms, "
+               f"fill {(t2 - t1) * 1000:.0f} ms)", err=True)
 
 
 def _answer_config(generator: str | None, max_new_tokens: int | None,
@@ -276,10 +351,9 @@ def chat(index_name: str, top_k: int | None, generator: str | None,
     """
     from ragmem.assistant import Assistant
 
-    with _errors():
-        assistant = Assistant.open(index_name, _answer_config(generator, max_new_tokens,
-                                                              reranker))
-        session = assistant.chat(top_k=top_k, rewrite=rewrite)
+    assistant = Assistant.open(index_name, _answer_config(generator, max_new_tokens,
+                                                          reranker))
+    session = assistant.chat(top_k=top_k, rewrite=rewrite)
     click.echo(f"Chatting with {index_name}; {', '.join(CHAT_COMMANDS)}.")
     last: Answer | None = None
     try:
@@ -332,10 +406,9 @@ def info(index_name: str, as_json: bool, documents: bool) -> None:
     from ragmem.assistant import resolve_index_path
     from ragmem.memory import LongTermMemory
 
-    with _errors():
-        memory = LongTermMemory.open(resolve_index_path(index_name))
-        data = asdict(memory.info())
-        docs = [asdict(d) for d in memory.docstore.documents()] if documents else None
+    memory = LongTermMemory.open(resolve_index_path(index_name))
+    data = asdict(memory.info())
+    docs = [asdict(d) for d in memory.docstore.documents()] if documents else None
     if as_json:
         _print_json({**data, "documents_list": docs} if docs is not None else data)
         return
@@ -352,22 +425,31 @@ def info(index_name: str, as_json: bool, documents: bool) -> None:
 @cli.command()
 @click.argument("index_name")
 @click.argument("targets", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Delete what a glob matches without asking "
+              "(for scripts).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def rm(index_name: str, targets: tuple[str, ...], as_json: bool) -> None:
-    """Remove documents by id or by glob on id or path.
+def rm(index_name: str, targets: tuple[str, ...], yes: bool, dry_run: bool,
+       as_json: bool) -> None:
+    """Remove documents by id, or by glob on id or path.
+
+    A glob lists what it matches and asks first (--yes to skip the question,
+    --dry-run to only list); an exact id is removed at once.
 
     \b
     Examples:
       ragmem rm demo doyle-a-scandal-in-bohemia.txt
-      ragmem rm work 'drafts/*'
+      ragmem rm work 'drafts/*' --dry-run
+      ragmem rm work 'drafts/*' --yes
     """
     import fnmatch
 
-    from ragmem.assistant import Assistant
+    from ragmem.assistant import resolve_index_path
+    from ragmem.memory import LongTermMemory
 
-    with _errors():
-        assistant = Assistant.open(index_name)
-        docs = assistant.memory.docstore.documents()
+    memory = LongTermMemory.open(resolve_index_path(index_name))
+    try:
+        docs = memory.docstore.documents()
         ids = [d.doc_id for d in docs if any(
             d.doc_id == t or fnmatch.fnmatch(d.doc_id, t) or fnmatch.fnmatch(d.path, t)
             for t in targets)]
@@ -375,20 +457,48 @@ def rm(index_name: str, targets: tuple[str, ...], as_json: bool) -> None:
             raise click.ClickException(
                 f"nothing in {index_name} matches {' '.join(targets)}; "
                 f"see the ids with: ragmem info {index_name} --documents")
-        n = assistant.remove(ids)
+        globbed = any(_is_glob(t) and t not in ids for t in targets)
+        if dry_run:
+            if as_json:
+                _print_json({"would_remove": ids})
+            else:
+                click.echo(f"would remove {len(ids)} documents: {', '.join(ids)}")
+            return
+        if globbed and not yes:
+            shown = ", ".join(ids[:20]) + (f", ... and {len(ids) - 20} more"
+                                           if len(ids) > 20 else "")
+            click.echo(f"{' '.join(targets)} matches {len(ids)} of the {len(docs)} documents "
+                       f"in {index_name}: {shown}", err=True)
+            # Reads stdin: with no terminal and no answer (a script), this aborts.
+            click.confirm(f"remove these {len(ids)} documents?", abort=True, err=True)
+        with memory.writer() as writer:
+            for doc_id in ids:
+                writer.remove(doc_id)
+    finally:
+        memory.close()
     if as_json:
         _print_json({"removed": ids})
     else:
-        click.echo(f"removed {n} documents: {', '.join(ids)}")
+        click.echo(f"removed {len(ids)} documents: {', '.join(ids)}")
+
+
+def _is_glob(target: str) -> bool:
+    return any(c in target for c in "*?[")
 
 
 @cli.command()
 @click.argument("index_name")
-@click.option("--repair", is_flag=True,
-              help="Rebuild the FAISS index and manifest from the docstore (no source files).")
+@click.option("--repair", is_flag=True, help="Rebuild what the docstore alone can give: "
+              "the FAISS index, the manifest and the counts (no source files needed).")
+@click.option("--embedder", help="With --repair, for an index whose manifest is lost and "
+              "that predates the docstore's copy of it: the embedder that built it.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def check(index_name: str, repair: bool, as_json: bool) -> None:
-    """Verify an index: SQLite integrity, checksums, FAISS ids == docstore ids, counts.
+def check(index_name: str, repair: bool, embedder: str | None, as_json: bool) -> None:
+    """Verify an index: SQLite integrity, checksums, FAISS ids == docstore ids, counts,
+    and that its embedder loads here with the same dimension.
+
+    A manifest whose counts lag the docstore (a write killed after its commit) is
+    brought up to date; anything else wrong is one line, with its fix.
 
     \b
     Examples:
@@ -399,19 +509,20 @@ def check(index_name: str, repair: bool, as_json: bool) -> None:
     from ragmem.memory import check as checking
 
     path = resolve_index_path(index_name)
-    with _errors():
-        report = checking.repair(path) if repair else checking.check(path)
+    report = (checking.repair(path, embedder_name=embedder) if repair
+              else checking.check(path))
     if as_json:
-        _print_json(asdict(report))
-    elif report.ok:
-        click.echo(f"{path}: ok ({', '.join(report.checked)})")
+        _print_json({**asdict(report), "ok": report.ok})
     else:
-        for problem in report.problems:
-            click.echo(f"{path}: {problem}", err=True)
-        hint = (f"run: ragmem check {index_name} --repair" if report.repairable and not repair
-                else "rebuild it: ragmem index PATH --index NEW_NAME")
-        click.echo(hint, err=True)
+        for note in report.notes:
+            click.echo(f"{path}: note: {note}", err=True)
+        if report.ok:
+            click.echo(f"{path}: ok ({', '.join(report.checked)})")
     if not report.ok:
+        fix = (f"; run: ragmem check {index_name} --repair"
+               if report.repairable and not repair else "")
+        if not as_json:
+            click.echo(f"{path}: {'; '.join(report.problems)}{fix}", err=True)
         sys.exit(1)
 
 
@@ -528,21 +639,20 @@ def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None, out
                    limit: int | None, sample: int | None, seed: int, embedder: str | None,
                    rebuild: bool, plots: bool, as_json: bool) -> None:
     """Document-level recall@k, MRR@10, nDCG@10, MAP@100 on a BEIR dataset."""
-    with _errors():
-        from ragmem.evaluation import load_beir
-        from ragmem.evaluation.baselines import evaluate_bm25
-        from ragmem.evaluation.harness import evaluate_retrieval
+    from ragmem.evaluation import load_beir
+    from ragmem.evaluation.baselines import evaluate_bm25
+    from ragmem.evaluation.harness import evaluate_retrieval
 
-        data = load_beir(beir_dir, split)
-        with _eval_progress(as_json) as progress:
-            if system == "bm25":
-                report = evaluate_bm25(data, limit=limit, sample=sample, seed=seed,
-                                       progress=progress, command=_command_line())
-            else:
-                report = evaluate_retrieval(data, _eval_config(embedder, mode=mode), limit=limit,
-                                            sample=sample, seed=seed, rebuild=rebuild,
-                                            progress=progress, command=_command_line())
-        _finish(report, out, plots, as_json)
+    data = load_beir(beir_dir, split)
+    with _eval_progress(as_json) as progress:
+        if system == "bm25":
+            report = evaluate_bm25(data, limit=limit, sample=sample, seed=seed,
+                                   progress=progress, command=_command_line())
+        else:
+            report = evaluate_retrieval(data, _eval_config(embedder, mode=mode), limit=limit,
+                                        sample=sample, seed=seed, rebuild=rebuild,
+                                        progress=progress, command=_command_line())
+    _finish(report, out, plots, as_json)
 
 
 @eval_group.command(name="qa")
@@ -561,24 +671,23 @@ def eval_qa(file: str, index_name: str | None, generate: bool, budgets: str,
             sample: int | None, seed: int, embedder: str | None, rebuild: bool, plots: bool,
             as_json: bool) -> None:
     """Long-document QA on SQuAD JSON (one document per article) or QA JSONL."""
-    with _errors():
-        from ragmem.assistant import Assistant
-        from ragmem.evaluation import load_qa_jsonl, load_squad
-        from ragmem.evaluation.harness import evaluate_qa
+    from ragmem.assistant import Assistant
+    from ragmem.evaluation import load_qa_jsonl, load_squad
+    from ragmem.evaluation.harness import evaluate_qa
 
-        config = _eval_config(embedder, generator, top_k)
-        data = load_qa_jsonl(file) if file.endswith(".jsonl") else load_squad(file)
-        assistant = Assistant.open(index_name, config) if index_name else None
-        try:
-            sizes = tuple(int(b) for b in budgets.split(",") if b.strip())
-        except ValueError:
-            raise click.BadParameter("give integers, e.g. 512,1024,2048",
-                                     param_hint="--budgets") from None
-        with _eval_progress(as_json) as progress:
-            report = evaluate_qa(data, config, limit=limit, sample=sample, seed=seed,
-                                 generate=generate, budgets=sizes, assistant=assistant,
-                                 rebuild=rebuild, progress=progress, command=_command_line())
-        _finish(report, out, plots, as_json)
+    config = _eval_config(embedder, generator, top_k)
+    data = load_qa_jsonl(file) if file.endswith(".jsonl") else load_squad(file)
+    assistant = Assistant.open(index_name, config) if index_name else None
+    try:
+        sizes = tuple(int(b) for b in budgets.split(",") if b.strip())
+    except ValueError:
+        raise click.BadParameter("give integers, e.g. 512,1024,2048",
+                                 param_hint="--budgets") from None
+    with _eval_progress(as_json) as progress:
+        report = evaluate_qa(data, config, limit=limit, sample=sample, seed=seed,
+                             generate=generate, budgets=sizes, assistant=assistant,
+                             rebuild=rebuild, progress=progress, command=_command_line())
+    _finish(report, out, plots, as_json)
 
 
 @eval_group.command(name="mc")
@@ -589,15 +698,14 @@ def eval_mc(file: str, generator: str | None, out: str, limit: int | None,
             sample: int | None, seed: int, embedder: str | None, rebuild: bool, plots: bool,
             as_json: bool) -> None:
     """Long-document multiple choice (L-Eval JSONL): accuracy of the likeliest option."""
-    with _errors():
-        from ragmem.evaluation import load_leval_mc
-        from ragmem.evaluation.harness import evaluate_mc
+    from ragmem.evaluation import load_leval_mc
+    from ragmem.evaluation.harness import evaluate_mc
 
-        with _eval_progress(as_json) as progress:
-            report = evaluate_mc(load_leval_mc(file), _eval_config(embedder, generator),
-                                 limit=limit, sample=sample, seed=seed, rebuild=rebuild,
-                                 progress=progress, command=_command_line())
-        _finish(report, out, plots, as_json)
+    with _eval_progress(as_json) as progress:
+        report = evaluate_mc(load_leval_mc(file), _eval_config(embedder, generator),
+                             limit=limit, sample=sample, seed=seed, rebuild=rebuild,
+                             progress=progress, command=_command_line())
+    _finish(report, out, plots, as_json)
 
 
 @eval_group.command(name="compare")
@@ -605,15 +713,17 @@ def eval_mc(file: str, generator: str | None, out: str, limit: int | None,
 @click.argument("b", type=click.Path(exists=True, dir_okay=False))
 def eval_compare(a: str, b: str) -> None:
     """Side-by-side table of two report.json files: A, B and B - A."""
-    with _errors():
-        from ragmem.evaluation import compare, load_report
+    from ragmem.evaluation import compare, load_report
 
-        click.echo(compare(load_report(a), load_report(b)), nl=False)
+    click.echo(compare(load_report(a), load_report(b)), nl=False)
 
 
 def main() -> None:
     # transformers' per-load "Loading weights" bars are noise next to our own progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Nothing is downloaded at run time: a model is packaged, a local dir or already in
+    # the Hugging Face cache, and loading it must not wait on network retries.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

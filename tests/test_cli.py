@@ -57,7 +57,7 @@ def test_index_info_ask_rm_check(runner: CliRunner, corpus_dir: Path) -> None:
     r = runner.invoke(cli, ["ask", "t", "Moon", "--path", "cats*", "--json"])
     assert {c["doc_id"] for c in json.loads(r.stdout)["citations"]} == {"cats.txt"}
 
-    r = runner.invoke(cli, ["rm", "t", "space/*"])
+    r = runner.invoke(cli, ["rm", "t", "space/*", "--yes"])
     assert r.exit_code == 0 and "removed 2 documents" in r.output
     r = runner.invoke(cli, ["check", "t"])
     assert r.exit_code == 0 and ": ok" in r.output
