@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check
+from ragmem.memory.docstore import Docstore
 from tests.memory.test_check import TEST
 
 WRITER = textwrap.dedent("""
@@ -21,6 +22,7 @@ WRITER = textwrap.dedent("""
     from ragmem.memory import LongTermMemory
     from tests.memory.test_crash import ROUNDS, round_docs
     from tests.memory.test_store import make_doc
+    import faiss  # noqa: F401 - loaded lazily by the first write otherwise
     path = Path(sys.argv[1])
     print("ready", flush=True)  # imports done: the kill clock starts now
     memory = LongTermMemory.create(path, embedder="test", dim=16, chunking={})
@@ -72,15 +74,38 @@ def start_writer(path: Path, root: Path) -> subprocess.Popen[str]:
     return proc
 
 
+def committed_round(path: Path) -> int:
+    if not (path / "manifest.json").exists():
+        return -1
+    store = Docstore(path / "docstore.sqlite", readonly=True)
+    try:
+        return int(store.get_meta("round", "0") or 0)
+    finally:
+        store.close()
+
+
+def wait_for_round(path: Path, proc: subprocess.Popen[str], target: int) -> None:
+    """Until the writer has committed round ``target``: kills then land at rounds the
+    test chooses, however fast or slow the machine is."""
+    deadline = time.time() + 300
+    while committed_round(path) < target:
+        assert proc.poll() is None and time.time() < deadline, "the writer made no progress"
+        time.sleep(0.02)
+
+
 def test_kill_9_at_random_points_leaves_old_or_new(tmp_path: Path) -> None:
     rng = random.Random(1234)
     path = tmp_path / "idx"
     states = expected_states()
     root = Path(__file__).resolve().parents[2]
     seen_rounds = set()
-    for _ in range(10):
+    for attempt in range(10):
         proc = start_writer(path, root)
-        time.sleep(rng.uniform(0.0, 2.5))  # 0: a kill while the index is first created
+        if attempt == 0:
+            time.sleep(rng.uniform(0.0, 0.05))  # likely while the index is first created
+        else:
+            wait_for_round(path, proc, committed_round(path) + rng.randint(0, 2))
+            time.sleep(rng.uniform(0.0, 0.3))  # then somewhere inside the next write
         proc.kill()
         proc.wait()
         if not (path / "manifest.json").exists():
@@ -106,11 +131,11 @@ def test_reader_keeps_answering_while_a_writer_runs(tmp_path: Path) -> None:
     proc = start_writer(path, root)
     reader = LongTermMemory.open(path)
     answered, sizes = 0, []
-    deadline = time.time() + 3
     import numpy as np
 
     q = np.ones((1, 16), dtype=np.float32) / 4
-    while time.time() < deadline:
+    deadline = time.time() + 300  # until the writer has committed twice, on any machine
+    while committed_round(path) < 2 and time.time() < deadline:
         hits = reader.search(q, 5)[0]
         for h in hits:  # every hit comes with its text
             assert h.text.startswith("Sentence")
