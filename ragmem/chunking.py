@@ -11,7 +11,7 @@ before any tokenizer sees it, so memory and time stay proportional to the text.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from ragmem.config import ChunkingConfig
@@ -249,12 +249,8 @@ def _longest_fit(
     def count(b: int) -> int:
         return count_tokens(text[a : _strip(text, a, b)[1]])
 
-    def soft_before(p: int) -> int:  # the last soft break in (a, p], else a
-        i = bisect_right(soft, p) - 1
-        return soft[i] if i >= 0 and soft[i] > a else a
-
-    # Gallop then bisect on the end position (text[a:lo] fits, text[a:hi] does not),
-    # so the calls cost a few times the piece, never the whole rest of the sentence.
+    # Gallop on the end position (text[a:lo] fits, text[a:hi] does not), so the calls
+    # cost a few times the piece, never the whole rest of the sentence.
     lo, n_lo, hi = a, 0, end + 1
     p = min(a + 4 * budget, end)
     while True:
@@ -266,17 +262,32 @@ def _longest_fit(
         if p == end:
             return _strip(text, a, end)[1], n
         p = min(a + 2 * (p - a), end)
-    # Past the last soft break before lo, extra precision cannot move the cut.
-    while hi - lo > 1 and not (soft_before(lo) > a and soft_before(hi - 1) == soft_before(lo)):
+    # Then bisect over the soft breaks, not characters: a prefix cut inside a word can
+    # count more tokens than the whole word ("ambassad" > "ambassador"), which would
+    # send a search over characters short of the last break that really fits.
+    breaks = soft[bisect_right(soft, a) : bisect_left(soft, hi)]  # breaks in (a, hi)
+    i, j = bisect_right(breaks, lo), len(breaks)  # breaks[i:j] lie in (lo, hi)
+    best: tuple[int, int] | None = None
+    while i < j:
+        mid = (i + j) // 2
+        n = count(breaks[mid])
+        if n <= budget:
+            best, i = (breaks[mid], n), mid + 1
+        else:
+            j = mid
+    if best is None and (k := bisect_right(breaks, lo) - 1) >= 0:
+        n = count(breaks[k])  # the last break before lo
+        best = (breaks[k], n) if n <= budget else None
+    if best is not None:
+        return _strip(text, a, best[0])[1], best[1]
+    # No break fits (a long URL, unpunctuated Chinese): cut between characters.
+    while hi - lo > 1:
         mid = (lo + hi) // 2
         n = count(mid)
         if n <= budget:
             lo, n_lo = mid, n
         else:
             hi = mid
-    cut = soft_before(lo)
-    if cut > a and cut != lo and (n := count(cut)) <= budget:
-        return _strip(text, a, cut)[1], n
     if lo == a:  # one character over budget: keep it rather than loop forever
         return a + 1, count(a + 1)
     return _strip(text, a, lo)[1], n_lo
