@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import warnings
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ _TITLE_CHARS = 120
 _FIRST_LINE = re.compile(rf"\S[^\n]{{0,{_TITLE_CHARS - 1}}}")
 _MD_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _HTML_DROP = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_HTML_HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _HTML_BLOCKS = frozenset(
     "address article aside blockquote caption dd details div dl dt figcaption figure footer"
     " form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tr ul"
@@ -157,10 +159,16 @@ def load_file(
         text, title, pdf_meta = _read_pdf(path, data)
         meta.update(pdf_meta)
     elif suffix in (".html", ".htm"):
-        text, title = _read_html(data)
+        text, title, sections = _read_html(data)
+        if sections:
+            meta["sections"] = sections
     else:
         text = _decode(path, data)
-        title = _markdown_title(text) if suffix in (".md", ".markdown") else ""
+        title = ""
+        if suffix in (".md", ".markdown"):
+            title = _markdown_title(text)
+            if sections := markdown_sections(text):
+                meta["sections"] = sections
         title = title or _first_line(text)
     del data  # the bytes go before chunking starts: the text alone is held from here
     if not text or text.isspace():
@@ -290,6 +298,56 @@ def _markdown_title(text: str) -> str:
     return m.group(1).strip()[:_TITLE_CHARS] if m else ""
 
 
+SECTION_SEPARATOR = " › "
+_FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+# An ATX heading, matched on one line: "## The Bank ##" -> "The Bank" (the closing #s
+# go only after a space: "## C#" keeps its #).
+_ATX = re.compile(r"[ \t]{0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*$")
+
+
+def markdown_sections(text: str) -> list[list[Any]]:
+    """Where each section of a Markdown text starts, with its heading path.
+
+    >>> markdown_sections("# Chapter II\\n## The Bank\\nVault.\\n```\\n# code\\n```")
+    [[0, 'Chapter II'], [13, 'Chapter II › The Bank']]
+
+    ``[[offset, path], ...]``: from ``offset`` on (to the next entry), the text is under
+    ``path``. Headings inside fenced code are not headings.
+    """
+    stack: list[tuple[int, str]] = []
+    sections: list[list[Any]] = []
+    fence = ""
+    pos = 0
+    while pos <= len(text):  # line by line, without copying the lines out
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        if m := _FENCE.match(text, pos, end):
+            marker = m.group(1)
+            if not fence:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence):
+                fence = ""
+        elif not fence and (h := _ATX.match(text, pos, end)):
+            level, title = len(h.group(1)), " ".join((h.group(2) or "").split())
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            if title:
+                stack.append((level, title))
+            sections.append([pos, SECTION_SEPARATOR.join(t for _, t in stack)])
+        pos = end + 1
+    return sections
+
+
+def section_at(sections: Sequence[Sequence[Any]], offset: int) -> str:
+    """The heading path that ``offset`` falls under ("" before the first heading).
+
+    >>> section_at([[0, "A"], [10, "A › B"]], 12)
+    'A › B'
+    """
+    i = bisect_right([s[0] for s in sections], offset) - 1
+    return str(sections[i][1]) if i >= 0 else ""
+
+
 def _load_jsonl(path: Path, text: str, mtime: float,
                 on_problem: Callable[[DocumentError], None] | None) -> list[Document]:
     docs: list[Document] = []
@@ -352,7 +410,7 @@ def _jsonl_record(path: Path, lineno: int, line: str, mtime: float,
                      meta)
 
 
-def _read_html(data: bytes) -> tuple[str, str]:
+def _read_html(data: bytes) -> tuple[str, str, list[list[Any]]]:
     from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, NavigableString, Tag
     from bs4.element import PreformattedString
 
@@ -366,6 +424,8 @@ def _read_html(data: bytes) -> tuple[str, str]:
     paragraphs: list[str] = []
     run: list[str] = []
     in_pre_run = False
+    # (paragraph index, level, title) of each h1-h6: the heading is its own paragraph.
+    headings: list[tuple[int, int, str]] = []
 
     def close() -> None:
         nonlocal in_pre_run
@@ -393,6 +453,9 @@ def _read_html(data: bytes) -> tuple[str, str]:
                     walk(child, in_pre)
                 elif child.name in _HTML_BLOCKS:
                     close()
+                    if child.name in _HTML_HEADINGS:
+                        headings.append((len(paragraphs), int(child.name[1]),
+                                         " ".join(child.get_text(" ").split())))
                     walk(child, in_pre or child.name == "pre")
                     close()
                 else:
@@ -400,10 +463,32 @@ def _read_html(data: bytes) -> tuple[str, str]:
 
     walk(soup, False)
     close()
-    text = _normalise("\n\n".join(paragraphs))
+    paragraphs = [_normalise(p) for p in paragraphs]
+    text = "\n\n".join(paragraphs)
     if not title and (h1 := soup.find("h1")):
         title = h1.get_text(" ", strip=True)
-    return text, " ".join(title.split())[:_TITLE_CHARS]
+    return text, " ".join(title.split())[:_TITLE_CHARS], _html_sections(paragraphs, headings)
+
+
+def _html_sections(paragraphs: list[str],
+                   headings: list[tuple[int, int, str]]) -> list[list[Any]]:
+    starts = [0]
+    for p in paragraphs:
+        starts.append(starts[-1] + len(p) + 2)
+    stack: list[tuple[int, str]] = []
+    sections: list[list[Any]] = []
+    for index, level, title in headings:
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        if title:
+            stack.append((level, title))
+        at = starts[min(index, len(paragraphs))] if paragraphs else 0
+        path = SECTION_SEPARATOR.join(t for _, t in stack)
+        if sections and sections[-1][0] == at:
+            sections[-1][1] = path  # an empty heading: no paragraph of its own
+        elif not sections or sections[-1][1] != path:
+            sections.append([at, path])
+    return sections
 
 
 def _read_pdf(path: Path, data: bytes) -> tuple[str, str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-from ragmem.documents import discover, iter_documents, load_file
+from ragmem.documents import discover, iter_documents, load_file, section_at
 from ragmem.errors import DocumentError
 
 
@@ -300,3 +300,42 @@ def test_one_bad_jsonl_line_drops_only_that_line(tmp_path: Path) -> None:
     only_bad.write_text("{x\n{y\n", encoding="utf-8")
     with pytest.raises(DocumentError, match=r"bad.jsonl: has no usable records \(2 bad lines\)"):
         load_file(only_bad, tmp_path, on_problem=problems.append)
+
+
+def test_markdown_sections_follow_the_heading_tree(tmp_path: Path) -> None:
+    text = ("Preamble.\n\n# Chapter I\n\nText one.\n\n```python\n# not a heading\n```\n\n"
+            "## The Bank ##\n\nMoney.\n## C# tricks\n   ### Indented\nBody.\n"
+            "# Chapter II\n## The Bank\nVault.\n")
+    path = tmp_path / "book.md"
+    path.write_text(text, encoding="utf-8")
+    [doc] = load_file(path, tmp_path)
+    sections = doc.metadata["sections"]
+    assert [p for _, p in sections] == [
+        "Chapter I", "Chapter I › The Bank", "Chapter I › C# tricks",
+        "Chapter I › C# tricks › Indented", "Chapter II", "Chapter II › The Bank"]
+    assert section_at(sections, 0) == ""  # the preamble is under no heading
+    assert section_at(sections, text.index("Vault")) == "Chapter II › The Bank"
+    assert section_at(sections, text.index("# not a heading")) == "Chapter I"
+    for start, _ in sections:  # each starts at its heading line
+        assert text[start:].lstrip(" ").startswith("#")
+
+
+def test_html_sections_come_from_h1_to_h6(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text("<p>intro</p><h1>Chapter I</h1><p>a para</p><h2>The <b>Bank</b></h2>"
+                    "<p>vault</p><h1>Chapter II</h1><h3>Deep</h3><p>x</p>", encoding="utf-8")
+    [doc] = load_file(path, tmp_path)
+    sections = doc.metadata["sections"]
+    assert [p for _, p in sections] == ["Chapter I", "Chapter I › The Bank", "Chapter II",
+                                        "Chapter II › Deep"]
+    assert section_at(sections, doc.text.index("vault")) == "Chapter I › The Bank"
+    assert section_at(sections, doc.text.index("intro")) == ""
+    assert [doc.text[s:].split("\n")[0] for s, _ in sections] == [
+        "Chapter I", "The Bank", "Chapter II", "Deep"]
+
+
+def test_plain_text_has_no_sections(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("# Looks like a heading\nbut this is plain text.")
+    [doc] = load_file(path, tmp_path)
+    assert "sections" not in doc.metadata
