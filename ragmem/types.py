@@ -23,7 +23,7 @@ class Document:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big document has ~10^6 of them
 class Sentence:
     doc_id: str
     index: int  # position of the sentence within its document
@@ -32,7 +32,7 @@ class Sentence:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Window:
     """A run of consecutive whole sentences ``[first, last]`` of one document."""
 
