@@ -258,7 +258,8 @@ def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
     if as_json:
         _print_json({
             "question": buffer.question,
-            "passages": [{"number": i, "doc_id": p.doc_id, "path": p.path, "start": p.start,
+            "passages": [{"number": i, "doc_id": p.doc_id, "path": p.path,
+                          "section": p.section, "start": p.start,
                           "end": p.end, "score": p.score, "text": p.text}
                          for i, p in enumerate(buffer.passages, start=1)],
             "dropped": list(buffer.dropped), "tokens_used": buffer.tokens_used,
@@ -266,7 +267,8 @@ def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
             "timings": {"retrieve_s": t1 - t0, "fill_s": t2 - t1}})
         return
     for i, p in enumerate(buffer.passages, start=1):
-        click.echo(f"[{i}] {p.doc_id} ({p.path}, chars {p.start}-{p.end}) score {p.score:.3f}"
+        click.echo(f"[{i}] {_titled(p.doc_id, p.section)} ({p.path}, chars {p.start}-{p.end})"
+                   f" score {p.score:.3f}"
                    f"\n{p.text}\n")
     for d in buffer.dropped:
         click.echo(f"dropped: {d}")
@@ -307,12 +309,19 @@ def _echo_stream(pieces: Iterable[str | Answer]) -> Answer:
 def _print_citations(answer: Answer) -> None:
     for c in answer.citations:
         quote = c.quote if len(c.quote) <= 160 else c.quote[:157] + "..."
-        click.echo(f"[{c.number}] {c.doc_id} ({c.path}, chars {c.start}-{c.end}): \"{quote}\"")
+        click.echo(f"[{c.number}] {_titled(c.doc_id, c.section)} ({c.path}, chars "
+                   f"{c.start}-{c.end}): \"{quote}\"")
 
 
 def _print_passages(answer: Answer) -> None:
     for i, p in enumerate(answer.passages, start=1):
-        click.echo(f"[{i}] {p.doc_id} {p.start}-{p.end} score {p.score:.3f}\n{p.text}\n")
+        click.echo(f"[{i}] {_titled(p.doc_id, p.section)} {p.start}-{p.end} score "
+                   f"{p.score:.3f}\n{p.text}\n")
+
+
+def _titled(doc_id: str, section: str) -> str:
+    """``doyle.md › Chapter II › The Bank``: the document, then its heading path."""
+    return f"{doc_id} › {section}" if section else doc_id
 
 
 CHAT_COMMANDS = {"/sources": "the passages behind the last answer",

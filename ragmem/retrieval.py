@@ -53,6 +53,24 @@ def merge_spans(spans: Sequence[_Span]) -> list[_Span]:
     return merged
 
 
+def _sections(sections: Sequence[Sequence[object]], start: int,
+              end: int) -> tuple[tuple[int, str], ...]:
+    """The entries of a document's section list that a span [start, end) falls under.
+
+    >>> _sections([[0, "A"], [5, "A › B"], [9, "C"], [20, "D"]], 6, 12)
+    ((5, 'A › B'), (9, 'C'))
+    """
+    out: list[tuple[int, str]] = []
+    for offset, path in sections:
+        at = int(offset)  # type: ignore[call-overload]
+        if at >= end:
+            break
+        if at <= start:
+            out = []
+        out.append((at, str(path)))
+    return tuple(out)
+
+
 def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 60) -> list[Hit]:
     """Weighted reciprocal-rank fusion: score = sum of weight / (k + rank), rank from 1.
 
@@ -170,8 +188,10 @@ class Retriever:
             sentences = tuple(store.sentences(s.doc_id, s.first, s.last))
             if not sentences:
                 continue
-            passage = Passage(s.doc_id, store.document_path(s.doc_id), sentences[0].start,
-                              sentences[-1].end, s.score, sentences)
+            start, end = sentences[0].start, sentences[-1].end
+            passage = Passage(s.doc_id, store.document_path(s.doc_id), start, end, s.score,
+                              sentences, _sections(store.document_sections(s.doc_id),
+                                                   start, end))
             if any(near_duplicate(passage, p, self.config.dedupe_threshold) for p in passages):
                 continue
             per_doc[s.doc_id] = per_doc.get(s.doc_id, 0) + 1

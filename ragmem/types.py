@@ -83,10 +83,26 @@ class Passage:
     end: int
     score: float
     sentences: tuple[Sentence, ...]
+    # (offset, heading path) where the document's sections start, from the one the
+    # passage begins in: a Markdown or HTML document's "Chapter II › The Bank".
+    sections: tuple[tuple[int, str], ...] = ()
 
     @property
     def text(self) -> str:
         return " ".join(s.text for s in self.sentences)
+
+    @property
+    def section(self) -> str:
+        """The heading path the passage begins under ("" when there is none)."""
+        return self.section_at(self.start)
+
+    def section_at(self, offset: int) -> str:
+        path = ""
+        for start, name in self.sections:
+            if start > offset:
+                break
+            path = name
+        return path
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ class Citation:
     start: int
     end: int
     quote: str
+    section: str = ""  # heading path of the quote ("Chapter II › The Bank"), if any
 
 
 @dataclass(frozen=True)
@@ -125,8 +142,8 @@ class Answer:
             "answer": self.text,
             "citations": [vars(c) for c in self.citations],
             "passages": [
-                {"number": i, "doc_id": p.doc_id, "path": p.path, "start": p.start,
-                 "end": p.end, "score": p.score, "text": p.text}
+                {"number": i, "doc_id": p.doc_id, "path": p.path, "section": p.section,
+                 "start": p.start, "end": p.end, "score": p.score, "text": p.text}
                 for i, p in enumerate(self.passages, start=1)
             ],
             "dropped": list(self.dropped),

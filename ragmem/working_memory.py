@@ -74,7 +74,8 @@ def _best_passage(answer: str, passages: Sequence[Passage]) -> int:
 
 def _cite(number: int, passage: Passage, answer: str) -> Citation:
     s = _best_sentence(answer, passage.sentences)
-    return Citation(number, passage.doc_id, passage.path, s.start, s.end, s.text)
+    return Citation(number, passage.doc_id, passage.path, s.start, s.end, s.text,
+                    passage.section_at(s.start))
 
 
 def render_evidence(passages: Sequence[Passage]) -> str:
@@ -176,7 +177,7 @@ class WorkingMemory:
         from_front = False
         while sentences:
             candidate = Passage(p.doc_id, p.path, sentences[0].start, sentences[-1].end,
-                                p.score, tuple(sentences))
+                                p.score, tuple(sentences), p.sections)
             if self._count(question, [*kept, candidate], history) <= budget:
                 return candidate
             # Neighbours were added on both sides of the matched window: shed them evenly.

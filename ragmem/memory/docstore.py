@@ -319,6 +319,13 @@ class Docstore:
             self._text_cache.pop(next(iter(self._text_cache)))
         return str(text_row[1])
 
+    def document_sections(self, doc_id: str) -> list[list[Any]]:
+        """``[[offset, "Chapter II › The Bank"], ...]`` from the document's metadata."""
+        row = self.conn.execute(
+            "SELECT json_extract(metadata, '$.sections') FROM documents WHERE doc_id = ?",
+            (doc_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else []
+
     def document_path(self, doc_id: str) -> str:
         row = self.conn.execute("SELECT path FROM documents WHERE doc_id = ?",
                                 (doc_id,)).fetchone()
