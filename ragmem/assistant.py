@@ -1,60 +1,37 @@
-"""The assistant: wires documents -> chunks -> long-term memory -> working memory -> answer."""
+"""The assistant wires the stages: open or create an index, index documents, ask.
+
+    >>> assistant = Assistant.create("notes")                           # doctest: +SKIP
+    >>> assistant.index(["~/notes"])                                    # doctest: +SKIP
+    >>> assistant.ask("What did we decide about the roof?").citations  # doctest: +SKIP
+
+Each stage is a plain object of its own module, reachable here for composing them
+differently (``Chat``, the evaluation harness): ``indexer`` (``ragmem.indexing``),
+``retriever`` (``ragmem.retrieval``), ``working_memory`` (``ragmem.working_memory``) and
+``answerer`` (``ragmem.answering``). Models load on first use.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ragmem.answering import Answerer
-from ragmem.chunking import chunk_document
-from ragmem.config import ChunkingConfig, Config, indexes_home
+from ragmem.config import DEFAULT_EMBEDDER, Config, indexes_home, manifest_settings
 from ragmem.conversation import Chat
-from ragmem.documents import discover, load_file
 from ragmem.embedding import Embedder
 from ragmem.embedding import from_config as embedder_from_config
-from ragmem.errors import DocumentError
 from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
-from ragmem.memory import LongTermMemory
+from ragmem.indexing import Indexer, IndexProgress, IndexStats
+from ragmem.memory import LongTermMemory, Memory
 from ragmem.models import require_local
 from ragmem.reranking import from_config as reranker_from_config
 from ragmem.retrieval import Retriever, check_question
-from ragmem.types import Answer, Document, Filter, Hit, Passage, Sentence, Timings, Window
+from ragmem.types import Answer, Document, Filter, Hit, Passage, Timings
 from ragmem.working_memory import WorkingMemory
 
-EMBED_BATCH = 256  # windows embedded per call while indexing
-# What ingestion reads: a name for progress, the documents, and what was wrong (a bad
-# file, or bad lines of a .jsonl whose other lines are kept).
-Source = tuple[str, list[Document], list[DocumentError]]
-
-
-@dataclass(frozen=True)
-class IndexProgress:
-    files_done: int
-    files_total: int
-    sentences: int
-    windows: int
-    elapsed_s: float
-    current: str = ""
-
-
-@dataclass(frozen=True)
-class IndexStats:
-    files: int
-    added: int
-    updated: int
-    unchanged: int
-    removed: int
-    sentences: int
-    windows: int
-    seconds: float
-    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-
-    @property
-    def windows_per_s(self) -> float:
-        return self.windows / self.seconds if self.seconds > 0 else 0.0
+__all__ = ["Assistant", "IndexProgress", "IndexStats", "resolve_index_path"]
 
 
 def resolve_index_path(name_or_path: str | Path) -> Path:
@@ -70,12 +47,14 @@ def resolve_index_path(name_or_path: str | Path) -> Path:
 
 
 class Assistant:
-    def __init__(self, memory: LongTermMemory, config: Config, *,
+    def __init__(self, memory: Memory, config: Config, *,
                  embedder: Embedder | None = None, generator: Generator | None = None) -> None:
         self.memory = memory
         self.config = config
         self.embedder = embedder or embedder_from_config(config.embedder)
         self._generator = generator
+        self.indexer = Indexer(memory, self.embedder, config.chunking, config.index.embed_batch,
+                               config.documents.max_file_bytes)
         self.retriever = Retriever(memory, self.embedder, config.retrieval,
                                    reranker_from_config(config.retrieval))
         self._working_memory: WorkingMemory | None = None
@@ -86,8 +65,9 @@ class Assistant:
     def create(cls, index: str | Path, config: Config | None = None, *,
                embedder: Embedder | None = None,
                generator: Generator | None = None) -> Assistant:
-        """Open the index at ``index`` (a name under indexes/ or a path), creating it if new."""
-        config = (config or Config()).with_env()
+        """Open the index at ``index`` (a name under indexes/ or a path), creating it if
+        new. ``config`` is used as given; None means the defaults and the environment."""
+        config = config if config is not None else Config().with_env()
         if (resolve_index_path(index) / "manifest.json").exists():
             # An existing index keeps its own embedder and chunking.
             return cls.open(index, config, embedder=embedder, generator=generator)
@@ -97,17 +77,20 @@ class Assistant:
         memory = LongTermMemory.create(
             resolve_index_path(index), embedder=embedder.model_id, dim=embedder.dim,
             chunking=vars(config.chunking), config=config.index, precision=embedder.precision)
-        config = replace(config, chunking=ChunkingConfig(**memory.manifest.chunking))
         return cls(memory, config, embedder=embedder, generator=generator)
 
     @classmethod
     def open(cls, index: str | Path, config: Config | None = None, *,
              embedder: Embedder | None = None,
              generator: Generator | None = None) -> Assistant:
-        """Open an existing index; its embedder and chunking come from its manifest."""
-        config = (config or Config()).with_env()
+        """Open an existing index. Its embedder and chunking come from its manifest,
+        unless ``config`` asks for others (then the mismatch is refused)."""
+        config = config if config is not None else Config().with_env()
         path = resolve_index_path(index)
-        wanted = embedder.model_id if embedder else None
+        if embedder is not None:
+            wanted: str | None = embedder.model_id
+        else:
+            wanted = config.embedder.model if config.embedder.model != DEFAULT_EMBEDDER else None
         # "auto" precision means the index's own; any other is checked against it.
         asked = embedder.precision if embedder else config.embedder.precision
         memory = LongTermMemory.open(
@@ -120,12 +103,9 @@ class Assistant:
             except BaseException:
                 memory.close()
                 raise
-        config = replace(
-            config,
-            embedder=replace(config.embedder, model=memory.manifest.embedder,
-                             precision=memory.manifest.embedder_precision
-                             if asked == "auto" else asked),
-            chunking=ChunkingConfig(**memory.manifest.chunking))
+        config = manifest_settings(config, memory.manifest.embedder, memory.manifest.chunking)
+        precision = memory.manifest.embedder_precision if asked == "auto" else asked
+        config = config.with_overrides({"embedder": {"precision": precision}})  # checked
         return cls(memory, config, embedder=embedder, generator=generator)
 
     def close(self) -> None:
@@ -164,103 +144,32 @@ class Assistant:
         _ = self.working_memory.token_budget
         return time.perf_counter() - t0
 
-    # -- long-term memory ---------------------------------------------------
+    # -- long-term memory: ragmem.indexing ------------------------------------
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
               progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Add new and changed documents (by content hash); with ``sync``, also remove
         documents whose files are gone. Bad files, and bad lines of a .jsonl, are reported
         in ``failed`` as ``(where, reason)`` and skipped."""
-        files = discover(paths)
-        max_bytes = self.config.documents.max_file_bytes
-
-        def sources() -> Iterator[Source]:
-            for root, file in files:
-                problems: list[DocumentError] = []
-                try:
-                    docs = load_file(file, root, max_bytes=max_bytes,
-                                     on_problem=problems.append)
-                except DocumentError as exc:
-                    yield str(file), [], [exc]
-                else:
-                    yield str(file), docs, problems
-
-        return self._ingest(sources(), len(files), sync=sync, progress=progress)
+        return self.indexer.index(paths, sync=sync, progress=progress)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Index documents already in memory (a dataset, another store) like files."""
-        return self._ingest(((d.doc_id, [d], []) for d in documents), total, sync=False,
-                            progress=progress)
-
-    def _ingest(self, sources: Iterable[Source], total: int, *, sync: bool,
-                progress: Callable[[IndexProgress], None] | None) -> IndexStats:
-        start = time.perf_counter()
-        known = self.memory.content_hashes()
-        failed: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        n_sources = added = updated = unchanged = n_sent = n_win = 0
-        pending: list[tuple[Document, list[Sentence], list[Window]]] = []
-        chunking = self.config.chunking
-
-        with self.memory.writer() as writer:
-            def flush() -> None:
-                # Windows of many documents go to the embedder together: bigger batches.
-                texts = [w.text for _, _, ws in pending for w in ws]
-                vectors = self.embedder.embed(texts)
-                offset = 0
-                for doc, sentences, windows in pending:
-                    writer.add(doc, sentences, windows, vectors[offset:offset + len(windows)])
-                    offset += len(windows)
-                pending.clear()
-
-            for name, docs, problems in sources:
-                n_sources += 1
-                failed.extend((e.where, e.reason) for e in problems)
-                for doc in docs:
-                    seen.add(doc.doc_id)
-                    if known.get(doc.doc_id) == doc.content_hash:
-                        unchanged += 1
-                        continue
-                    if doc.doc_id in known:
-                        updated += 1
-                    else:
-                        added += 1
-                    sentences, windows = chunk_document(
-                        doc, self.embedder.count_tokens, chunking.window_tokens,
-                        chunking.overlap_sentences, chunking.max_sentence_chars)
-                    pending.append((doc, sentences, windows))
-                    n_sent += len(sentences)
-                    n_win += len(windows)
-                    if sum(len(w) for _, _, w in pending) >= EMBED_BATCH:
-                        flush()
-                if progress:
-                    progress(IndexProgress(n_sources, max(total, n_sources), n_sent, n_win,
-                                           time.perf_counter() - start, name))
-            if pending:
-                flush()
-            removed = 0
-            if sync:
-                for doc_id in sorted(set(known) - seen):
-                    writer.remove(doc_id)
-                    removed += 1
-        return IndexStats(n_sources, added, updated, unchanged, removed, n_sent, n_win,
-                          time.perf_counter() - start, tuple(failed))
+        return self.indexer.add_documents(documents, total=total, progress=progress)
 
     def remove(self, doc_ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many existed."""
-        known = self.memory.content_hashes()
-        n = 0
-        with self.memory.writer() as writer:
-            for doc_id in doc_ids:
-                if doc_id in known:
-                    writer.remove(doc_id)
-                    n += 1
-        return n
+        return self.indexer.remove(doc_ids)
 
     # -- asking -------------------------------------------------------------
     def retrieve(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Hit]:
         return self.retriever.retrieve(question, top_k, where)
+
+    def retrieve_many(self, questions: Sequence[str], top_k: int | None = None,
+                      where: Filter | None = None) -> list[list[Hit]]:
+        """``retrieve`` for many questions, their embeddings computed in batches."""
+        return self.retriever.retrieve_many(questions, top_k, where)
 
     def passages(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Passage]:
@@ -292,4 +201,6 @@ class Assistant:
              rewrite: str | None = None) -> Chat:
         """A conversation: follow-up questions, earlier turns kept in working memory."""
         return Chat(self.retriever, self.working_memory, self.answerer, top_k=top_k,
-                    where=where, rewrite=rewrite or self.config.retrieval.rewrite)
+                    where=where, rewrite=rewrite or self.config.retrieval.rewrite,
+                    condense_terms=self.config.retrieval.condense_terms)
+

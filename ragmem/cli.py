@@ -19,7 +19,8 @@ from ragmem.config import Config
 from ragmem.errors import RagmemError
 
 if TYPE_CHECKING:
-    from ragmem.assistant import Assistant, IndexProgress
+    from ragmem.assistant import Assistant
+    from ragmem.indexing import IndexProgress
     from ragmem.types import Answer, Filter
 
 
@@ -122,7 +123,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     from ragmem.assistant import Assistant, resolve_index_path
     from ragmem.memory import LongTermMemory
 
-    config = Config()
+    config = Config().with_env()  # then the flags: a flag beats the environment
     if embedder:
         config = replace(config, embedder=replace(config.embedder, model=embedder))
     if window_tokens:
@@ -279,7 +280,7 @@ def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
 
 def _answer_config(generator: str | None, max_new_tokens: int | None,
                    reranker: str | None) -> Config:
-    config = Config()
+    config = Config().with_env()  # then the flags: a flag beats the environment
     if generator:
         config = replace(config, generator=replace(config.generator, model=generator))
     if max_new_tokens:
@@ -417,7 +418,7 @@ def info(index_name: str, as_json: bool, documents: bool) -> None:
 
     memory = LongTermMemory.open(resolve_index_path(index_name))
     data = asdict(memory.info())
-    docs = [asdict(d) for d in memory.docstore.documents()] if documents else None
+    docs = [asdict(d) for d in memory.documents()] if documents else None
     if as_json:
         _print_json({**data, "documents_list": docs} if docs is not None else data)
         return
@@ -458,7 +459,7 @@ def rm(index_name: str, targets: tuple[str, ...], yes: bool, dry_run: bool,
 
     memory = LongTermMemory.open(resolve_index_path(index_name))
     try:
-        docs = memory.docstore.documents()
+        docs = memory.documents()
         ids = [d.doc_id for d in docs if any(
             d.doc_id == t or fnmatch.fnmatch(d.doc_id, t) or fnmatch.fnmatch(d.path, t)
             for t in targets)]
@@ -592,7 +593,7 @@ def _eval_config(embedder: str | None, generator: str | None = None,
                  mode: str | None = None) -> Config:
     config = Config().with_env()
     if mode:
-        config = replace(config, retrieval=replace(config.retrieval, mode=mode))
+        config = config.with_overrides({"retrieval": {"mode": mode}})
     if embedder:
         config = replace(config, embedder=replace(config.embedder, model=embedder))
     if generator:
@@ -643,10 +644,14 @@ def _finish(report: dict[str, Any], out: str, plots: bool, as_json: bool) -> Non
               show_default=True, help="ragmem's retriever, or the bm25s baseline.")
 @click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]),
               help="ragmem's retrieval mode (default: the config's, hybrid).")
+@click.option("--keep-identical-ids", is_flag=True,
+              help="Rank a document whose id is the query's own id like any other (by "
+              "default it is never ranked, as BEIR and MTEB score, e.g. ArguAna).")
 @_selection
-def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None, out: str,
-                   limit: int | None, sample: int | None, seed: int, embedder: str | None,
-                   rebuild: bool, plots: bool, as_json: bool) -> None:
+def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None,
+                   keep_identical_ids: bool, out: str, limit: int | None, sample: int | None,
+                   seed: int, embedder: str | None, rebuild: bool, plots: bool,
+                   as_json: bool) -> None:
     """Document-level recall@k, MRR@10, nDCG@10, MAP@100 on a BEIR dataset."""
     from ragmem.evaluation import load_beir
     from ragmem.evaluation.baselines import evaluate_bm25
@@ -656,9 +661,11 @@ def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None, out
     with _eval_progress(as_json) as progress:
         if system == "bm25":
             report = evaluate_bm25(data, limit=limit, sample=sample, seed=seed,
+                                   ignore_identical_ids=not keep_identical_ids,
                                    progress=progress, command=_command_line())
         else:
             report = evaluate_retrieval(data, _eval_config(embedder, mode=mode), limit=limit,
+                                        ignore_identical_ids=not keep_identical_ids,
                                         sample=sample, seed=seed, rebuild=rebuild,
                                         progress=progress, command=_command_line())
     _finish(report, out, plots, as_json)

@@ -1,36 +1,72 @@
-"""Every default lives here, as nested frozen dataclasses.
+"""Every default lives here, as nested frozen dataclasses, typed and checked on creation.
 
-Precedence, highest first: CLI flag > environment (``RAGMEM_...``) > the index's
-saved manifest > these defaults.
+Precedence, highest first: CLI flag > environment (``RAGMEM_<SECTION>_<FIELD>``) > the
+index's saved manifest > these defaults.
+
+- ``Config()`` is the defaults; ``Config().with_env()`` adds the environment; the CLI then
+  replaces what its flags set. A ``Config`` handed to ``Assistant.open``/``create`` is
+  used as given (``None`` there means ``Config().with_env()``).
+- The manifest holds what an index was built with: its embedder and chunking. Opening an
+  index takes them from the manifest unless the config asks for other values (anything
+  but the default); an index cannot change either, so such a request is refused with an
+  error (the embedder when the index is opened, the chunking when documents are added)
+  rather than silently ignored.
+
+Every field with a fixed set of values is a ``Literal``; a wrong value, a wrong type or
+an unknown key fails at once with a ``ConfigError`` that lists what is valid:
+
+    >>> Config.from_dict({"retrieval": {"fusion": "max"}})
+    Traceback (most recent call last):
+    ...
+    ragmem.errors.ConfigError: retrieval.fusion must be one of 'minmax', 'zscore', 'rrf'; got 'max'
 """
 
 from __future__ import annotations
 
 import os
+import types
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from ragmem.errors import ConfigError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR = "SmolLM2-135M-Instruct"
 
+Mode = Literal["dense", "lexical", "hybrid"]
+Fusion = Literal["minmax", "zscore", "rrf"]
+Rewrite = Literal["heuristic", "generator"]
+Order = Literal["score", "edges", "document"]
+Precision = Literal["auto", "fp32", "fp16", "int8"]
+Backend = Literal["auto", "torch", "onnx"]
+
+
+class _Checked:
+    """Checks every field against its annotation when a section is created."""
+
+    def __post_init__(self) -> None:
+        for name, hint in _hints(type(self)).items():
+            _check(f"{_section_name(type(self))}.{name}", getattr(self, name), hint)
+
 
 @dataclass(frozen=True)
-class EmbedderConfig:
+class EmbedderConfig(_Checked):
     model: str = DEFAULT_EMBEDDER
     batch_size: int = 64
     device: str | None = None  # None: cuda when torch sees one, else cpu
     # What makes the vectors: "auto" (an index's own precision; for a new index fp16 on
     # a GPU, fp32 on a CPU), "fp32", "fp16" (GPU) or "int8" (ONNX Runtime, CPU).
-    precision: str = "auto"
-    backend: str = "auto"  # fp32 only: "torch" (auto) or "onnx" (ONNX Runtime)
+    precision: Precision = "auto"
+    backend: Backend = "auto"  # fp32 only: "torch" (auto) or "onnx" (ONNX Runtime)
     # An index refuses a query embedder of another precision than the one that made
     # its vectors, unless this is set (the vectors then differ slightly from the index's).
     allow_precision_mismatch: bool = False
 
 
 @dataclass(frozen=True)
-class ChunkingConfig:
+class ChunkingConfig(_Checked):
     # Tokens of the embedder's tokenizer per window; 256 is all-MiniLM-L6-v2's limit,
     # and the two special tokens it adds are counted.
     window_tokens: int = 256
@@ -43,14 +79,14 @@ class ChunkingConfig:
 
 
 @dataclass(frozen=True)
-class DocumentsConfig:
+class DocumentsConfig(_Checked):
     # Larger files are skipped with one line (split them, or raise the limit). Bounds
     # what one file can cost: its text is held in memory while it is chunked.
     max_file_bytes: int = 20_000_000
 
 
 @dataclass(frozen=True)
-class IndexConfig:
+class IndexConfig(_Checked):
     # None: exact search (flat) below `approximate_from` vectors, IVF + SQ8 above it
     # (IVF can delete by id; HNSW cannot, and is rebuilt on delete if asked for).
     factory: str | None = None
@@ -61,13 +97,22 @@ class IndexConfig:
     # Readers memory-map the FAISS snapshot instead of reading it into RAM (writers
     # always load it: they change it). For indexes larger than RAM would like.
     mmap: bool = False
+    # Windows of many documents pooled per embedder call while indexing: bigger batches.
+    embed_batch: int = 256
+    # A write rewrites the FAISS snapshot once the change log since the last one holds
+    # more than max(snapshot_min_changes, snapshot_share x vectors) entries. Opening
+    # replays the log (an IVF re-assigns each vector: ~70 us on 2 cores) while a
+    # snapshot rewrites the whole file (~2.4 s at 1M windows): 2% bounds a replay to
+    # ~1.4 s at 1M.
+    snapshot_min_changes: int = 2_000
+    snapshot_share: float = 0.02
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
+class RetrievalConfig(_Checked):
     top_k: int = 5  # windows fetched from long-term memory
     neighbour_sentences: int = 1  # small-to-big: sentences added on each side of a hit
-    mode: str = "hybrid"  # "dense" (FAISS), "lexical" (BM25, SQLite FTS5) or "hybrid"
+    mode: Mode = "hybrid"  # "dense" (FAISS), "lexical" (BM25, SQLite FTS5) or "hybrid"
     candidates: int = 100  # hybrid: windows taken from each side before fusion
     # BM25 searches a long question by its most informative terms (highest IDF) only:
     # FTS5's cost grows with every term's matches (eval/reports/query-latency.md).
@@ -75,7 +120,7 @@ class RetrievalConfig:
     # How hybrid merges the two lists: "minmax" (weighted sum of scores scaled to [0, 1]
     # over the top `candidates`), "zscore", or "rrf" (reciprocal-rank fusion). minmax
     # with equal weights won on SciFact *train* queries (eval/reports/fusion-tuning-*).
-    fusion: str = "minmax"
+    fusion: Fusion = "minmax"
     rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
@@ -85,14 +130,15 @@ class RetrievalConfig:
     rerank_candidates: int = 20
     # How a chat follow-up ("and when did he die?") becomes a self-contained retrieval
     # query: "heuristic" (earlier turn's key terms appended) or "generator" (rewritten).
-    rewrite: str = "heuristic"
+    rewrite: Rewrite = "heuristic"
+    condense_terms: int = 12  # "heuristic": context terms a condensed query may gain
     sentence_level: bool = False  # centre each passage on the hit's best sentence
     dedupe_threshold: float = 0.8  # word-set Jaccard at which a passage is a duplicate
     per_document: int | None = None  # most passages taken from one document
 
 
 @dataclass(frozen=True)
-class WorkingMemoryConfig:
+class WorkingMemoryConfig(_Checked):
     # None: the generator's context length. The instruction, question and answer
     # (max_new_tokens) are reserved first; evidence gets the rest.
     token_budget: int | None = 2048
@@ -100,14 +146,14 @@ class WorkingMemoryConfig:
     # Order of the kept passages in the prompt: "score" (best first), "edges" (best at
     # the start and the end, weakest in the middle, against "lost in the middle"), or
     # "document" (by document, then position: reads like the source).
-    order: str = "score"
+    order: Order = "score"
     # In a chat, the most the earlier turns may take of the prompt budget; the evidence
     # always keeps the rest.
     history_share: float = 0.25
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(_Checked):
     model: str = DEFAULT_GENERATOR
     device: str | None = None
     # Greedy decoding stays deterministic; a mild penalty stops small models looping.
@@ -135,44 +181,141 @@ class Config:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
-        parts: dict[str, Any] = {}
-        for f in fields(cls):
-            sub_cls = type(getattr(cls(), f.name))
-            known = {g.name for g in fields(sub_cls)}
-            given = {k: v for k, v in data.get(f.name, {}).items() if k in known}
-            parts[f.name] = sub_cls(**given)
-        return cls(**parts)
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """The defaults, with what ``data`` sets (``{"retrieval": {"top_k": 8}}``);
+        an unknown section or key is an error that lists the valid ones."""
+        return cls().with_overrides(data)
 
-    def with_env(self, environ: dict[str, str] | None = None) -> Config:
-        """Apply ``RAGMEM_<SECTION>_<FIELD>`` overrides, e.g. ``RAGMEM_RETRIEVAL_TOP_K=8``."""
-        env = os.environ if environ is None else environ
+    def with_overrides(self, data: Mapping[str, Any]) -> Config:
+        """This config with what ``data`` sets, section by section, checked."""
+        sections = {f.name: f for f in fields(self)}
         out = self
-        for f in fields(self):
-            sub = getattr(self, f.name)
-            changes: dict[str, Any] = {}
-            for g in fields(sub):
-                key = f"RAGMEM_{f.name}_{g.name}".upper()
-                if key in env:
-                    changes[g.name] = _coerce(env[key], getattr(sub, g.name))
-            if changes:
-                out = replace(out, **{f.name: replace(sub, **changes)})
+        for name, values in data.items():
+            if name not in sections:
+                raise ConfigError(f"unknown config section {name!r}; valid sections: "
+                                  f"{', '.join(sections)}")
+            sub = getattr(self, name)
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"config section {name!r} must be a mapping of its keys "
+                                  f"({', '.join(_keys(sub))}), not {type(values).__name__}")
+            unknown = [k for k in values if k not in _keys(sub)]
+            if unknown:
+                raise ConfigError(f"unknown config key {name}.{unknown[0]}; valid keys of "
+                                  f"{name}: {', '.join(_keys(sub))}")
+            out = replace(out, **{name: replace(sub, **values)})
         return out
 
+    def with_env(self, environ: Mapping[str, str] | None = None) -> Config:
+        """Apply ``RAGMEM_<SECTION>_<FIELD>`` overrides, e.g. ``RAGMEM_RETRIEVAL_TOP_K=8``.
 
-def _coerce(raw: str, current: Any) -> Any:
-    if isinstance(current, bool):
-        return raw.lower() in {"1", "true", "yes", "on"}
-    if isinstance(current, int):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
-    if raw.lower() in {"", "none"}:
+        A variable that names a section but no field of it is an error (a typo would
+        otherwise be ignored); ``RAGMEM_HOME`` and other non-section names are not ours.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, dict[str, Any]] = {}
+        for f in fields(self):
+            sub = getattr(self, f.name)
+            prefix = f"RAGMEM_{f.name}_".upper()
+            hints = _hints(type(sub))
+            known = {f"{prefix}{k.upper()}": k for k in _keys(sub)}
+            for key, raw in env.items():
+                if not key.startswith(prefix):
+                    continue
+                if key not in known:
+                    raise ConfigError(f"unknown environment variable {key}; valid ones for "
+                                      f"{f.name}: {', '.join(known)}")
+                name = known[key]
+                value = _coerce(raw, hints[name], key)
+                _check(key, value, hints[name])  # named as the user wrote it
+                data.setdefault(f.name, {})[name] = value
+        return self.with_overrides(data)
+
+
+def manifest_settings(config: Config, manifest_embedder: str,
+                      manifest_chunking: Mapping[str, Any]) -> Config:
+    """``config`` with the embedder and chunking of an index's manifest, wherever the
+    config leaves them at their defaults (see the module docstring)."""
+    chunking = {k: v for k, v in manifest_chunking.items() if k in _keys(config.chunking)}
+    asked = {k: v for k, v in asdict(config.chunking).items()
+             if v != getattr(ChunkingConfig(), k)}
+    embedder = config.embedder
+    if embedder.model == DEFAULT_EMBEDDER:
+        embedder = replace(embedder, model=manifest_embedder)
+    return replace(config, embedder=embedder,
+                   chunking=ChunkingConfig(**{**chunking, **asked}))
+
+
+def _section_name(cls: type) -> str:
+    """``RetrievalConfig`` -> ``"retrieval"``: its field name in ``Config``."""
+    return next((f.name for f in fields(Config) if f.type in (cls, cls.__name__)),
+                cls.__name__)
+
+
+def _keys(section: object) -> list[str]:
+    return [f.name for f in fields(section)]  # type: ignore[arg-type]
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """Each field's annotation, resolved (``Mode`` -> ``Literal[...]``); once per class."""
+    if cls not in _HINTS:
+        names = {f.name for f in fields(cls)}
+        _HINTS[cls] = {k: v for k, v in get_type_hints(cls).items() if k in names}
+    return _HINTS[cls]
+
+
+def _check(name: str, value: Any, hint: Any) -> None:
+    if not _fits(value, hint):
+        if get_origin(hint) is Literal:
+            valid = ", ".join(repr(a) for a in get_args(hint))
+            raise ConfigError(f"{name} must be one of {valid}; got {value!r}")
+        raise ConfigError(f"{name} must be {_describe(hint)}; got {value!r}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if origin is Literal:
+        return value in get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(h) for h in get_args(hint))
+    if hint is type(None):
+        return "None"
+    return f"{'an' if hint.__name__[0] in 'aeiou' else 'a'} {hint.__name__}"
+
+
+def _coerce(raw: str, hint: Any, key: str) -> Any:
+    """An environment string as the field's type: ``"8"`` -> 8, ``"none"`` -> None."""
+    options = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if type(None) in options and raw.strip().lower() in {"", "none", "null"}:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        return raw
+    for option in options:
+        if option is bool:
+            if raw.strip().lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.strip().lower() in {"0", "false", "no", "off"}:
+                return False
+        elif option in (int, float):
+            try:
+                return option(raw)
+            except ValueError:
+                continue
+        elif option is not type(None):
+            return raw  # a str or a Literal: checked when the section is made
+    raise ConfigError(f"{key}={raw!r} is not {_describe(hint)}")
 
 
 def indexes_home() -> Path:

@@ -12,7 +12,8 @@ own. ``condense`` decides a question is a follow-up when it has a referring word
 it, this, there...), opens with a connective ("and", "what about"...) or has at most
 three words; it then appends the key terms of the last turn: the content words of that
 turn's own retrieval query (so context carries over a chain of follow-ups), then the
-names and numbers in its answer (where a "he" usually points), at most ``MAX_TERMS``:
+names and numbers in its answer (where a "he" usually points), at most
+``RetrievalConfig.condense_terms``:
 
     condense("And when did he die?", [Turn("Who walked on the Moon in 1969?", ...,
              answer "Neil Armstrong walked on the Moon in 1969 [1].")])
@@ -41,10 +42,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from ragmem.answering import Answerer
-from ragmem.config import RetrievalConfig
+from ragmem.config import RetrievalConfig, Rewrite
 from ragmem.errors import RagmemError
 from ragmem.retrieval import Retriever, check_question
 from ragmem.types import Answer, Filter, Timings
@@ -53,11 +54,10 @@ from ragmem.working_memory import Buffer, WorkingMemory
 if TYPE_CHECKING:
     from ragmem.generation import Generator
 
-MAX_TERMS = 12  # context terms a condensed query may gain
 HISTORY_HEADER = "Conversation so far:"
 REWRITE_INSTRUCTION = ("Rewrite the follow-up question so that it can be understood without "
                        "the conversation. Reply with the rewritten question only.")
-REWRITES = ("heuristic", "generator")
+REWRITES: tuple[str, ...] = get_args(Rewrite)
 
 _REFERRING = frozenset(
     "he she it they him her his hers its them their theirs this that these those there "
@@ -103,7 +103,8 @@ def is_follow_up(question: str) -> bool:
             or f"{question.strip().lower()} ".startswith(_OPENERS))
 
 
-def condense(question: str, turns: Sequence[Turn]) -> str:
+def condense(question: str, turns: Sequence[Turn],
+             max_terms: int = RetrievalConfig.condense_terms) -> str:
     """The retrieval query for ``question``: itself, or for a follow-up, itself plus the
     last turn's key terms (see the module docstring)."""
     if not turns or not is_follow_up(question):
@@ -117,7 +118,7 @@ def condense(question: str, turns: Sequence[Turn]) -> str:
         if key not in have and key not in _STOP:
             have.add(key)
             terms.append(word)
-    return f"{question} {' '.join(terms[:MAX_TERMS])}".strip()
+    return f"{question} {' '.join(terms[:max_terms])}".strip()
 
 
 def rewrite_with(generator: Generator, question: str, turns: Sequence[Turn]) -> str:
@@ -169,7 +170,8 @@ class Chat:
     def __init__(self, retriever: Retriever, working_memory: WorkingMemory,
                  answerer: Answerer, *, top_k: int | None = None,
                  where: Filter | None = None,
-                 rewrite: str = RetrievalConfig.rewrite) -> None:
+                 rewrite: str = RetrievalConfig.rewrite,
+                 condense_terms: int = RetrievalConfig.condense_terms) -> None:
         self.retriever = retriever
         self.working_memory = working_memory
         self.answerer = answerer
@@ -178,6 +180,7 @@ class Chat:
         if rewrite not in REWRITES:
             raise RagmemError(f"unknown rewrite {rewrite!r}; use {' or '.join(REWRITES)}")
         self.rewrite = rewrite
+        self.condense_terms = condense_terms
         self._turns: list[Turn] = []
 
     @property
@@ -192,7 +195,7 @@ class Chat:
         """What retrieval will search for when ``question`` is asked next."""
         if self.rewrite == "generator":
             return rewrite_with(self.answerer.generator, question, self._turns)
-        return condense(question, self._turns)
+        return condense(question, self._turns, self.condense_terms)
 
     def ask(self, question: str) -> Answer:
         query, buffer, timings = self._fill(question)

@@ -45,3 +45,7 @@ class ModelError(RagmemError):
 
 class QuestionError(RagmemError):
     """The question cannot be answered as asked (empty, say)."""
+
+
+class ConfigError(RagmemError):
+    """A configuration value, key or environment variable is not valid."""

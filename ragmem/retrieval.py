@@ -16,7 +16,7 @@ import numpy as np
 from ragmem.config import RetrievalConfig
 from ragmem.embedding import Embedder
 from ragmem.errors import QuestionError, RagmemError
-from ragmem.memory import LongTermMemory
+from ragmem.memory.base import Memory
 from ragmem.reranking import Reranker, rerank
 from ragmem.types import Filter, Hit, Passage
 
@@ -120,7 +120,7 @@ def fuse_scores(rankings: Sequence[Sequence[Hit]], weights: Sequence[float],
 
 
 class Retriever:
-    def __init__(self, memory: LongTermMemory, embedder: Embedder,
+    def __init__(self, memory: Memory, embedder: Embedder,
                  config: RetrievalConfig | None = None,
                  reranker: Reranker | None = None) -> None:
         self.memory = memory
@@ -132,26 +132,38 @@ class Retriever:
     def retrieve(self, question: str, top_k: int | None = None,
                  where: Filter | None = None) -> list[Hit]:
         """The top-k windows for ``question``, best first; with a reranker, the first
-        stage's ``rerank_candidates`` windows rescored by it."""
-        question = check_question(question)
-        k = top_k or self.config.top_k
-        if self.reranker is not None:
-            found = self._first_stage(question, max(k, self.config.rerank_candidates), where)
-            return rerank(self.reranker, question, found)[:k]
-        return self._first_stage(question, k, where)
+        stage's ``rerank_candidates`` windows rescored by it.
 
-    def _first_stage(self, question: str, k: int, where: Filter | None) -> list[Hit]:
+        Without a reranker the order does not depend on ``top_k``: a shorter list is
+        the start of a longer one (hybrid fusion normalises over a fixed depth)."""
+        return self.retrieve_many([question], top_k, where)[0]
+
+    def retrieve_many(self, questions: Sequence[str], top_k: int | None = None,
+                      where: Filter | None = None) -> list[list[Hit]]:
+        """``retrieve`` for each question; the questions are embedded together, in the
+        embedder's batches, which is what makes many questions cheaper than a loop."""
+        questions = [check_question(q) for q in questions]
+        k = top_k or self.config.top_k
+        depth = k if self.reranker is None else max(k, self.config.rerank_candidates)
+        vectors = self._query_vectors(questions)
+        out = []
+        for i, question in enumerate(questions):
+            found = self._first_stage(question, None if vectors is None else vectors[i:i + 1],
+                                      depth, where)
+            out.append(found if self.reranker is None
+                       else rerank(self.reranker, question, found)[:k])
+        return out
+
+    def _first_stage(self, question: str, vector: np.ndarray | None, k: int,
+                     where: Filter | None) -> list[Hit]:
         mode = self.config.mode
-        if mode == "lexical":
-            return self.memory.lexical_search(question, k, where,
-                                              self.config.lexical_terms)
-        dense = self.memory.search(self._query_vector(question),
-                                   k if mode == "dense" else max(k, self.config.candidates),
-                                   where=where)[0]
+        if vector is None:  # lexical mode
+            return self.memory.lexical_search(question, k, where, self.config.lexical_terms)
+        # Always `candidates` deep, even for a few: FAISS breaks exact ties (copies of a
+        # text) differently at different depths, and the first k must not depend on k.
+        dense = self.memory.search(vector, max(k, self.config.candidates), where=where)[0]
         if mode == "dense":
-            return dense
-        if mode != "hybrid":
-            raise RagmemError(f"unknown retrieval mode {mode!r}; use dense, lexical or hybrid")
+            return dense[:k]
         lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where,
                                              self.config.lexical_terms)
         weights = [self.config.dense_weight, self.config.lexical_weight]
@@ -159,6 +171,17 @@ class Retriever:
             return fuse([dense, lexical], weights, self.config.rrf_k)[:k]
         return fuse_scores([dense, lexical], weights, self.config.fusion,
                            self.config.candidates)[:k]
+
+    def _query_vectors(self, questions: Sequence[str]) -> np.ndarray | None:
+        """The questions' embeddings (None in lexical mode, which needs none)."""
+        if self.config.mode == "lexical":
+            return None
+        if len(questions) == 1:
+            return self._query_vector(questions[0])
+        vectors = self.embedder.embed(list(questions))
+        if len(questions):
+            self._last_query = (questions[-1], vectors[-1:])
+        return vectors
 
     def _query_vector(self, question: str) -> np.ndarray:
         # retrieve() and the sentence-level step both need it: embed each question once.
@@ -174,7 +197,6 @@ class Retriever:
         sentence rather than on the whole window.
         """
         n = self.config.neighbour_sentences
-        store = self.memory.docstore
         centres = [(h.first, h.last) for h in hits]
         if self.config.sentence_level and question is not None and hits:
             centres = self._best_sentences(hits, question)
@@ -185,13 +207,13 @@ class Retriever:
         for s in spans:
             if self.config.per_document and per_doc.get(s.doc_id, 0) >= self.config.per_document:
                 continue
-            sentences = tuple(store.sentences(s.doc_id, s.first, s.last))
+            sentences = tuple(self.memory.sentences(s.doc_id, s.first, s.last))
             if not sentences:
                 continue
             start, end = sentences[0].start, sentences[-1].end
-            passage = Passage(s.doc_id, store.document_path(s.doc_id), start, end, s.score,
-                              sentences, _sections(store.document_sections(s.doc_id),
-                                                   start, end))
+            passage = Passage(s.doc_id, self.memory.document_path(s.doc_id), start, end,
+                              s.score, sentences,
+                              _sections(self.memory.document_sections(s.doc_id), start, end))
             if any(near_duplicate(passage, p, self.config.dedupe_threshold) for p in passages):
                 continue
             per_doc[s.doc_id] = per_doc.get(s.doc_id, 0) + 1
@@ -199,8 +221,7 @@ class Retriever:
         return passages
 
     def _best_sentences(self, hits: Sequence[Hit], question: str) -> list[tuple[int, int]]:
-        store = self.memory.docstore
-        groups = [store.sentences(h.doc_id, h.first, h.last) for h in hits]
+        groups = [self.memory.sentences(h.doc_id, h.first, h.last) for h in hits]
         texts = [s.text for g in groups for s in g]
         scores = self.embedder.embed(texts) @ self._query_vector(question)[0]
         out, i = [], 0

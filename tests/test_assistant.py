@@ -33,7 +33,7 @@ def test_reindex_embeds_only_changed_documents(corpus_dir: Path, tmp_path: Path)
     (corpus_dir / "space" / "moon.txt").unlink()
     stats = a.index([corpus_dir], sync=True)
     assert (stats.added, stats.updated, stats.unchanged, stats.removed) == (0, 1, 1, 1)
-    assert [d.doc_id for d in a.memory.docstore.documents()] == ["cats.txt", "space/mars.md"]
+    assert [d.doc_id for d in a.memory.documents()] == ["cats.txt", "space/mars.md"]
     assert a.retrieve("mice at night")[0].text.startswith("Cats purr.")
 
 

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from ragmem import Assistant
 from ragmem.cli import cli
-from ragmem.config import Config, WorkingMemoryConfig
+from ragmem.config import Config, RetrievalConfig, WorkingMemoryConfig
 from ragmem.conversation import (
-    MAX_TERMS,
     Turn,
     condense,
     first_sentence,
@@ -69,7 +68,8 @@ def test_condensed_context_carries_over_a_chain_and_is_capped() -> None:
     query = condense("And where?", [first, second])
     assert "polonium" in query and "Curie" in query and "1898" in query
     long = turn(" ".join(f"Word{i}" for i in range(40)) + "?", "Yes.")
-    assert len(condense("Why?", [long]).split()) == 1 + MAX_TERMS
+    assert len(condense("Why?", [long]).split()) == 1 + RetrievalConfig().condense_terms
+    assert len(condense("Why?", [long], max_terms=3).split()) == 1 + 3
 
 
 # -- fit_history: newest first, compressed before evicted, oldest out first ----------

@@ -100,7 +100,8 @@ def test_retrieval_with_a_reranker_keeps_top_k_of_the_candidates(
     question = "When did Neil Armstrong walk on the Moon?"
     hits = a.retrieve(question)
     assert len(hits) == 2
-    candidates = a.retriever._first_stage(question, 20, None)
+    candidates = a.retriever._first_stage(question, a.retriever._query_vector(question), 20,
+                                          None)
     assert len(candidates) > 2  # the reranker chose among more than it kept
     scores = predict(tiny_cross_encoder, question, [h.text for h in candidates])
     best = sorted(range(len(candidates)), key=lambda i: -scores[i])[:2]

@@ -34,11 +34,10 @@ def test_keyword_ranking_finds_the_right_document(assistant: Assistant) -> None:
 
 
 def test_small_to_big_adds_neighbours_with_exact_offsets(assistant: Assistant) -> None:
-    store = assistant.memory.docstore
     retriever = Retriever(assistant.memory, assistant.embedder,
                           RetrievalConfig(top_k=1, neighbour_sentences=1))
     (passage,) = retriever.passages("Neil Armstrong walked 1969")
-    text = store.document_text(passage.doc_id)
+    text = assistant.memory.document_text(passage.doc_id)
     assert passage.doc_id == "space/moon.txt"
     for s in passage.sentences:
         assert text[s.start:s.end] == s.text
@@ -83,3 +82,49 @@ def test_duplicates_removed_and_per_document_cap(corpus_dir: Path, tmp_path: Pat
     capped = RetrievalConfig(top_k=8, mode="dense", per_document=1, neighbour_sentences=0)
     docs = [p.doc_id for p in Retriever(a.memory, a.embedder, capped).passages("Moon Mars")]
     assert len(docs) == len(set(docs))
+
+
+QUESTIONS = ["tallest volcano Olympus Mons", "What is a group of cats called?",
+             "Who walked on the Moon?", "iron oxide", "How long does the Moon take?",
+             "kittens", "the fourth planet"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_retrieve_many_equals_one_at_a_time(corpus_dir: Path, tmp_path: Path,
+                                            mode: str) -> None:
+    a = Assistant.create(tmp_path / "idx", Config(retrieval=RetrievalConfig(mode=mode)),
+                         embedder=KeywordEmbedder())
+    a.index([corpus_dir])
+    where = Filter(path_glob="space/*")
+    assert a.retrieve_many(QUESTIONS, top_k=4) == [a.retrieve(q, top_k=4) for q in QUESTIONS]
+    assert a.retrieve_many(QUESTIONS, where=where) == [a.retrieve(q, where=where)
+                                                       for q in QUESTIONS]
+    assert a.retrieve_many([]) == []
+
+
+def test_retrieve_many_with_the_real_embedder_ranks_as_one_at_a_time(
+        corpus_dir: Path, tmp_path: Path) -> None:
+    """MiniLM pads a batch to its longest question: the vectors differ in the last bits
+    (~1e-7), never enough to reorder anything."""
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    a = Assistant.create(tmp_path / "idx", embedder=SentenceTransformerEmbedder(device="cpu"))
+    a.index([corpus_dir])
+    many = a.retrieve_many(QUESTIONS, top_k=6)
+    for question, hits in zip(QUESTIONS, many, strict=True):
+        one = a.retrieve(question, top_k=6)
+        assert [h.window_id for h in hits] == [h.window_id for h in one]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in one], abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_a_shorter_list_is_the_start_of_a_longer_one(corpus_dir: Path, tmp_path: Path,
+                                                     mode: str) -> None:
+    """What lets the QA harness retrieve once for evidence@100 and the top_k passages."""
+    a = Assistant.create(tmp_path / "idx", Config(retrieval=RetrievalConfig(mode=mode)),
+                         embedder=KeywordEmbedder())
+    a.index([corpus_dir])
+    for question in QUESTIONS:
+        deep = a.retrieve(question, top_k=100)
+        for k in (1, 2, 5):
+            assert a.retrieve(question, top_k=k) == deep[:k]

@@ -31,6 +31,7 @@ from synthetic import Clusters, Corpus  # noqa: E402
 from ragmem.config import IndexConfig  # noqa: E402
 from ragmem.memory import LongTermMemory  # noqa: E402
 from ragmem.memory.vectors import VectorIndex  # noqa: E402
+from ragmem.types import Filter  # noqa: E402
 
 DIM = 384
 K = 10
@@ -174,8 +175,7 @@ def measure(args: argparse.Namespace, index_dir: Path, work: Path) -> dict:
     deletes, gone_ok = [], True
     for number in picks[:args.repeats]:
         doc_id = f"doc-{number:07d}.txt"
-        ids = [r[0] for r in memory.docstore.conn.execute(
-            "SELECT window_id FROM windows WHERE doc_id = ?", (doc_id,))]
+        ids = memory.docstore.window_ids_matching(Filter(doc_ids=(doc_id,))).tolist()
         own = memory.docstore.vectors(ids[:5], DIM)
         t = time.perf_counter()
         with memory.writer() as writer:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ragmem.config import Config
 from ragmem.evaluation.datasets import RetrievalDataset, select
-from ragmem.evaluation.harness import DOC_DEPTH
+from ragmem.evaluation.harness import DOC_DEPTH, identical_note
 from ragmem.evaluation.indexes import IndexInfo, Progress, beir_documents
 from ragmem.evaluation.metrics import DEFAULT_KS, ranking, retrieval_metrics
 from ragmem.evaluation.provenance import run_info
@@ -32,9 +32,11 @@ def _stemmer() -> tuple[Any, str]:
 def evaluate_bm25(
     dataset: RetrievalDataset, *, limit: int | None = None, sample: int | None = None,
     seed: int = 0, progress: Progress | None = None, command: str | None = None,
+    ignore_identical_ids: bool = True,
 ) -> dict[str, Any]:
     """The retrieval report of :func:`~ragmem.evaluation.harness.evaluate_retrieval`, for BM25
-    over whole documents (``title + "\\n\\n" + text``, exactly what ragmem indexes)."""
+    over whole documents (``title + "\\n\\n" + text``, exactly what ragmem indexes);
+    ``ignore_identical_ids`` as there."""
     try:
         import bm25s
     except ImportError:
@@ -55,10 +57,15 @@ def evaluate_bm25(
         t0 = time.perf_counter()
         query = bm25s.tokenize([dataset.queries[qid]], stopwords="en", stemmer=stem,
                                show_progress=False)
-        found, scores = retriever.retrieve(query, k=k, show_progress=False)
+        own = ignore_identical_ids and qid in dataset.corpus  # then one more: its own
+        found, scores = retriever.retrieve(query, k=min(k + own, len(documents)),
+                                           show_progress=False)
         timings.append(Timings(retrieve_s=time.perf_counter() - t0))
-        run[qid] = {documents[int(j)].doc_id: float(s)
-                    for j, s in zip(found[0], scores[0], strict=True)}
+        ranked = [(documents[int(j)].doc_id, float(s))
+                  for j, s in zip(found[0], scores[0], strict=True)]
+        if ignore_identical_ids:
+            ranked = [(doc_id, s) for doc_id, s in ranked if doc_id != qid]
+        run[qid] = dict(ranked[:DOC_DEPTH])
         tick(progress, "retrieve", i + 1, len(qids))
     qrels = {qid: dataset.qrels[qid] for qid in qids}
     index = IndexInfo("(in memory)", True, len(documents), len(documents), build_s)
@@ -78,5 +85,6 @@ def evaluate_bm25(
             "latency": latency_section(timings, ("retrieve",)),
             "cost": cost_section(index, len(timings), timings),
         },
+        "notes": identical_note(sum(q in dataset.corpus for q in qids), ignore_identical_ids),
         "questions": [{"qid": q, "top10": ranking(run[q])[:10]} for q in qids],
     }

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 DOC_DEPTH = 100  # documents ranked per query: enough for recall@100 and map@100
 WINDOW_FETCH = 300  # windows fetched to find DOC_DEPTH distinct documents
+QUERY_BATCH = 64  # questions embedded together by evaluate_retrieval
 BUDGETS = (512, 1024, 2048)  # working-memory token budgets of the answer-in-context curve
 ABSTAIN = ("dont know", "do not know", "cannot answer", "not contain")  # normalised phrases
 
@@ -69,30 +70,45 @@ def evaluate_retrieval(
     dataset: RetrievalDataset, config: Config | None = None, *, limit: int | None = None,
     sample: int | None = None, seed: int = 0, window_fetch: int = WINDOW_FETCH,
     rebuild: bool = False, embedder: Embedder | None = None, progress: Progress | None = None,
-    command: str | None = None,
+    command: str | None = None, ignore_identical_ids: bool = True,
 ) -> dict[str, Any]:
     """Document-level recall@k, MRR@10, nDCG@10, MAP@100 of the default retriever.
 
     Windows are collapsed to their documents (best score per document); when the
     ``window_fetch`` windows hold fewer than 100 distinct documents, the count of such
     queries is reported, because recall@100 then undercounts.
+
+    With ``ignore_identical_ids`` (the default, as BEIR and MTEB score), a document
+    whose id is the query's own id is never ranked: in sets such as ArguAna the queries
+    are themselves corpus documents, and finding a query's own text is no hit.
+
+    Questions are embedded ``QUERY_BATCH`` at a time (``Retriever.retrieve_many``, the
+    same rankings as one at a time); each question's latency is its batch's time
+    divided by the batch size.
     """
-    config = (config or Config()).with_env()
+    config = config if config is not None else Config().with_env()
     qids = select(list(dataset.queries), limit, sample, seed)
     corpus_name = dataset.name.split("/")[0]
     assistant, index = open_index(corpus_name, beir_documents(corpus_name, dataset.corpus),
                                   config, rebuild=rebuild, embedder=embedder, progress=progress)
     with assistant:
         run, timings, short = {}, [], 0
-        for i, qid in enumerate(qids):
+        for first in range(0, len(qids), QUERY_BATCH):
+            batch = qids[first:first + QUERY_BATCH]
             start = time.perf_counter()
-            hits = assistant.retrieve(dataset.queries[qid], top_k=window_fetch)
-            timings.append(Timings(retrieve_s=time.perf_counter() - start))
-            best = doc_run_from_windows({qid: hits})[qid]
-            ranked = ranking(best)  # trec_eval's order, ties included, as the metrics see it
-            short += len(ranked) < min(DOC_DEPTH, len(dataset.corpus))
-            run[qid] = {doc_id: best[doc_id] for doc_id in ranked[:DOC_DEPTH]}
-            tick(progress, "retrieve", i + 1, len(qids))
+            found = assistant.retrieve_many([dataset.queries[q] for q in batch],
+                                            top_k=window_fetch)
+            each = (time.perf_counter() - start) / len(batch)
+            for qid, hits in zip(batch, found, strict=True):
+                timings.append(Timings(retrieve_s=each))
+                best = doc_run_from_windows({qid: hits})[qid]
+                if ignore_identical_ids:
+                    best.pop(qid, None)
+                ranked = ranking(best)  # trec_eval's order, ties included, as metrics see it
+                available = len(dataset.corpus) - (ignore_identical_ids and qid in dataset.corpus)
+                short += len(ranked) < min(DOC_DEPTH, available)
+                run[qid] = {doc_id: best[doc_id] for doc_id in ranked[:DOC_DEPTH]}
+            tick(progress, "retrieve", len(run), len(qids))
         models = {"embedder": assistant.embedder.model_id}
     qrels = {qid: dataset.qrels[qid] for qid in qids}
     return {
@@ -108,7 +124,8 @@ def evaluate_retrieval(
             "latency": latency_section(timings, ("retrieve",)),
             "cost": cost_section(index, len(timings), timings),
         },
-        "notes": short_note(short, window_fetch, DOC_DEPTH),
+        "notes": short_note(short, window_fetch, DOC_DEPTH)
+        + identical_note(sum(q in dataset.corpus for q in qids), ignore_identical_ids),
         "config": config.to_dict(),
         "questions": [{"qid": q, "top10": list(run[q])[:10]} for q in qids],
     }
@@ -127,7 +144,7 @@ def evaluate_qa(
     The dataset's documents are indexed under ``indexes/eval-...``; a dataset without
     documents (plain QA JSONL) needs an ``assistant`` over an existing index.
     """
-    config = (config or Config()).with_env()
+    config = config if config is not None else Config().with_env()
     examples = select(dataset.examples, limit, sample, seed)
     index: IndexInfo | None = None
     if assistant is None:
@@ -174,7 +191,7 @@ def evaluate_qa(
             tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,
                   "generator": getattr(assistant.generator, "model_id", "unknown")}
-        documents = len(dataset.documents) or assistant.memory.docstore.counts()["documents"]
+        documents = len(dataset.documents) or assistant.memory.counts()["documents"]
     stages = ("retrieve", "fill", "generate") if generate else ("retrieve", "fill")
     metrics: dict[str, Any] = {
         "evidence": {f"evidence_recall@{k}": mean(records, f"evidence@{k}")
@@ -214,7 +231,7 @@ def evaluate_mc(
     Each option is scored as ``"(A) option text"``: the summed log-likelihood, so the
     letter counts too; no free text is parsed.
     """
-    config = (config or Config()).with_env()
+    config = config if config is not None else Config().with_env()
     examples = select(dataset.examples, limit, sample, seed)
     assistant, index = open_index(dataset.name, dataset.documents, config, rebuild=rebuild,
                                   embedder=embedder, generator=generator, progress=progress)
@@ -260,6 +277,16 @@ def evaluate_mc(
         "config": config.to_dict(),
         "questions": records,
     }
+
+
+def identical_note(n: int, ignored: bool) -> list[str]:
+    if not n:
+        return []
+    if ignored:
+        return [f"{n} queries share their id with a corpus document; that document is not "
+                "ranked for them (ignore_identical_ids, as BEIR and MTEB score)"]
+    return [f"{n} queries share their id with a corpus document, ranked like any other "
+            "(identical ids kept)"]
 
 
 # Per-question scoring ---------------------------------------------------------------

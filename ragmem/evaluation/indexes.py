@@ -86,7 +86,8 @@ def open_index(dataset: str, documents: Sequence[Document], config: Config, *,
                embedder: Embedder | None = None, generator: Generator | None = None,
                progress: Progress | None = None) -> tuple[Assistant, IndexInfo]:
     """An assistant over ``documents``, indexed under ``indexes/eval-...`` unless already."""
-    from ragmem.assistant import Assistant, IndexProgress
+    from ragmem.assistant import Assistant
+    from ragmem.indexing import IndexProgress
 
     model = embedder.model_id if embedder is not None else config.embedder.model
     name = index_name(dataset, documents, model, vars(config.chunking))

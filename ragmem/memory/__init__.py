@@ -4,9 +4,14 @@ The SQLite docstore is the single source of truth, vectors included; the FAISS f
 is a snapshot that is brought up to date from the docstore's change log on open.
 That makes every write one SQLite transaction (atomic, crash-safe) whose cost grows
 with the changed documents, not with the corpus.
+
+``Memory`` (``ragmem.memory.base``) is the surface the rest of ragmem uses; only this
+package speaks SQL.
 """
 
+from ragmem.memory.base import Memory, MemoryInfo, MemoryWriter, StoredDocument
 from ragmem.memory.manifest import FORMAT_VERSION, Manifest
-from ragmem.memory.store import LongTermMemory, MemoryInfo
+from ragmem.memory.store import LongTermMemory
 
-__all__ = ["FORMAT_VERSION", "LongTermMemory", "Manifest", "MemoryInfo"]
+__all__ = ["FORMAT_VERSION", "LongTermMemory", "Manifest", "Memory", "MemoryInfo",
+           "MemoryWriter", "StoredDocument"]

@@ -13,7 +13,6 @@ The docstore is the source of truth; everything else is derived from it:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,7 +115,7 @@ def _manifest(directory: Path, store: Docstore, found: _Findings) -> Manifest | 
 
 
 def _check_docstore(store: Docstore, manifest: Manifest | None, found: _Findings) -> None:
-    integrity = store.conn.execute("PRAGMA integrity_check").fetchone()[0]
+    integrity = store.integrity()
     found.checked.append("sqlite integrity")
     if integrity != "ok":
         found.problem(f"docstore fails SQLite's integrity check ({integrity}); restore it "
@@ -127,28 +126,17 @@ def _check_docstore(store: Docstore, manifest: Manifest | None, found: _Findings
         found.problem(f"stored counts {store.counts()} differ from the rows {counts}")
     found.checked.append("counts")
     if manifest is not None:
-        bad_vec = store.conn.execute(
-            "SELECT COUNT(*) FROM windows WHERE length(vector) != ?", (manifest.dim * 4,)
-        ).fetchone()[0]
+        bad_vec = store.count_bad_vectors(manifest.dim)
         if bad_vec:
             found.problem(f"{bad_vec} window vectors are not {manifest.dim}-dimensional; "
                           "index the sources again into a new index", repairable=False)
-    bad_span = store.conn.execute(
-        'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
-        'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"'
-    ).fetchone()[0]
-    orphans = store.conn.execute(
-        "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN (SELECT doc_id FROM documents)"
-    ).fetchone()[0]
+    bad_span, orphans = store.count_bad_spans()
     if bad_span or orphans:
         found.problem(f"{bad_span} windows with spans outside their document, {orphans} "
                       "windows without a document; index the sources again into a new index",
                       repairable=False)
     found.checked.append("window spans")
-    fts_only, win_only = store.conn.execute(
-        "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
-        "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
-        "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
+    fts_only, win_only = store.lexical_disagreement()
     if fts_only or win_only:
         found.problem(f"lexical index disagrees with windows: {fts_only} extra, "
                       f"{win_only} missing")
@@ -255,8 +243,7 @@ def repair(directory: Path, embedder: Embedder | None = None, *,
             memory = LongTermMemory(directory, store, manifest,
                                     IndexConfig(factory=manifest.index_factory))
             with store.transaction():
-                store.conn.execute("DELETE FROM meta WHERE key = 'counts'")
-                store.set_meta("counts", json.dumps(store.counts(exact=True)))
+                store.recount()
             memory.rebuild_vectors(manifest.index_factory)  # and writes the manifest
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
@@ -279,13 +266,13 @@ def _manifest_to_repair(directory: Path, store: Docstore,
             f"{directory / MANIFEST} is lost and this index predates the docstore's copy "
             "of it; repair it with the embedder that built it: ragmem check "
             f"{directory} --repair --embedder NAME")
-    row = store.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
-    if row is None:
+    vector_bytes = store.vector_bytes()
+    if vector_bytes is None:
         from ragmem.embedding import SentenceTransformerEmbedder
 
         dim = SentenceTransformerEmbedder(embedder_name).dim
     else:
-        dim = int(row[0]) // 4
+        dim = vector_bytes // 4
     from ragmem.config import ChunkingConfig
 
     return Manifest(embedder=embedder_name, dim=dim, chunking=vars(ChunkingConfig()),

@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragmem.memory.base import StoredDocument
 from ragmem.memory.lexical import (
     FTS_SCHEMA,
     TERM_STATS_QUERY,
@@ -53,16 +53,6 @@ CREATE TABLE IF NOT EXISTS changes (
 
 
 COUNTED = ("documents", "sentences", "windows")
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    doc_id: str
-    path: str
-    title: str
-    mtime: float
-    content_hash: str
-    n_windows: int
 
 
 class Docstore:
@@ -163,6 +153,17 @@ class Docstore:
                               [(i,) for i in ids])
         return ids
 
+    def drop_changes(self, through: int) -> None:
+        """Forget the change log up to entry ``through``: a snapshot now holds it."""
+        self.conn.execute("DELETE FROM changes WHERE seq <= ?", (through,))
+
+    def recount(self) -> dict[str, int]:
+        """Store counts taken from the rows (call inside ``transaction``); returns them."""
+        self.conn.execute("DELETE FROM meta WHERE key = 'counts'")
+        exact = self.counts(exact=True)
+        self.set_meta("counts", json.dumps(exact))
+        return exact
+
     def _backfill_fts(self) -> None:
         """Indexes made before the lexical index existed get it on first open for writing."""
         if self.get_meta("fts") == "1":
@@ -191,7 +192,8 @@ class Docstore:
         if allowed is not None:
             sql += " AND rowid IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(allowed.tolist()))
-        sql += " ORDER BY bm25(windows_fts) LIMIT ?"
+        # rowid breaks ties, so a shorter list is always the start of a longer one.
+        sql += " ORDER BY bm25(windows_fts), rowid LIMIT ?"
         args.append(top_k)
         return [(int(r[0]), float(r[1])) for r in self.conn.execute(sql, args)]
 
@@ -342,6 +344,15 @@ class Docstore:
                     "WHERE s.doc_id = ? AND s.idx BETWEEN ? AND ? ORDER BY s.idx",
                     (doc_id, first, last))]
 
+    def windows(self, doc_id: str) -> list[Window]:
+        """The windows of a document, in order, with their text."""
+        return [Window(doc_id, idx, first, last, start, end, text, n_tokens)
+                for idx, first, last, start, end, n_tokens, text in self.conn.execute(
+                    'SELECT w.idx, w.first, w.last, w.start, w."end", w.n_tokens, '
+                    'substr(d.text, w.start + 1, w."end" - w.start) '
+                    "FROM windows w JOIN documents d USING (doc_id) "
+                    "WHERE w.doc_id = ? ORDER BY w.idx", (doc_id,))]
+
     def content_hashes(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT doc_id, content_hash FROM documents"))
 
@@ -366,6 +377,41 @@ class Docstore:
             "sentences": q("SELECT COUNT(*) FROM sentences").fetchone()[0],
             "windows": q("SELECT COUNT(*) FROM windows").fetchone()[0],
         }
+
+
+    # -- consistency checks (``ragmem.memory.check``) -------------------------
+    def integrity(self) -> str:
+        """SQLite's own verdict on the file: "ok", or what is broken."""
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def vector_bytes(self) -> int | None:
+        """The byte length of a stored window vector (4 x dim), None if there is none."""
+        row = self.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def count_bad_vectors(self, dim: int) -> int:
+        """Windows whose stored vector is not ``dim`` float32 values."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM windows WHERE length(vector) != ?", (dim * 4,)).fetchone()[0])
+
+    def count_bad_spans(self) -> tuple[int, int]:
+        """(windows whose span lies outside their document, windows without a document)."""
+        bad_span = self.conn.execute(
+            'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
+            'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"'
+        ).fetchone()[0]
+        orphans = self.conn.execute(
+            "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN (SELECT doc_id FROM documents)"
+        ).fetchone()[0]
+        return int(bad_span), int(orphans)
+
+    def lexical_disagreement(self) -> tuple[int, int]:
+        """(lexical entries without a window, windows without a lexical entry)."""
+        fts_only, win_only = self.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
+            "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
+            "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
+        return int(fts_only), int(win_only)
 
 
 def _qs(items: Sequence[object]) -> str:

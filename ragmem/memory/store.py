@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ragmem.errors import (
     IndexMismatchError,
     IndexNotFoundError,
 )
+from ragmem.memory.base import MemoryInfo, StoredDocument
 from ragmem.memory.docstore import Docstore
 from ragmem.memory.manifest import (
     DIR_MODE,
@@ -53,21 +54,6 @@ __all__ = ["DOCSTORE", "LOCK", "LongTermMemory", "MemoryInfo", "Writer", "file_s
 
 TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
 LOCK = "write.lock"
-
-
-@dataclass(frozen=True)
-class MemoryInfo:
-    path: str
-    embedder: str
-    dim: int
-    documents: int
-    sentences: int
-    windows: int
-    index_type: str
-    vectors_in_index: int
-    size_bytes: int
-    updated_at: float
-    chunking: dict[str, object]
 
 
 class Writer:
@@ -257,7 +243,7 @@ class LongTermMemory:
             self.docstore.set_meta("snapshot_seq", str(seq))
             self.docstore.set_meta("snapshot_bytes", str(path.stat().st_size))
             self.docstore.set_meta("snapshot_sha256", file_sha256(path))
-            self.docstore.conn.execute("DELETE FROM changes WHERE seq <= ?", (seq,))
+            self.docstore.drop_changes(seq)
         self._snapshot = name
         if old and old != name:
             (self.directory / old).unlink(missing_ok=True)
@@ -286,11 +272,10 @@ class LongTermMemory:
                 self.rebuild_vectors(factory)
             pending = self.docstore.last_change() - int(
                 self.docstore.get_meta("snapshot_seq", "0") or 0)
-            # Opening replays the log since the snapshot (an IVF re-assigns each vector:
-            # ~70 us on 2 cores), while a snapshot rewrites the whole file (~2.4 s at 1M
-            # windows). 2% of the index bounds a replay to ~1.4 s at 1M.
+            # Opening replays the log since the snapshot; see IndexConfig.snapshot_share.
             if self.docstore.get_meta("snapshot") is None or pending > max(
-                    2_000, self.vectors.ntotal // 50):
+                    self.config.snapshot_min_changes,
+                    int(self.vectors.ntotal * self.config.snapshot_share)):
                 self._write_snapshot()
             self._write_manifest()
 
@@ -368,8 +353,29 @@ class LongTermMemory:
         pairs = self.docstore.lexical_search(question, top_k, allowed, max_terms)
         return self.docstore.hits([p[0] for p in pairs], [p[1] for p in pairs])
 
+    def documents(self) -> list[StoredDocument]:
+        return self.docstore.documents()
+
     def content_hashes(self) -> dict[str, str]:
         return self.docstore.content_hashes()
+
+    def counts(self) -> dict[str, int]:
+        return self.docstore.counts()
+
+    def document_path(self, doc_id: str) -> str:
+        return self.docstore.document_path(doc_id)
+
+    def document_text(self, doc_id: str) -> str:
+        return self.docstore.document_text(doc_id)
+
+    def document_sections(self, doc_id: str) -> list[list[Any]]:
+        return self.docstore.document_sections(doc_id)
+
+    def sentences(self, doc_id: str, first: int, last: int) -> list[Sentence]:
+        return self.docstore.sentences(doc_id, first, last)
+
+    def windows(self, doc_id: str) -> list[Window]:
+        return self.docstore.windows(doc_id)
 
     def info(self) -> MemoryInfo:
         counts = self.docstore.counts()

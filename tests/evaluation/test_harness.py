@@ -163,3 +163,55 @@ def test_cli_eval_reports_a_missing_split(tmp_path):
                                       "dev", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "splits found: test" in result.output
+
+
+def arguana_like(root: Path) -> Path:
+    """Queries that are themselves corpus documents (as in ArguAna): each query's
+    relevant document is another one, and its own text is the perfect lexical match."""
+    corpus = {"a1": "Cats purr when they are content and calm.",
+              "a2": "Purring cats are not always content: they purr when hurt too.",
+              "b1": "Dogs bark at strangers to warn their pack.",
+              "b2": "Barking at strangers is learned, not a warning at all."}
+    root.mkdir()
+    (root / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in corpus.items()))
+    (root / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": k, "text": corpus[k]}) + "\n" for k in ("a1", "b1")))
+    (root / "qrels").mkdir()
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\na1\ta2\t1\nb1\tb2\t1\n")
+    return root
+
+
+def test_a_querys_own_document_is_not_ranked_unless_asked(tmp_path):
+    data = load_beir(arguana_like(tmp_path / "arguana"))
+    kept = evaluate_retrieval(data, embedder=KeywordEmbedder(), ignore_identical_ids=False)
+    dropped = evaluate_retrieval(data, embedder=KeywordEmbedder())
+    assert [q["top10"][0] for q in kept["questions"]] == ["a1", "b1"]  # finds itself
+    assert [q["top10"][0] for q in dropped["questions"]] == ["a2", "b2"]
+    assert all(q["qid"] not in q["top10"] for q in dropped["questions"])
+    assert kept["metrics"]["retrieval"]["recall@1"] == 0.0
+    assert dropped["metrics"]["retrieval"]["recall@1"] == 1.0
+    assert any("ignore_identical_ids" in n for n in dropped["notes"])
+    bm25 = evaluate_bm25(data)
+    assert all(q["qid"] not in q["top10"] for q in bm25["questions"])
+    assert evaluate_bm25(data, ignore_identical_ids=False)["questions"][0]["top10"][0] == "a1"
+
+
+def test_cli_keep_identical_ids_flag(tmp_path, monkeypatch):
+    import ragmem.evaluation.harness as harness
+
+    seen = []
+    real = harness.evaluate_retrieval
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["ignore_identical_ids"])
+        return real(*args, **{**kwargs, "embedder": KeywordEmbedder()})
+
+    monkeypatch.setattr(harness, "evaluate_retrieval", spy)
+    root = arguana_like(tmp_path / "arguana")
+    for flags in ([], ["--keep-identical-ids"]):
+        result = CliRunner().invoke(cli, ["eval", "retrieval", str(root), "--out",
+                                          str(tmp_path / "out"), "--no-plots", "--json",
+                                          *flags])
+        assert result.exit_code == 0, result.output
+    assert seen == [True, False]

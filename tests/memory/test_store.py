@@ -198,3 +198,24 @@ def test_memory_mapped_reader_follows_writes(tmp_path: Path, factory: str) -> No
         w.remove("new")
     assert not isinstance(reader.vectors, LayeredIndex)
     assert reader.vectors.ntotal == 5 * 40 + 7
+
+
+def test_read_interface_gives_back_what_was_written(tmp_path: Path) -> None:
+    """documents, sentences, windows, counts, path, text, hashes: the Memory surface."""
+    memory = build(tmp_path / "i", {"a": (3, 1), "b": (2, 2)})
+    doc, sentences, windows, _ = make_doc("a", 3, 1)
+    assert [(d.doc_id, d.path, d.content_hash, d.n_windows) for d in memory.documents()] == [
+        ("a", "/src/a", "h1", 3), ("b", "/src/b", "h2", 2)]
+    assert memory.counts() == {"documents": 2, "sentences": 5, "windows": 5}
+    assert memory.content_hashes() == {"a": "h1", "b": "h2"}
+    assert memory.document_text("a") == doc.text and memory.document_path("a") == "/src/a"
+    assert memory.sentences("a", 1, 9) == sentences[1:]  # clipped to the document
+    assert memory.windows("a") == windows
+    assert memory.document_text("gone") == "" and memory.windows("gone") == []
+
+
+def test_lexical_ranking_does_not_depend_on_how_many_are_asked_for(tmp_path: Path) -> None:
+    # Ten windows with the same text tie on BM25: the id decides, whatever the limit.
+    memory = build(tmp_path / "i", {f"d{i}": (1, 7) for i in range(10)})
+    full = [h.window_id for h in memory.lexical_search("sentence", 10)]
+    assert [h.window_id for h in memory.lexical_search("sentence", 3)] == full[:3]

@@ -1,0 +1,178 @@
+"""Documents -> long-term memory: chunk, embed in batches, store; incremental by content hash.
+
+    >>> indexer = Indexer(memory, embedder, ChunkingConfig())        # doctest: +SKIP
+    >>> stats = indexer.index(["notes/"], sync=True)                  # doctest: +SKIP
+    >>> stats.added, stats.unchanged, stats.removed                    # doctest: +SKIP
+    (2, 40, 1)
+
+A document whose ``content_hash`` is already stored is skipped: only new and changed
+documents are chunked and embedded. Windows of many documents are pooled up to
+``embed_batch`` per embedder call (bigger batches are faster). A whole run is one write
+of the memory: it lands completely or not at all. Bad files are skipped and reported
+in ``IndexStats.failed``; the rest are indexed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ragmem.chunking import chunk_document
+from ragmem.config import ChunkingConfig, DocumentsConfig, IndexConfig
+from ragmem.documents import discover, load_file
+from ragmem.embedding import Embedder
+from ragmem.errors import DocumentError, IndexMismatchError
+from ragmem.memory.base import Memory
+from ragmem.types import Document, Sentence, Window
+
+# What ingestion reads: a name for progress, the documents, and what was wrong (a bad
+# file, or bad lines of a .jsonl whose other lines are kept).
+Source = tuple[str, list[Document], list[DocumentError]]
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    files_done: int
+    files_total: int
+    sentences: int
+    windows: int
+    elapsed_s: float
+    current: str = ""
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    files: int
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    sentences: int
+    windows: int
+    seconds: float
+    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def windows_per_s(self) -> float:
+        return self.windows / self.seconds if self.seconds > 0 else 0.0
+
+
+class Indexer:
+    """Adds documents to ``memory``: chunked by ``chunking``, embedded by ``embedder``;
+    files over ``max_file_bytes`` are skipped."""
+
+    def __init__(self, memory: Memory, embedder: Embedder,
+                 chunking: ChunkingConfig | None = None,
+                 embed_batch: int = IndexConfig.embed_batch,
+                 max_file_bytes: int = DocumentsConfig.max_file_bytes) -> None:
+        self.memory = memory
+        self.embedder = embedder
+        self.chunking = chunking or ChunkingConfig()
+        self.embed_batch = embed_batch
+        self.max_file_bytes = max_file_bytes
+
+    def index(self, paths: Sequence[str | Path], *, sync: bool = False,
+              progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+        """Add new and changed documents of ``paths`` (files or folders); with ``sync``,
+        also remove stored documents that none of the files holds any more. Bad files,
+        and bad lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``."""
+        files = discover(paths)
+
+        def sources() -> Iterator[Source]:
+            for root, file in files:
+                problems: list[DocumentError] = []
+                try:
+                    docs = load_file(file, root, max_bytes=self.max_file_bytes,
+                                     on_problem=problems.append)
+                except DocumentError as exc:
+                    yield str(file), [], [exc]
+                else:
+                    yield str(file), docs, problems
+
+        return self.ingest(sources(), len(files), sync=sync, progress=progress)
+
+    def add_documents(self, documents: Iterable[Document], *, total: int = 0,
+                      progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+        """Index documents already in memory (a dataset, another store) like files."""
+        return self.ingest(((d.doc_id, [d], []) for d in documents), total, sync=False,
+                           progress=progress)
+
+    def remove(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+        known = self.memory.content_hashes()
+        n = 0
+        with self.memory.writer() as writer:
+            for doc_id in doc_ids:
+                if doc_id in known:
+                    writer.remove(doc_id)
+                    n += 1
+        return n
+
+    def ingest(self, sources: Iterable[Source], total: int, *, sync: bool = False,
+               progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+        """The work of ``index`` over already-read sources; ``total`` is for progress."""
+        self._check_chunking()
+        start = time.perf_counter()
+        known = self.memory.content_hashes()
+        failed: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        n_sources = added = updated = unchanged = n_sent = n_win = 0
+        pending: list[tuple[Document, list[Sentence], list[Window]]] = []
+        chunking = self.chunking
+
+        with self.memory.writer() as writer:
+            def flush() -> None:
+                texts = [w.text for _, _, ws in pending for w in ws]
+                vectors = self.embedder.embed(texts)
+                offset = 0
+                for doc, sentences, windows in pending:
+                    writer.add(doc, sentences, windows, vectors[offset:offset + len(windows)])
+                    offset += len(windows)
+                pending.clear()
+
+            for name, docs, problems in sources:
+                n_sources += 1
+                failed.extend((e.where, e.reason) for e in problems)
+                for doc in docs:
+                    seen.add(doc.doc_id)
+                    if known.get(doc.doc_id) == doc.content_hash:
+                        unchanged += 1
+                        continue
+                    if doc.doc_id in known:
+                        updated += 1
+                    else:
+                        added += 1
+                    sentences, windows = chunk_document(
+                        doc, self.embedder.count_tokens, chunking.window_tokens,
+                        chunking.overlap_sentences, chunking.max_sentence_chars)
+                    pending.append((doc, sentences, windows))
+                    n_sent += len(sentences)
+                    n_win += len(windows)
+                    if sum(len(w) for _, _, w in pending) >= self.embed_batch:
+                        flush()
+                if progress:
+                    progress(IndexProgress(n_sources, max(total, n_sources), n_sent, n_win,
+                                           time.perf_counter() - start, name))
+            if pending:
+                flush()
+            removed = 0
+            if sync:
+                for doc_id in sorted(set(known) - seen):
+                    writer.remove(doc_id)
+                    removed += 1
+        return IndexStats(n_sources, added, updated, unchanged, removed, n_sent, n_win,
+                          time.perf_counter() - start, tuple(failed))
+
+    def _check_chunking(self) -> None:
+        """An index keeps the chunking it was built with: windows of one index must be
+        comparable, so a request for another is refused, not half applied."""
+        built = self.memory.manifest.chunking
+        asked = asdict(self.chunking)
+        differ = {k: (built[k], v) for k, v in asked.items() if k in built and built[k] != v}
+        if differ:
+            what = ", ".join(f"{k} {b} (asked for {a})" for k, (b, a) in differ.items())
+            raise IndexMismatchError(
+                f"index {self.memory.directory} was built with chunking {what}; leave the "
+                "chunking at the index's own settings, or index into a new index")
