@@ -115,7 +115,8 @@ def test_cli_ask_reranks_with_the_given_model(
     plain = Assistant.create("notes", embedder=KeywordEmbedder())
     plain.index([corpus_dir])
     question = "What is the tallest volcano?"
-    windows = plain.retriever._first_stage(question, 20, None)
+    windows = plain.retriever._first_stage(question, plain.retriever._query_vector(question),
+                                           20, None)
     oracle = dict(zip([w.doc_id for w in windows],
                       predict(tiny_cross_encoder, question, [w.text for w in windows]),
                       strict=True))
