@@ -15,7 +15,7 @@ from ragmem.config import Config
 from ragmem.evaluation import load_beir, load_leval_mc, load_qa_jsonl, load_squad
 from ragmem.evaluation.baselines import evaluate_bm25
 from ragmem.evaluation.harness import abstains, evaluate_mc, evaluate_qa, evaluate_retrieval
-from ragmem.evaluation.indexes import beir_documents, index_name
+from ragmem.evaluation.indexes import beir_documents, index_name, open_index
 from ragmem.types import Document
 from tests.conftest import EchoGenerator, KeywordEmbedder
 
@@ -215,3 +215,25 @@ def test_cli_keep_identical_ids_flag(tmp_path, monkeypatch):
                                           *flags])
         assert result.exit_code == 0, result.output
     assert seen == [True, False]
+
+
+def test_qa_harness_retrieves_once_and_answers_as_ask_does():
+    """The harness composes ask()'s steps itself, one retrieval per question serving both
+    evidence@k and the passages: its answers and prompts are ask()'s."""
+    data = load_squad(FIXTURES / "squad_v1.json")
+    assistant, _ = open_index(data.name, data.documents, Config(), embedder=KeywordEmbedder(),
+                              generator=EchoGenerator())
+    expected = {ex.question: assistant.ask(ex.question) for ex in data.examples}
+    calls = []
+    real = assistant.retriever.retrieve_many
+
+    def counting(questions, *args, **kwargs):
+        calls.append(list(questions))
+        return real(questions, *args, **kwargs)
+
+    assistant.retriever.retrieve_many = counting  # a spy on the harness's collaborator
+    report = evaluate_qa(data, Config(), assistant=assistant, budgets=(256,))
+    assert len(calls) == len(report["questions"]) == len(expected)
+    for record in report["questions"]:
+        answer = expected[record["question"]]
+        assert (record["answer"], record["tokens_used"]) == (answer.text, answer.tokens_used)
