@@ -1,56 +1,259 @@
-"""Working memory -> Answer: generate from the filled prompt, then cite what the text uses.
+"""Working memory -> Answer, in one of two modes.
 
-    >>> answerer = Answerer(generator, max_new_tokens=96)             # doctest: +SKIP
+``extract`` (the default with the packaged 135M generator): the answer is a verbatim
+span of the evidence, located exactly in its document, so
+``document.text[citation.start:citation.end] == answer.text``. The span is chosen in two
+stages: candidate spans of the best evidence sentences ranked by features
+(:mod:`ragmem.extraction`), then the best few rescored by the generator's
+log-likelihood of each span as the answer, prompt run once and reused for all
+(``Generator.prefill``). When the chosen span's estimated chance of being right is too
+low, the answer abstains: "not found in the indexed documents", with the best evidence
+as a suggestion, never as a citation.
+
+``generate``: the generator's own text; its citations are the ``[n]`` it writes.
+
+    >>> answerer = answerer_for(AnsweringConfig(), generator, embedder)   # doctest: +SKIP
     >>> answer = answerer.answer(working_memory.fill(question, passages))  # doctest: +SKIP
-    >>> answer.citations[0].path                                       # doctest: +SKIP
-
-The citations come from the ``[n]`` markers in the generated text
-(``Buffer.citations_in``); the ``Answer`` carries the passages and the prompt, so the
-CLI and the evaluation harness only read fields.
+    >>> answer.text, answer.citations[0].start                              # doctest: +SKIP
+    ('City and Suburban Bank', 24817)
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ragmem.config import WorkingMemoryConfig
-from ragmem.types import Answer, Timings
-from ragmem.working_memory import Buffer
+import numpy as np
+
+from ragmem.config import DEFAULT_GENERATOR, AnsweringConfig, WorkingMemoryConfig
+from ragmem.extraction import (
+    Candidate,
+    EvidenceSentence,
+    Ranker,
+    rank_sentences,
+    sentence_candidates,
+    shipped_weights,
+)
+from ragmem.types import Answer, Citation, Passage, Timings
+from ragmem.working_memory import Buffer, suggestion
 
 if TYPE_CHECKING:
+    from ragmem.embedding import Embedder
     from ragmem.generation import Generator
 
+NOT_FOUND = "Not found in the indexed documents."
+# What the generator is told when it scores spans: the span is the whole answer.
+EXTRACT_INSTRUCTION = ("Answer the question with a short phrase copied exactly from the "
+                       "context.")
 
-class Answerer:
+
+class Answerer(ABC):
+    """Turns a filled working memory into an ``Answer``."""
+
+    mode: str
+
+    @abstractmethod
+    def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
+        """The answer for ``buffer``; ``timings`` of the earlier stages are kept and the
+        answering time added (as ``generate_s``)."""
+
+    def stream(self, buffer: Buffer, timings: Timings | None = None) -> Iterator[str | Answer]:
+        """The answer's text in pieces, then the finished ``Answer``."""
+        answer = self.answer(buffer, timings)
+        yield answer.text
+        yield answer
+
+
+class GenerateAnswerer(Answerer):
+    """The generator's own text; citations are the ``[n]`` markers it writes."""
+
+    mode = "generate"
+
     def __init__(self, generator: Generator,
                  max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> None:
         self.generator = generator
         self.max_new_tokens = max_new_tokens
 
     def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
-        """Generate the answer for a filled working memory; ``timings`` of the earlier
-        stages are kept and the generation time added."""
         t0 = time.perf_counter()
         text = self.generator.generate(buffer.prompt, self.max_new_tokens)
         timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
-        return _answer(buffer, text, timings)
+        return _generated(buffer, text, timings)
 
     def stream(self, buffer: Buffer, timings: Timings | None = None) -> Iterator[str | Answer]:
-        """``answer``, streamed: the text in pieces, then the finished ``Answer``."""
         t0 = time.perf_counter()
         parts = []
         for piece in self.generator.stream(buffer.prompt, self.max_new_tokens):
             parts.append(piece)
             yield piece
         timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
-        yield _answer(buffer, "".join(parts).strip(), timings)
+        yield _generated(buffer, "".join(parts).strip(), timings)
 
 
-def _answer(buffer: Buffer, text: str, timings: Timings) -> Answer:
-    return Answer(question=buffer.question, text=text,
-                  citations=buffer.citations_in(text), passages=buffer.passages,
-                  prompt=buffer.prompt, dropped=buffer.dropped, timings=timings,
-                  tokens_used=buffer.tokens_used, token_budget=buffer.token_budget)
+def _generated(buffer: Buffer, text: str, timings: Timings) -> Answer:
+    citations = buffer.citations_in(text)
+    hints = () if citations else tuple(s for s in [suggestion(text, buffer.passages)] if s)
+    return Answer(question=buffer.question, text=text, citations=citations,
+                  passages=buffer.passages, prompt=buffer.prompt, dropped=buffer.dropped,
+                  timings=timings, tokens_used=buffer.tokens_used,
+                  token_budget=buffer.token_budget, mode="generate", suggestions=hints)
+
+
+@dataclass(frozen=True)
+class ScoredSpan:
+    """A candidate after both stages: ``probability`` is its share among the rescored
+    candidates; ``confidence`` the estimated chance that it is right."""
+
+    candidate: Candidate
+    score: float
+    probability: float
+    confidence: float
+    features: dict[str, float]  # what the second stage scored
+
+
+class ExtractAnswerer(Answerer):
+    """Answers with a verbatim span of the evidence (see the module docstring)."""
+
+    mode = "extract"
+
+    def __init__(self, generator: Generator | None, config: AnsweringConfig | None = None,
+                 embedder: Embedder | None = None, weights: dict | None = None) -> None:
+        self.generator = generator
+        self.config = config or AnsweringConfig()
+        self.embedder = embedder
+        w = weights or shipped_weights()
+        self.features = Ranker(w["features"]["weights"], w["features"].get("bias", 0.0))
+        self.rescore = Ranker(w["rescore"]["weights"], w["rescore"].get("bias", 0.0))
+        self.confidence = Ranker(w["confidence"]["weights"], w["confidence"].get("bias", 0.0))
+        threshold = self.config.abstain_below
+        self.abstain_below = float(w["abstain_below"] if threshold is None else threshold)
+
+    def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
+        t0 = time.perf_counter()
+        ranked = self.spans(buffer.question, buffer.passages)
+        timings = replace(timings or Timings(), generate_s=time.perf_counter() - t0)
+        base = Answer(question=buffer.question, text=NOT_FOUND, citations=(),
+                      passages=buffer.passages, prompt=buffer.prompt, dropped=buffer.dropped,
+                      timings=timings, tokens_used=buffer.tokens_used,
+                      token_budget=buffer.token_budget, mode="extract", abstained=True)
+        if not ranked:
+            return base
+        best = ranked[0]
+        cited = _citation(best.candidate, buffer.passages)
+        if best.confidence < self.abstain_below:
+            # Not supported enough to answer; the sentence it came from is where to look.
+            sentence = best.candidate.evidence.sentence
+            hint = replace(cited, start=sentence.start, end=sentence.end, quote=sentence.text)
+            return replace(base, confidence=best.confidence, suggestions=(hint,))
+        return replace(base, text=best.candidate.text, citations=(cited,), abstained=False,
+                       confidence=best.confidence)
+
+    def spans(self, question: str, passages: Sequence[Passage]) -> list[ScoredSpan]:
+        """Candidate spans of ``passages`` for ``question``, best first."""
+        kept, features = self.rescore_features(question, passages)
+        if not kept:
+            return []
+        scores = np.array([self.rescore.score(f) for f in features])
+        shares = np.exp(scores - scores.max())
+        shares /= shares.sum()
+        out = [ScoredSpan(c, float(s), float(p),
+                          _sigmoid(self.confidence.score(confidence_signals(c, f, float(p)))), f)
+               for c, f, s, p in zip(kept, features, scores, shares, strict=True)]
+        out.sort(key=lambda x: -x.score)
+        return out
+
+    def rescore_features(self, question: str, passages: Sequence[Passage]
+                         ) -> tuple[list[Candidate], list[dict[str, float]]]:
+        """The first stage's best candidates, each with the features the second stage
+        scores: its first-stage score (relative to the best) and the generator's view."""
+        cfg = self.config
+        dense = self._dense(question) if cfg.dense_sentences and self.embedder else None
+        ranked = rank_sentences(question, passages, dense, cfg.dense_sentences)
+        candidates = [c for e in ranked[:cfg.evidence_sentences]
+                      for c in sentence_candidates(question, e, cfg.max_span_words)]
+        if not candidates:
+            return [], []
+        first = np.array([self.features.score(c.features) for c in candidates])
+        order = np.argsort(-first, kind="stable")[:max(1, cfg.scored_candidates)]
+        kept = [candidates[i] for i in order]
+        features = [{"first_stage": float(first[i] - first[order[0]])} for i in order]
+        if cfg.scored_candidates and self.generator is not None:
+            for f, lm in zip(features, self._likelihoods(question, kept), strict=True):
+                f.update(lm)
+        return kept, features
+
+    def _dense(self, question: str) -> Callable[[list[str]], list[float]]:
+        assert self.embedder is not None
+        embedder = self.embedder
+
+        def cosines(texts: list[str]) -> list[float]:
+            vectors = embedder.embed([question, *texts])
+            return [float(v) for v in vectors[1:] @ vectors[0]]
+
+        return cosines
+
+    def _likelihoods(self, question: str, kept: Sequence[Candidate]) -> list[dict[str, float]]:
+        """The generator's view of each span as the whole answer, given the question and
+        the sentences the spans come from: summed log-probability of its tokens, of the
+        answer ending right after it, and of its first token."""
+        assert self.generator is not None
+        generator = self.generator
+        sentences: list[EvidenceSentence] = []
+        for c in kept:
+            if c.evidence not in sentences:
+                sentences.append(c.evidence)
+        shown = sentences[:self.config.scored_sentences]
+        context = " ".join(e.sentence.text for e in
+                           sorted(shown, key=lambda e: (e.passage, e.sentence.start)))
+        state = generator.prefill(generator.render(EXTRACT_INSTRUCTION,
+                                                   f"{context}\n\nQuestion: {question}"))
+        end = generator.end_of_answer_ids()
+        ids = [generator.continuation_ids(state, c.text) + end for c in kept]
+        out = []
+        for c, lp, seq in zip(kept, generator.continuation_logprobs(state, ids), ids,
+                              strict=True):
+            n = len(seq) - len(end)
+            if c.evidence not in shown:  # not in the scored context: no generator signal
+                out.append({"lm_missing": 1.0})
+                continue
+            out.append({"lm_tokens": float(lp[:n].sum()), "lm_end": float(lp[n:].sum()),
+                        "lm_first": float(lp[0]), "lm_length": n / 10.0})
+        return out
+
+
+def confidence_signals(candidate: Candidate, features: dict[str, float],
+                       probability: float) -> dict[str, float]:
+    """What the confidence model reads of a chosen span: how far it stands out among
+    the rescored candidates, how well its sentence matches the question, and the
+    generator's likelihoods."""
+    e = candidate.evidence
+    return {"probability": probability, "lexical": e.lexical, "dense": e.dense or 0.0,
+            **{k: v for k, v in features.items() if k.startswith("lm_")}}
+
+
+def _citation(candidate: Candidate, passages: Sequence[Passage]) -> Citation:
+    p = passages[candidate.evidence.passage]
+    return Citation(candidate.evidence.passage + 1, p.doc_id, p.path, candidate.start,
+                    candidate.end, candidate.text)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -50 else 0.0
+
+
+def answerer_for(config: AnsweringConfig, generator: Generator | None,
+                 embedder: Embedder | None = None, *, generator_name: str = DEFAULT_GENERATOR,
+                 max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> Answerer:
+    """The answerer ``config.mode`` asks for; "auto" extracts with the packaged generator
+    and generates with any other."""
+    mode = config.mode
+    if mode == "auto":
+        mode = "extract" if generator_name == DEFAULT_GENERATOR else "generate"
+    if mode == "extract":
+        return ExtractAnswerer(generator, config, embedder)
+    assert generator is not None, "the generate mode needs a generator"
+    return GenerateAnswerer(generator, max_new_tokens)

@@ -39,6 +39,7 @@ Mode = Literal["dense", "lexical", "hybrid"]
 Fusion = Literal["minmax", "zscore", "rrf"]
 Rewrite = Literal["heuristic", "generator"]
 Order = Literal["score", "edges", "document"]
+AnswerMode = Literal["auto", "extract", "generate"]
 Precision = Literal["auto", "fp32", "fp16", "int8"]
 Backend = Literal["auto", "torch", "onnx"]
 
@@ -153,6 +154,25 @@ class WorkingMemoryConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class AnsweringConfig(_Checked):
+    # "extract": the answer is a verbatim span of the evidence, located exactly in its
+    # document; "generate": the generator's own text with [n] citations; "auto":
+    # extract with the packaged 135M generator (its free text is unreliable), generate
+    # with any other model.
+    mode: AnswerMode = "auto"
+    evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
+    max_span_words: int = 8  # longest candidate span, in words
+    # Candidates rescored by the generator (log-likelihood of the span as the answer);
+    # 0 skips the generator and ranks by features alone.
+    scored_candidates: int = 24
+    scored_sentences: int = 4  # evidence sentences shown to the generator when scoring
+    dense_sentences: int = 12  # best sentences rescored by the embedder; 0: lexical only
+    # Abstain below this estimated chance that the span is right; None: the threshold
+    # shipped with the weights (chosen on SQuAD train questions, eval/answering/).
+    abstain_below: float | None = None
+
+
+@dataclass(frozen=True)
 class GeneratorConfig(_Checked):
     model: str = DEFAULT_GENERATOR
     device: str | None = None
@@ -176,6 +196,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     working_memory: WorkingMemoryConfig = field(default_factory=WorkingMemoryConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    answering: AnsweringConfig = field(default_factory=AnsweringConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -230,6 +230,11 @@ class Generator(ABC):
                 out[pending[i]] = rows[row_of[path[-1]]]
         return out
 
+    def end_of_answer_ids(self) -> list[int]:
+        """The tokens that end an answer (end of sequence; a chat model's end of turn).
+        Scoring a span followed by them asks whether the answer stops right there."""
+        raise NotImplementedError(f"{type(self).__name__} does not say where an answer ends")
+
     def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
         """Summed log-likelihood of each option's tokens given ``prompt`` (the prompt is
         run once; see ``prefill``)."""
@@ -348,6 +353,16 @@ class TransformersGenerator(Generator):
             text, return_tensors="pt", add_special_tokens=self._adds_special_tokens(text)
         )
         return {k: v.to(self._model.device) for k, v in encoded.items()}
+
+    def end_of_answer_ids(self) -> list[int]:
+        eos = self._loaded().generation_config.eos_token_id
+        if eos is None:
+            eos = self._tokenizer.eos_token_id
+        if isinstance(eos, list | tuple):  # several end tokens: the first ends a turn
+            eos = eos[0]
+        if eos is None:
+            raise NotImplementedError(f"{self.model_id} has no end-of-sequence token")
+        return [int(eos)]
 
     def _greedy(self, max_new_tokens: int) -> Any:
         from transformers import GenerationConfig

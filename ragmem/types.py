@@ -134,7 +134,12 @@ class Answer:
     timings: Timings = Timings()
     tokens_used: int = 0  # prompt tokens, in the generator's tokenizer
     token_budget: int = 0  # what the prompt was allowed
-
+    mode: str = "generate"  # "extract": the text is a verbatim span, cited by its offsets
+    abstained: bool = False  # the evidence does not support an answer; the text says so
+    confidence: float | None = None  # extract: the chosen span's estimated chance of being right
+    # The best evidence, shown when there is no citation (an abstention, or generated text
+    # that cites nothing): where to look, not a claim that the answer rests on it.
+    suggestions: tuple[Citation, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +151,10 @@ class Answer:
                  "start": p.start, "end": p.end, "score": p.score, "text": p.text}
                 for i, p in enumerate(self.passages, start=1)
             ],
+            "mode": self.mode,
+            "abstained": self.abstained,
+            "confidence": self.confidence,
+            "suggestions": [vars(c) for c in self.suggestions],
             "dropped": list(self.dropped),
             "tokens_used": self.tokens_used,
             "token_budget": self.token_budget,

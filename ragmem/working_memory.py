@@ -48,13 +48,21 @@ class Buffer:
     token_budget: int  # for the prompt: the generator's window less max_new_tokens
 
     def citations_in(self, answer: str) -> tuple[Citation, ...]:
-        """Citations for the ``[n]`` markers in ``answer``; if it has none, the passage
-        sentence that shares most words with the answer, so every answer points somewhere."""
+        """Citations for the ``[n]`` markers in ``answer``, each pointing at the sentence
+        of passage n that shares most words with the answer. No marker, no citation: a
+        citation is only made where the answer says what it rests on."""
         numbers = [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
         numbers = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(self.passages)]
-        if not numbers and self.passages:
-            numbers = [_best_passage(answer, self.passages)]
         return tuple(_cite(n, self.passages[n - 1], answer) for n in numbers)
+
+
+def suggestion(answer: str, passages: Sequence[Passage]) -> Citation | None:
+    """The evidence sentence sharing most words with ``answer``: where a reader could
+    check it. A suggestion, not a citation: nothing says the answer rests on it."""
+    if not passages or not _words(answer):
+        return None
+    number = _best_passage(answer, passages)
+    return _cite(number, passages[number - 1], answer)
 
 
 def _words(text: str) -> set[str]:

@@ -1,0 +1,247 @@
+"""Train the extractive answerer's weights (ragmem/data/extractive.json).
+
+    python eval/answering/train_ranker.py                      # cache, fit, write weights
+    python eval/answering/train_ranker.py --questions 800 --absent 800
+
+Data: SQuAD v1.1 dev, long-document setting (one document per article), only questions
+*after the first 1,000* in file order (a seeded sample); the first 500 are the reported
+test and never seen here. For each question the default pipeline's working memory is
+cached (``--cache``), once with the whole index ("answerable") and once with the
+question's own article filtered out ("absent": the evidence cannot hold the answer).
+
+Three small linear models are fitted, all on named features (see ragmem.extraction):
+
+1. ``features``: ranks every candidate span of the best evidence sentences (listwise
+   softmax; the target is the candidates with the best token F1 against the gold);
+2. ``rescore``: ranks the first stage's best ``scored_candidates`` with the generator's
+   log-likelihoods added;
+3. ``confidence``: logistic, the chance that the chosen span is right (F1 >= 0.5), on
+   answerable and absent questions; ``abstain_below`` is the threshold that keeps the
+   F1 lost on answerable questions within ``--max-f1-loss`` while abstaining as often
+   as possible on absent ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ragmem.answering import ExtractAnswerer, confidence_signals
+from ragmem.config import AnsweringConfig, Config
+from ragmem.evaluation.datasets import load_squad
+from ragmem.evaluation.metrics import token_f1
+from ragmem.extraction import Ranker, rank_sentences, sentence_candidates
+from ragmem.types import Filter, Passage, Sentence
+
+SQUAD = "/work/shared/datasets/squad_v1.1_dev/dev-v1.1.json"
+OUT = Path(__file__).resolve().parents[2] / "ragmem" / "data" / "extractive.json"
+FIRST_UNSEEN = 1000  # questions before this index are never used here
+
+
+def cache_working_memories(path: Path, n: int, seed: int, absent: bool) -> None:
+    """The default pipeline's working memory for ``n`` sampled questions, as JSON lines."""
+    from ragmem.evaluation.indexes import open_index
+
+    data = load_squad(SQUAD)
+    pool = list(range(FIRST_UNSEEN, len(data.examples)))
+    random.Random(seed).shuffle(pool)
+    chosen = [data.examples[i] for i in sorted(pool[:n])]
+    assistant, _ = open_index(data.name, data.documents, Config().with_env())
+    all_docs = sorted({d.doc_id for d in data.documents})
+    with assistant, path.open("w") as f:
+        for i, e in enumerate(chosen):
+            where = Filter(doc_ids=tuple(d for d in all_docs if d != e.doc_id)) \
+                if absent else None
+            passages = assistant.retriever.passages(e.question, where=where)
+            buffer = assistant.working_memory.fill(e.question, passages)
+            f.write(json.dumps({
+                "qid": e.qid, "question": e.question, "answers": list(e.answers),
+                "doc_id": e.doc_id, "spans": [list(s) for s in e.spans],
+                "passages": [{"doc_id": p.doc_id, "path": p.path, "score": p.score,
+                              "sentences": [[s.index, s.start, s.end, s.text]
+                                            for s in p.sentences]}
+                             for p in buffer.passages]}) + "\n")
+            if i % 50 == 0:
+                print(f"  cached {i}/{len(chosen)}", file=sys.stderr, flush=True)
+
+
+def passages_of(row: dict[str, Any]) -> list[Passage]:
+    out = []
+    for p in row["passages"]:
+        sentences = tuple(Sentence(p["doc_id"], i, s, e, t) for i, s, e, t in p["sentences"])
+        out.append(Passage(p["doc_id"], p["path"], sentences[0].start, sentences[-1].end,
+                           p["score"], sentences))
+    return out
+
+
+def fit_listwise(groups: Sequence[tuple[np.ndarray, np.ndarray]], names: list[str],
+                 l2: float = 1e-3, epochs: int = 300) -> dict[str, float]:
+    """Weights of a linear score whose softmax over each group puts its mass on the
+    group's best candidates (target: best F1 in the group, ties shared)."""
+    items = [(torch.tensor(x), torch.tensor(y)) for x, y in groups if y.max() > 0]
+    w = torch.zeros(len(names), requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.05)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = torch.zeros(())
+        for x, y in items:
+            target = (y == y.max()).float()
+            loss = loss - (target / target.sum() * torch.log_softmax(x @ w, 0)).sum()
+        loss = loss / len(items) + l2 * (w ** 2).sum()
+        loss.backward()
+        opt.step()
+    return {k: round(float(v), 5) for k, v in zip(names, w.detach(), strict=True) if v != 0}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: list[str], l2: float = 1e-3,
+                 epochs: int = 2000) -> tuple[dict[str, float], float]:
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    w = torch.zeros(len(names), requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt)
+        (loss + l2 * (w ** 2).sum()).backward()
+        opt.step()
+    return ({k: round(float(v), 5) for k, v in zip(names, w.detach(), strict=True)},
+            round(float(b.detach()), 5))
+
+
+def matrix(dicts: Sequence[dict[str, float]], names: list[str]) -> np.ndarray:
+    return np.array([[d.get(k, 0.0) for k in names] for d in dicts], dtype=np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--questions", type=int, default=800, help="answerable questions")
+    ap.add_argument("--absent", type=int, default=800, help="questions without their article")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cache", default="eval/answering/.cache")
+    ap.add_argument("--max-f1-loss", type=float, default=0.04)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for kind, n, absent in (("answerable", args.questions, False),
+                            ("absent", args.absent, True)):
+        files[kind] = cache / f"squad-after1000-seed{args.seed}-{n}-{kind}.jsonl"
+        if not files[kind].is_file():
+            print(f"caching {kind} working memories -> {files[kind]}", file=sys.stderr)
+            cache_working_memories(files[kind], n, args.seed, absent)
+    rows = {k: [json.loads(line) for line in p.open()] for k, p in files.items()}
+
+    from ragmem.embedding import SentenceTransformerEmbedder
+    from ragmem.generation import load_generator
+
+    config = AnsweringConfig(mode="extract")
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    generator = load_generator(Config().generator.model)
+    t0 = time.time()
+
+    # Stage 1: feature ranker over every candidate of the best evidence sentences.
+    def candidates(row: dict[str, Any]) -> list[Any]:
+        answerer = ExtractAnswerer(None, config, embedder, weights=_placeholder())
+        ranked = rank_sentences(row["question"], passages_of(row),
+                                answerer._dense(row["question"]), config.dense_sentences)
+        return [c for e in ranked[:config.evidence_sentences]
+                for c in sentence_candidates(row["question"], e, config.max_span_words)]
+
+    first: dict[str, list[Any]] = {k: [candidates(r) for r in rs] for k, rs in rows.items()}
+    names = sorted({k for cs in first["answerable"] for c in cs for k in c.features})
+    groups = [(matrix([c.features for c in cs], names),
+               np.array([token_f1(c.text, r["answers"]) for c in cs], dtype=np.float32))
+              for r, cs in zip(rows["answerable"], first["answerable"], strict=True) if cs]
+    stage1 = fit_listwise(groups, names)
+    print(f"stage 1: {len(names)} features, {time.time() - t0:.0f} s", file=sys.stderr)
+
+    # Stage 2: the best candidates rescored with the generator's likelihoods.
+    weights = {**_placeholder(), "features": {"weights": stage1}}
+    answerer = ExtractAnswerer(generator, config, embedder, weights=weights)
+    rescore_rows = []
+    for i, r in enumerate(rows["answerable"]):
+        kept, features = answerer.rescore_features(r["question"], passages_of(r))
+        rescore_rows.append((features, np.array([token_f1(c.text, r["answers"]) for c in kept],
+                                                dtype=np.float32)))
+        if i % 100 == 0:
+            print(f"  rescoring {i}/{len(rows['answerable'])} {time.time() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    rnames = sorted({k for fs, _ in rescore_rows for f in fs for k in f})
+    rgroups = [(matrix(fs, rnames), y) for fs, y in rescore_rows if len(y)]
+    stage2 = fit_listwise(rgroups, rnames)
+    print(f"stage 2: {stage2}", file=sys.stderr)
+
+    # Confidence: on answerable (right = F1 >= 0.5) and absent (never right) questions.
+    weights = {**weights, "rescore": {"weights": stage2}}
+    answerer = ExtractAnswerer(generator, config, embedder, weights=weights)
+    signals, right, f1s, kinds = [], [], [], []
+    for kind, rs in rows.items():
+        for r in rs:
+            spans = answerer.spans(r["question"], passages_of(r))
+            if not spans:
+                continue
+            best = spans[0]
+            f1 = token_f1(best.candidate.text, r["answers"]) if kind == "answerable" else 0.0
+            signals.append(confidence_signals(best.candidate, best.features, best.probability))
+            right.append(float(f1 >= 0.5))
+            f1s.append(f1)
+            kinds.append(kind)
+    cnames = sorted({k for s in signals for k in s})
+    cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
+    conf = np.array([1 / (1 + np.exp(-Ranker(cw, cb).score(s))) for s in signals])
+    threshold, table = choose_threshold(conf, np.array(f1s), np.array(kinds), args.max_f1_loss)
+    out = {
+        "features": {"weights": stage1},
+        "rescore": {"weights": stage2},
+        "confidence": {"weights": cw, "bias": cb},
+        "abstain_below": threshold,
+        "trained": {
+            "command": " ".join(["python", *sys.argv]),
+            "date": datetime.date.today().isoformat(),
+            "data": f"SQuAD v1.1 dev, questions after the first {FIRST_UNSEEN} "
+                    f"(seed {args.seed}): {len(rows['answerable'])} answerable, "
+                    f"{len(rows['absent'])} with their article filtered out",
+            "config": vars(config),
+            "threshold_table": table,
+        },
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
+    print(f"wrote {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
+
+
+def _placeholder() -> dict[str, Any]:
+    return {"features": {"weights": {}}, "rescore": {"weights": {"first_stage": 1.0}},
+            "confidence": {"weights": {}}, "abstain_below": 0.0}
+
+
+def choose_threshold(conf: np.ndarray, f1: np.ndarray, kinds: np.ndarray,
+                     max_loss: float) -> tuple[float, list[dict[str, float]]]:
+    answerable, absent = kinds == "answerable", kinds == "absent"
+    base = f1[answerable].mean()
+    table, best = [], 0.0
+    for t in np.round(np.arange(0.0, 1.0, 0.02), 2):
+        keep = conf >= t
+        loss = base - (f1 * keep)[answerable].mean()
+        abstain = float((~keep)[absent].mean())
+        table.append({"abstain_below": float(t), "f1_loss": round(float(loss), 4),
+                      "abstain_absent": round(abstain, 4)})
+        if loss <= max_loss:
+            best = float(t)
+    return best, table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Evidence sentences -> candidate answer spans, each a verbatim piece of one sentence.
+
+The extractive answerer (``ragmem.answering``) never writes text of its own: it picks
+spans out of the working memory's sentences. This module does the cheap part of that
+choice, with no model:
+
+1. ``rank_sentences``: every evidence sentence scored against the question by the
+   question words it contains, weighted by how rare they are among the evidence
+   (a local IDF), plus the retrieval score of its passage;
+2. ``candidate_spans``: the word spans of a sentence that could be an answer (no
+   stopword or punctuation at either edge, no sentence break inside);
+3. ``span_features``: what a span looks like next to what the question asks for (a
+   number for "how many", a capitalised name for "who", a year for "when"), and where
+   it sits relative to the question's words in its sentence.
+
+A linear ``Ranker`` (weights trained on SQuAD questions after the first 1,000, shipped as
+JSON in ``ragmem/data/``) turns the features into a score. Words are split the same
+way in every language: runs of letters or digits, and each CJK character on its own,
+so Chinese evidence gives spans of whole characters.
+
+    >>> [w for _, _, w in words("Wells wrote it in 1895.")]
+    ['Wells', 'wrote', 'it', 'in', '1895', '.']
+    >>> question_type("How many goals did he score?")
+    'how many'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ragmem.errors import RagmemError
+from ragmem.types import Passage, Sentence
+
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# A word: one CJK character, or a run of letters/digits that may hold inner joiners
+# ("1,200", "U.S.", "H.G.", "co-op", "don't"), or one punctuation mark.
+_WORD = re.compile(rf"[{CJK}]|[^\W{CJK}]+(?:[-'’.,/:][^\W{CJK}]+)*|[^\w\s]")
+
+STOPWORDS = frozenset("""
+a an the of in on at to for from by with and or but as is are was were be been being that
+this these those which who whom whose what when where why how it its their his her they he
+she we you i than then there here into onto over under about after before during while if
+so not no do does did has have had will would can could should may might must also such
+other each some any all most more many much both either neither very just only own same
+too s t
+的 了 是 在 和 与 及 或 也 都 就 而 被 把 从 对 为 这 那 之 其 于 以 个 么 吗 呢 吧 啊
+""".split())
+OPENERS = frozenset("([\"'“‘$£€¥")
+CLOSERS = frozenset(")]\"'”’%")
+BREAKS = frozenset(".;:!?。；：！？")
+
+MONTHS = frozenset("""january february march april may june july august september october
+november december jan feb mar apr jun jul aug sep sept oct nov dec""".split())
+NUMBER_WORDS = frozenset("""zero one two three four five six seven eight nine ten eleven
+twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty
+fifty sixty seventy eighty ninety hundred thousand million billion trillion half dozen
+first second third fourth fifth sixth seventh eighth ninth tenth
+一 二 三 四 五 六 七 八 九 十 百 千 万 亿 两 零""".split())
+
+# What the question asks for, English and Chinese cue words; the first that matches wins.
+QUESTION_TYPES: tuple[tuple[str, str], ...] = (
+    ("how many", r"\bhow many\b|多少|几"),
+    ("how much", r"\bhow much\b"),
+    ("what year", r"\bwhat year\b|\bwhich year\b|哪一年|哪年"),
+    ("when", r"\bwhen\b|什么时候|何时|哪天"),
+    ("who", r"\bwho\b|\bwhom\b|\bwhose\b|谁"),
+    ("where", r"\bwhere\b|哪里|哪儿|在哪"),
+    ("why", r"\bwhy\b|为什么|为何"),
+    ("how", r"\bhow\b|怎么|如何"),
+    ("which", r"\bwhich\b|哪"),
+    ("what", r"\bwhat\b|什么"),
+)
+TYPES = (*(t for t, _ in QUESTION_TYPES), "other")
+SHAPES = ("capitalised", "some_capitals", "digit", "year", "month", "number_word")
+PREPOSITIONS = frozenset("of by in at on from to".split())
+ARTICLES = frozenset("the a an".split())
+
+
+def words(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, word)`` for every word and punctuation mark of ``text``."""
+    return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning: no stopwords, no punctuation."""
+    return [w.lower() for _, _, w in words(text)
+            if w[0].isalnum() and w.lower() not in STOPWORDS]
+
+
+def question_type(question: str) -> str:
+    q = question.lower()
+    for name, pattern in QUESTION_TYPES:
+        if re.search(pattern, q):
+            return name
+    return "other"
+
+
+def shape(span: str) -> dict[str, float]:
+    """What a span looks like: ``shape("7 February 2016")["month"] == 1.0``."""
+    tokens = [w for _, _, w in words(span) if w[0].isalnum()]
+    lower = [w.lower() for w in tokens]
+    capitals = sum(w[0].isupper() for w in tokens)
+    return {
+        "capitalised": float(bool(tokens) and capitals == len(tokens)),
+        "some_capitals": capitals / max(1, len(tokens)),
+        "digit": float(any(c.isdigit() for w in tokens for c in w)),
+        "year": float(any(re.fullmatch(r"1[0-9]{3}|20[0-9]{2}", w) for w in tokens)),
+        "month": float(any(w in MONTHS for w in lower)),
+        "number_word": float(any(w in NUMBER_WORDS for w in lower)),
+    }
+
+
+@dataclass(frozen=True)
+class EvidenceSentence:
+    """One sentence of the working memory, scored against the question."""
+
+    passage: int  # index into the buffer's passages (the prompt's [passage + 1])
+    sentence: Sentence
+    lexical: float  # IDF-weighted share of the question's words found in the sentence
+    previous: float  # the same for the sentence before it (answers often follow context)
+    passage_score: float
+    dense: float | None = None  # cosine to the question, when it was computed
+    rank: int = 0  # by lexical score, 0 = best
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A span of one evidence sentence; ``start``/``end`` are document offsets."""
+
+    evidence: EvidenceSentence
+    start: int
+    end: int
+    text: str
+    features: Mapping[str, float] = field(repr=False)
+
+
+def rank_sentences(question: str, passages: Sequence[Passage],
+                   dense: Callable[[list[str]], list[float]] | None = None,
+                   dense_top: int = 12) -> list[EvidenceSentence]:
+    """Every sentence of ``passages``, best first. The IDF is local to the evidence: a
+    question word found in every passage tells little about which sentence answers.
+    ``dense`` (texts -> cosine to the question) rescores the ``dense_top`` best."""
+    flat = [(i, s) for i, p in enumerate(passages) for s in p.sentences]
+    bags = [set(content_words(s.text)) for _, s in flat]
+    df: Counter[str] = Counter(w for bag in bags for w in bag)
+    asked = set(content_words(question))
+    n = len(flat)
+    idf = {w: math.log(1 + n / df[w]) if df[w] else math.log(1 + n) for w in asked}
+    mass = sum(idf.values()) or 1.0
+    lexical = [sum(idf[w] for w in asked & bag) / mass for bag in bags]
+    scored = []
+    for k, (i, s) in enumerate(flat):
+        before = lexical[k - 1] if k > 0 and flat[k - 1][0] == i else 0.0
+        scored.append(EvidenceSentence(i, s, lexical[k], before, passages[i].score))
+    order = sorted(range(n), key=lambda k: (-lexical[k], k))
+    ranked = [_with(scored[k], rank=r) for r, k in enumerate(order)]
+    if dense is not None and ranked:
+        top = ranked[:dense_top]
+        cosines = dense([e.sentence.text for e in top])
+        ranked[:dense_top] = [_with(e, dense=float(c)) for e, c in zip(top, cosines, strict=True)]
+    return ranked
+
+
+def _with(e: EvidenceSentence, **changes: Any) -> EvidenceSentence:
+    from dataclasses import replace
+
+    return replace(e, **changes)
+
+
+def candidate_spans(text: str, max_words: int = 8) -> list[tuple[int, int]]:
+    """Spans of ``text`` that could be an answer, as ``(start, end)`` offsets into it: at
+    most ``max_words`` words, no stopword or punctuation at either edge (brackets,
+    currency and percent signs aside), no sentence break inside.
+
+    >>> [("Paris is big."[a:b]) for a, b in candidate_spans("Paris is big.")]
+    ['Paris', 'Paris is big', 'big']
+    """
+    tokens = words(text)
+    out = []
+    for i, (start, _, first) in enumerate(tokens):
+        if first.lower() in STOPWORDS or (not first[0].isalnum() and first not in OPENERS):
+            continue
+        count = 0
+        for _, end, word in tokens[i:]:
+            if word in BREAKS:
+                break
+            count += word[0].isalnum()
+            if count > max_words:
+                break
+            if word.lower() in STOPWORDS or (not word[0].isalnum() and word not in CLOSERS):
+                continue
+            out.append((start, end))
+    return out
+
+
+def sentence_candidates(question: str, evidence: EvidenceSentence,
+                        max_words: int = 8) -> list[Candidate]:
+    """The candidate spans of one evidence sentence, with their features."""
+    text = evidence.sentence.text
+    tokens = words(text)
+    asked = set(content_words(question))
+    kind = question_type(question)
+    near = [k for k, (_, _, w) in enumerate(tokens) if w.lower() in asked]
+    starts = {a: k for k, (a, _, _) in enumerate(tokens)}
+    ends = {b: k for k, (_, b, _) in enumerate(tokens)}
+    out = []
+    for a, b in candidate_spans(text, max_words):
+        first, last = starts[a], ends[b]
+        features = span_features(text[a:b], kind, asked, evidence, tokens, near, first, last)
+        out.append(Candidate(evidence, evidence.sentence.start + a, evidence.sentence.start + b,
+                             text[a:b], features))
+    return out
+
+
+def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSentence,
+                  tokens: Sequence[tuple[int, int, str]], near: Sequence[int],
+                  first: int, last: int) -> dict[str, float]:
+    """Features of the span ``tokens[first..last]``; see the module docstring."""
+    look = shape(span)
+    n_words = sum(1 for _, _, w in tokens[first:last + 1] if w[0].isalnum())
+    own = content_words(span)
+    overlap = sum(w in asked for w in own) / max(1, len(own))
+    outside = [min(abs(k - first), abs(k - last)) for k in near if k < first or k > last]
+    distance = min(outside, default=30)
+    left = tokens[first - 1][2].lower() if first > 0 else ""
+    right = tokens[last + 1][2].lower() if last + 1 < len(tokens) else ""
+    f = {
+        "lexical": evidence.lexical,
+        "previous": evidence.previous,
+        "rank0": float(evidence.rank == 0),
+        "rank1": float(evidence.rank == 1),
+        "rank2": float(evidence.rank == 2),
+        "passage_rank": 1.0 / (1 + evidence.passage),
+        "passage_score": evidence.passage_score,
+        "dense": evidence.dense or 0.0,
+        "dense_missing": float(evidence.dense is None),
+        "n_words": min(n_words, 10) / 10,
+        "one_word": float(n_words == 1),
+        "two_words": float(n_words == 2),
+        "three_words": float(n_words == 3),
+        "long": float(n_words > 5),
+        "overlap": overlap,
+        "nothing_new": float(overlap == 1.0),
+        "distance": min(distance, 30) / 30,
+        "adjacent": float(distance <= 1),
+        "near": float(distance <= 3),
+        "comma_inside": float("," in span),
+        "after_bracket": float(left == "("),
+        "after_question_word": float(left in asked),
+        "before_question_word": float(right in asked),
+        "after_preposition": float(left in PREPOSITIONS),
+        "after_article": float(left in ARTICLES),
+        "before_punctuation": float(right in {",", ".", ";", ")", ""} or right in BREAKS),
+    }
+    for s in SHAPES:
+        f[s] = look[s]
+        f[f"{kind}*{s}"] = look[s]
+    f[f"{kind}*n_words"] = f["n_words"]
+    f[f"{kind}*one_word"] = f["one_word"]
+    return f
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """A linear score over named features; a feature the weights don't name counts 0."""
+
+    weights: Mapping[str, float]
+    bias: float = 0.0
+
+    def score(self, features: Mapping[str, float]) -> float:
+        return self.bias + sum(self.weights.get(k, 0.0) * v for k, v in features.items())
+
+
+@cache
+def shipped_weights() -> dict[str, Any]:
+    """The trained weights in ``ragmem/data/extractive.json`` (see its ``trained`` field
+    for how they were made, and eval/answering/train_ranker.py to remake them)."""
+    path = resources.files("ragmem").joinpath("data/extractive.json")
+    try:
+        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise RagmemError(f"the extractive answerer's weights are missing or damaged "
+                          f"({error}); reinstall ragmem") from error
+    return data
