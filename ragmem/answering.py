@@ -200,6 +200,14 @@ class ExtractAnswerer(Answerer):
         """The generator's view of each span as the whole answer, given the question and
         the sentences the spans come from: summed log-probability of its tokens, of the
         answer ending right after it, and of its first token."""
+        return [lm_features(lp, n) for lp, n, _ in self.span_logprobs(question, kept)]
+
+    def span_logprobs(self, question: str, kept: Sequence[Candidate]
+                      ) -> list[tuple[np.ndarray | None, int, list[int]]]:
+        """Per candidate: the log-probability of each of its tokens, then of the end of
+        the answer (``None`` for a candidate whose sentence is not among the
+        ``scored_sentences`` the generator is shown); how many tokens are the span's
+        own; the token ids scored."""
         assert self.generator is not None
         generator = self.generator
         sentences: list[EvidenceSentence] = []
@@ -213,16 +221,19 @@ class ExtractAnswerer(Answerer):
                                                    f"{context}\n\nQuestion: {question}"))
         end = generator.end_of_answer_ids()
         ids = [generator.continuation_ids(state, c.text) + end for c in kept]
-        out = []
-        for c, lp, seq in zip(kept, generator.continuation_logprobs(state, ids), ids,
-                              strict=True):
-            n = len(seq) - len(end)
-            if c.evidence not in shown:  # not in the scored context: no generator signal
-                out.append({"lm_missing": 1.0})
-                continue
-            out.append({"lm_tokens": float(lp[:n].sum()), "lm_end": float(lp[n:].sum()),
-                        "lm_first": float(lp[0]), "lm_length": n / 10.0})
-        return out
+        # Scored together even when a sentence is not shown: one forward over the trie.
+        logprobs = generator.continuation_logprobs(state, ids)
+        return [(lp if c.evidence in shown else None, len(seq) - len(end), seq)
+                for c, lp, seq in zip(kept, logprobs, ids, strict=True)]
+
+
+def lm_features(logprobs: np.ndarray | None, n: int) -> dict[str, float]:
+    """The rescoring features of one span from its token log-probabilities (``n`` of
+    them the span's, the rest the end of the answer)."""
+    if logprobs is None:  # not in the scored context: no generator signal
+        return {"lm_missing": 1.0}
+    return {"lm_tokens": float(logprobs[:n].sum()), "lm_end": float(logprobs[n:].sum()),
+            "lm_first": float(logprobs[0]), "lm_length": n / 10.0}
 
 
 def confidence_signals(candidate: Candidate, features: dict[str, float],
@@ -238,7 +249,7 @@ def confidence_signals(candidate: Candidate, features: dict[str, float],
 def _citation(candidate: Candidate, passages: Sequence[Passage]) -> Citation:
     p = passages[candidate.evidence.passage]
     return Citation(candidate.evidence.passage + 1, p.doc_id, p.path, candidate.start,
-                    candidate.end, candidate.text)
+                    candidate.end, candidate.text, p.section_at(candidate.start))
 
 
 def _sigmoid(x: float) -> float:

@@ -21,7 +21,7 @@ from ragmem.errors import RagmemError
 if TYPE_CHECKING:
     from ragmem.assistant import Assistant
     from ragmem.indexing import IndexProgress
-    from ragmem.types import Answer, Filter
+    from ragmem.types import Answer, Citation, Filter
 
 
 class _Interrupted(click.ClickException):
@@ -180,6 +180,9 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--max-new-tokens", type=int, help="Longest answer, in generator tokens.")
 @click.option("--reranker", metavar="ID_OR_PATH", help="Rerank the first-stage windows with "
               "this cross-encoder (a sentence-transformers CrossEncoder id or local dir).")
+@click.option("--answer", "answer_mode", type=click.Choice(["extract", "generate"]),
+              help="extract: a verbatim span of the documents, or 'not found' (default "
+              "with the packaged generator); generate: the generator's own words with [n].")
 @click.option("--show-context", is_flag=True, help="Also print the numbered passages.")
 @click.option("--json", "as_json", is_flag=True, help="Print answer, citations, passages as JSON.")
 @click.option("--stream/--no-stream", default=True, help="Print the answer as it is generated.")
@@ -191,14 +194,15 @@ def _progress(quiet: bool) -> Iterator[Callable[[IndexProgress], None]]:
 @click.option("--where", "where_", multiple=True, metavar="KEY=VALUE",
               help="Only search documents whose metadata KEY equals VALUE (repeatable).")
 def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
-        max_new_tokens: int | None, reranker: str | None, show_context: bool,
-        as_json: bool, stream: bool, generate: bool,
+        max_new_tokens: int | None, reranker: str | None, answer_mode: str | None,
+        show_context: bool, as_json: bool, stream: bool, generate: bool,
         doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...]) -> None:
     """Answer QUESTION from the documents in INDEX_NAME, with citations.
 
     \b
     Examples:
       ragmem ask demo "What did the King of Bohemia give Holmes?"
+      ragmem ask demo "..." --answer generate     # free text instead of a span
       ragmem ask demo "..." --json | jq .citations
       ragmem ask demo "..." --generator google/flan-t5-base --show-context
       ragmem ask demo "Who is Irene Adler?" --path 'doyle-*'
@@ -216,7 +220,7 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
         where = Filter(doc_ids=doc_ids or None, path_glob=path_glob,
                        metadata={k: _scalar(v) for k, v in pairs})
 
-    config = _answer_config(generator, max_new_tokens, reranker)
+    config = _answer_config(generator, max_new_tokens, reranker, answer_mode)
     assistant = Assistant.open(index_name, config)
     if not generate:
         _working_memory_only(assistant, question, top_k, where, as_json)
@@ -232,7 +236,10 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
                     {k: v for k, v in answer.to_dict().items() if k != "passages"})
         return
     click.echo()
-    _print_citations(answer)
+    if answer.mode == "extract":
+        _print_span(answer)
+    else:
+        _print_citations(answer)
     if show_context:
         click.echo("\n--- working memory ---")
         _print_passages(answer)
@@ -240,7 +247,8 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
             click.echo(f"dropped: {d}")
     t = answer.timings
     click.echo(f"(retrieve {t.retrieve_s * 1000:.0f} ms, fill {t.fill_s * 1000:.0f} ms, "
-               f"generate {t.generate_s:.1f} s)", err=True)
+               f"{'answer' if answer.mode == 'extract' else 'generate'} {t.generate_s:.1f} s)",
+               err=True)
 
 
 def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
@@ -279,8 +287,10 @@ def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
 
 
 def _answer_config(generator: str | None, max_new_tokens: int | None,
-                   reranker: str | None) -> Config:
+                   reranker: str | None, answer_mode: str | None = None) -> Config:
     config = Config().with_env()  # then the flags: a flag beats the environment
+    if answer_mode:
+        config = replace(config, answering=replace(config.answering, mode=answer_mode))
     if generator:
         config = replace(config, generator=replace(config.generator, model=generator))
     if max_new_tokens:
@@ -312,6 +322,42 @@ def _print_citations(answer: Answer) -> None:
         quote = c.quote if len(c.quote) <= 160 else c.quote[:157] + "..."
         click.echo(f"[{c.number}] {_titled(c.doc_id, c.section)} ({c.path}, chars "
                    f"{c.start}-{c.end}): \"{quote}\"")
+
+
+def _print_span(answer: Answer) -> None:
+    """Where an extracted answer stands: its sentence, the answer marked «like this»; an
+    abstention names the closest evidence as a place to look, not as support."""
+    for c in answer.citations:
+        click.echo(f"[{c.number}] {_titled(c.doc_id, c.section)} ({c.path}, chars "
+                   f"{c.start}-{c.end}):")
+        click.echo(f"    {_in_context(answer, c)}")
+    for c in answer.suggestions:
+        click.echo(f"closest evidence (not an answer): [{c.number}] "
+                   f"{_titled(c.doc_id, c.section)} ({c.path}, chars {c.start}-{c.end}):")
+        click.echo(f"    \"{_shorten(' '.join(c.quote.split()), 240)}\"")
+    if answer.confidence is not None:
+        click.echo(f"confidence {answer.confidence:.2f}", err=True)
+
+
+def _in_context(answer: Answer, c: Citation, width: int = 90) -> str:
+    """The sentence around the span ``c``, whitespace folded, the answer «marked»."""
+    passage = answer.passages[c.number - 1] if 0 < c.number <= len(answer.passages) else None
+    sentence = next((s for s in passage.sentences if s.start <= c.start and c.end <= s.end),
+                    None) if passage else None
+    if sentence is None:
+        return f"«{c.quote}»"
+    head, tail = sentence.text[:c.start - sentence.start], sentence.text[c.end - sentence.start:]
+    before = " ".join(head.split()) + (" " if head[-1:].isspace() else "")
+    after = (" " if tail[:1].isspace() else "") + " ".join(tail.split())
+    if len(before) > width:
+        before = "…" + before[-width:]
+    if len(after) > width:
+        after = after[:width] + "…"
+    return f"\"{before}«{' '.join(c.quote.split())}»{after}\""
+
+
+def _shorten(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _print_passages(answer: Answer) -> None:

@@ -66,6 +66,9 @@ class LlamaCppGenerator(Generator):
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
+    def end_of_answer_ids(self) -> list[int]:
+        return [int(self._loaded().token_eos())]
+
     def generate(self, prompt: str, max_new_tokens: int) -> str:
         return "".join(self.stream(prompt, max_new_tokens))
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ragmem.answering import Answerer
-from ragmem.config import WorkingMemoryConfig
+from typing import Any
+
+from ragmem.answering import (
+    NOT_FOUND,
+    ExtractAnswerer,
+    GenerateAnswerer,
+    answerer_for,
+)
+from ragmem.config import AnsweringConfig, WorkingMemoryConfig
 from ragmem.types import Answer, Timings
-from ragmem.working_memory import WorkingMemory
+from ragmem.working_memory import Buffer, WorkingMemory
 from tests.conftest import EchoGenerator
+from tests.test_extraction import passage as extraction_passage
 from tests.test_working_memory import passage
 
 
@@ -20,7 +28,7 @@ def filled() -> tuple[EchoGenerator, WorkingMemory]:
 def test_answer_cites_what_the_text_uses_and_keeps_earlier_timings() -> None:
     generator, wm = filled()
     buffer = wm.fill("Which words?", [passage("a", [4, 5], 0.9), passage("b", [3], 0.5)])
-    answer = Answerer(generator, max_new_tokens=8).answer(buffer, Timings(retrieve_s=1.5))
+    answer = GenerateAnswerer(generator, max_new_tokens=8).answer(buffer, Timings(retrieve_s=1.5))
     assert answer.text.endswith("[1]")  # the echo cites passage [1]
     assert [c.number for c in answer.citations] == [1]
     assert answer.citations[0].doc_id == "a"
@@ -32,9 +40,88 @@ def test_answer_cites_what_the_text_uses_and_keeps_earlier_timings() -> None:
 def test_stream_joins_to_the_same_answer() -> None:
     generator, wm = filled()
     buffer = wm.fill("Which words?", [passage("a", [4, 5], 0.9)])
-    answerer = Answerer(generator)
+    answerer = GenerateAnswerer(generator)
     *pieces, streamed = list(answerer.stream(buffer))
     whole = answerer.answer(buffer)
     assert isinstance(streamed, Answer) and all(isinstance(p, str) for p in pieces)
     assert "".join(str(p) for p in pieces).strip() == streamed.text == whole.text
     assert replace(streamed, timings=Timings()) == replace(whole, timings=Timings())
+
+
+# -- extract mode: a verbatim span, located exactly; abstains when unsure ---------------
+
+BANK = ["Jabez Wilson was a pawnbroker with fiery red hair.",
+        "The robbers dug a tunnel into the cellar of the City and Suburban Bank.",
+        "Holmes waited for them in the dark with Watson and Jones."]
+
+
+def bank_buffer(at: int = 500) -> tuple[Buffer, str]:
+    """A working memory over one document whose text starts ``at`` characters in."""
+    p = extraction_passage("league.txt", BANK, at=at)
+    document = " " * at + " ".join(BANK)
+    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
+    return wm.fill("Which bank's cellar did the robbers dig into?", [p]), document
+
+
+def hand_weights(abstain_below: float) -> dict[str, Any]:
+    """Weights a reader can follow: prefer capitalised spans that end a clause and that
+    the question does not already say."""
+    return {"features": {"weights": {"some_capitals": 3.0, "before_punctuation": 2.0,
+                                     "overlap": -2.0, "n_words": 0.5}},
+            "rescore": {"weights": {"first_stage": 1.0}},
+            "confidence": {"weights": {"probability": 4.0}, "bias": -1.0},
+            "abstain_below": abstain_below}
+
+
+def test_extract_answer_is_a_span_of_the_document_and_its_own_citation() -> None:
+    buffer, document = bank_buffer()
+    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract", scored_candidates=0),
+                               weights=hand_weights(0.0))
+    answer = answerer.answer(buffer, Timings(retrieve_s=0.5))
+    assert answer.mode == "extract" and not answer.abstained
+    (cite,) = answer.citations
+    assert document[cite.start:cite.end] == cite.quote == answer.text
+    assert answer.text.endswith("Suburban Bank")
+    assert cite.number == 1 and cite.doc_id == "league.txt"
+    assert answer.timings.retrieve_s == 0.5 and answer.timings.generate_s > 0
+
+
+def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
+    buffer, document = bank_buffer()
+    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract", scored_candidates=0),
+                               weights=hand_weights(0.999))
+    answer = answerer.answer(buffer)
+    assert answer.abstained and answer.text == NOT_FOUND and answer.citations == ()
+    (hint,) = answer.suggestions  # the best evidence, offered as a place to look
+    assert document[hint.start:hint.end] == hint.quote and hint.quote in BANK
+    assert 0.0 <= answer.confidence < 0.999
+    assert answer.to_dict()["abstained"] is True
+
+
+def test_extract_with_no_evidence_abstains() -> None:
+    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
+    answer = ExtractAnswerer(None, AnsweringConfig(scored_candidates=0),
+                             weights=hand_weights(0.0)).answer(wm.fill("Who?", []))
+    assert answer.abstained and answer.citations == () and answer.suggestions == ()
+
+
+def test_generate_mode_marks_an_uncited_answer_a_suggestion_not_a_citation() -> None:
+    class Uncited(EchoGenerator):
+        def generate(self, prompt: str, max_new_tokens: int) -> str:
+            return super().generate(prompt, max_new_tokens).removesuffix(" [1]")
+
+    generator = Uncited()
+    wm = WorkingMemory(generator, WorkingMemoryConfig(token_budget=400))
+    buffer = wm.fill("Which words?", [passage("a", [4, 5], 0.9)])
+    answer = GenerateAnswerer(generator, max_new_tokens=8).answer(buffer)
+    assert answer.citations == () and answer.mode == "generate"
+    (hint,) = answer.suggestions  # the sentence it echoed, as a place to look
+    assert hint.quote in answer.text
+
+
+def test_answerer_for_picks_the_mode() -> None:
+    generator = EchoGenerator()
+    assert answerer_for(AnsweringConfig(mode="generate"), generator).mode == "generate"
+    assert answerer_for(AnsweringConfig(mode="extract"), generator).mode == "extract"
+    assert answerer_for(AnsweringConfig(), generator).mode == "extract"  # packaged model
+    assert answerer_for(AnsweringConfig(), generator, generator_name="gpt2").mode == "generate"

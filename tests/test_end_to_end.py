@@ -43,3 +43,62 @@ def test_sample_question_gets_a_cited_answer(demo_assistant: Assistant) -> None:
     assert evidence in passages  # the answer's sentence made it into the working memory
     assert answer.text and answer.tokens_used <= answer.token_budget
     # What a 135M generator says is measured in eval/bench_demo.py, not asserted here.
+
+
+# -- the default answer: a verbatim span of the file, or an honest "not found" ----------
+
+
+def test_extract_answers_are_exact_spans_of_the_files(demo_assistant: Assistant) -> None:
+    """Every demo answer is a piece of its file at the offsets it cites, and the bank
+    question (the README's demo) is answered with the bank's name."""
+    for q in sample_questions():
+        answer = demo_assistant.ask(str(q["question"]))
+        assert answer.mode == "extract"
+        if answer.abstained:
+            continue
+        (cite,) = answer.citations
+        source = Path(cite.path).read_text(encoding="utf-8")
+        assert source[cite.start:cite.end] == cite.quote == answer.text, q["question"]
+    bank = demo_assistant.ask(str(sample_questions()[0]["question"]))
+    assert "City and Suburban Bank" in bank.text and not bank.abstained
+    assert bank.citations[0].doc_id == "doyle-the-red-headed-league.txt"
+
+
+def test_a_question_the_documents_cannot_answer_gets_not_found(
+        demo_assistant: Assistant) -> None:
+    answer = demo_assistant.ask("What is the boiling point of liquid nitrogen in kelvin?")
+    assert answer.abstained and answer.citations == ()
+    assert answer.text == "Not found in the indexed documents."
+    assert answer.suggestions  # where the closest evidence is, offered as a suggestion
+
+
+ZH = {
+    "chang-an.txt": ("长安城是唐朝的都城。长安城的人口超过一百万。城中有东市和西市两个大市场。"
+                     "朱雀大街是长安城最宽的街道，宽约一百五十米。"),
+    "tea.txt": ("陆羽写了《茶经》。他被后人称为茶圣。《茶经》共有三卷十章。"
+                "书中记载了茶的种植、采摘和煮茶的方法。"),
+    "silk.txt": ("丝绸之路从长安出发，向西到达罗马。张骞两次出使西域。"
+                 "骆驼是商队最重要的交通工具。"),
+}
+
+
+def test_chinese_question_over_chinese_documents(tmp_path: Path) -> None:
+    """Lexical (character bigrams) and dense retrieval both find the document, and the
+    answer is a Chinese span of it at exact offsets."""
+    corpus = tmp_path / "zh"
+    corpus.mkdir()
+    for name, text in ZH.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    assistant = Assistant.create(tmp_path / "zh-index")
+    assert assistant.index([corpus]).failed == ()
+    question = "谁写了《茶经》？"
+    lexical = assistant.memory.lexical_search(question, 3)
+    dense = assistant.memory.search(assistant.embedder.embed([question]), 3)[0]
+    assert lexical[0].doc_id == "tea.txt"
+    assert "tea.txt" in [h.doc_id for h in dense]
+    answer = assistant.ask(question)
+    assert not answer.abstained, answer
+    (cite,) = answer.citations
+    assert cite.doc_id == "tea.txt"
+    assert ZH["tea.txt"][cite.start:cite.end] == answer.text
+    assert "陆羽" in answer.text

@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--absent", type=int, default=800, help="questions without their article")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cache", default="eval/answering/.cache")
+    ap.add_argument("--lm-questions", type=int, default=400,
+                    help="questions of each kind whose spans the generator rescores")
     ap.add_argument("--max-f1-loss", type=float, default=0.04)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -159,44 +161,56 @@ def main() -> None:
         return [c for e in ranked[:config.evidence_sentences]
                 for c in sentence_candidates(row["question"], e, config.max_span_words)]
 
-    first: dict[str, list[Any]] = {k: [candidates(r) for r in rs] for k, rs in rows.items()}
-    names = sorted({k for cs in first["answerable"] for c in cs for k in c.features})
+    first = []
+    for i, r in enumerate(rows["answerable"]):
+        first.append(candidates(r))
+        if i % 100 == 0:
+            print(f"  candidates {i}/{len(rows['answerable'])} {time.time() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+    names = sorted({k for cs in first for c in cs for k in c.features})
     groups = [(matrix([c.features for c in cs], names),
                np.array([token_f1(c.text, r["answers"]) for c in cs], dtype=np.float32))
-              for r, cs in zip(rows["answerable"], first["answerable"], strict=True) if cs]
+              for r, cs in zip(rows["answerable"], first, strict=True) if cs]
     stage1 = fit_listwise(groups, names)
     print(f"stage 1: {len(names)} features, {time.time() - t0:.0f} s", file=sys.stderr)
 
-    # Stage 2: the best candidates rescored with the generator's likelihoods.
+    # Stage 2: the first stage's best candidates with the generator's likelihoods added.
+    # Each question's likelihoods are computed once (the slow part, ~1 s) and serve both
+    # the rescoring fit (answerable questions) and the confidence fit (both kinds).
     weights = {**_placeholder(), "features": {"weights": stage1}}
     answerer = ExtractAnswerer(generator, config, embedder, weights=weights)
-    rescore_rows = []
-    for i, r in enumerate(rows["answerable"]):
-        kept, features = answerer.rescore_features(r["question"], passages_of(r))
-        rescore_rows.append((features, np.array([token_f1(c.text, r["answers"]) for c in kept],
-                                                dtype=np.float32)))
-        if i % 100 == 0:
-            print(f"  rescoring {i}/{len(rows['answerable'])} {time.time() - t0:.0f} s",
-                  file=sys.stderr, flush=True)
-    rnames = sorted({k for fs, _ in rescore_rows for f in fs for k in f})
-    rgroups = [(matrix(fs, rnames), y) for fs, y in rescore_rows if len(y)]
+    lm_rows: dict[str, list[tuple[list[Any], list[dict[str, float]], list[float]]]] = {}
+    for kind, rs in rows.items():
+        lm_rows[kind] = []
+        for i, r in enumerate(rs[:args.lm_questions]):
+            kept, features = answerer.rescore_features(r["question"], passages_of(r))
+            f1 = [token_f1(c.text, r["answers"]) if kind == "answerable" else 0.0
+                  for c in kept]
+            lm_rows[kind].append((kept, features, f1))
+            if i % 50 == 0:
+                print(f"  {kind} likelihoods {i}/{args.lm_questions} "
+                      f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    rnames = sorted({k for _, fs, _ in lm_rows["answerable"] for f in fs for k in f})
+    rgroups = [(matrix(fs, rnames), np.array(y, dtype=np.float32))
+               for _, fs, y in lm_rows["answerable"] if fs]
     stage2 = fit_listwise(rgroups, rnames)
     print(f"stage 2: {stage2}", file=sys.stderr)
 
     # Confidence: on answerable (right = F1 >= 0.5) and absent (never right) questions.
     weights = {**weights, "rescore": {"weights": stage2}}
-    answerer = ExtractAnswerer(generator, config, embedder, weights=weights)
+    rescore = Ranker(stage2)
     signals, right, f1s, kinds = [], [], [], []
-    for kind, rs in rows.items():
-        for r in rs:
-            spans = answerer.spans(r["question"], passages_of(r))
-            if not spans:
+    for kind, items in lm_rows.items():
+        for kept, features, f1 in items:
+            if not kept:
                 continue
-            best = spans[0]
-            f1 = token_f1(best.candidate.text, r["answers"]) if kind == "answerable" else 0.0
-            signals.append(confidence_signals(best.candidate, best.features, best.probability))
-            right.append(float(f1 >= 0.5))
-            f1s.append(f1)
+            scores = np.array([rescore.score(f) for f in features])
+            shares = np.exp(scores - scores.max())
+            shares /= shares.sum()
+            b = int(np.argmax(scores))
+            signals.append(confidence_signals(kept[b], features[b], float(shares[b])))
+            right.append(float(f1[b] >= 0.5))
+            f1s.append(f1[b])
             kinds.append(kind)
     cnames = sorted({k for s in signals for k in s})
     cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
@@ -211,8 +225,9 @@ def main() -> None:
             "command": " ".join(["python", *sys.argv]),
             "date": datetime.date.today().isoformat(),
             "data": f"SQuAD v1.1 dev, questions after the first {FIRST_UNSEEN} "
-                    f"(seed {args.seed}): {len(rows['answerable'])} answerable, "
-                    f"{len(rows['absent'])} with their article filtered out",
+                    f"(seed {args.seed}): {len(rows['answerable'])} answerable for the "
+                    f"features; the first {args.lm_questions} answerable and as many with "
+                    f"their article filtered out for the rescoring and confidence",
             "config": vars(config),
             "threshold_table": table,
         },
