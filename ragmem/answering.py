@@ -55,6 +55,7 @@ class Answerer(ABC):
     """Turns a filled working memory into an ``Answer``."""
 
     mode: str
+    generator: Generator | None  # the model it answers with (a chat rewrites with it too)
 
     @abstractmethod
     def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
@@ -72,6 +73,7 @@ class GenerateAnswerer(Answerer):
     """The generator's own text; citations are the ``[n]`` markers it writes."""
 
     mode = "generate"
+    generator: Generator
 
     def __init__(self, generator: Generator,
                  max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> None:

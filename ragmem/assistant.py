@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from ragmem.answering import Answerer
+from ragmem.answering import Answerer, answerer_for
 from ragmem.config import DEFAULT_EMBEDDER, Config, indexes_home, manifest_settings
 from ragmem.conversation import Chat
 from ragmem.embedding import Embedder
@@ -133,7 +133,10 @@ class Assistant:
     @property
     def answerer(self) -> Answerer:
         if self._answerer is None:
-            self._answerer = Answerer(self.generator, self.config.working_memory.max_new_tokens)
+            self._answerer = answerer_for(
+                self.config.answering, self.generator, self.embedder,
+                generator_name=self.config.generator.model,
+                max_new_tokens=self.config.working_memory.max_new_tokens)
         return self._answerer
 
     def warm_up(self) -> float:

@@ -438,7 +438,7 @@ def chat(index_name: str, top_k: int | None, generator: str | None,
                 except RagmemError as exc:  # one bad question does not end the session
                     click.echo(f"error: {exc}", err=True)
                     continue
-                _print_citations(last)
+                _print_span(last) if last.mode == "extract" else _print_citations(last)
                 click.echo()
     except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C: leave quietly
         click.echo()

@@ -193,7 +193,7 @@ class Chat:
 
     def query(self, question: str) -> str:
         """What retrieval will search for when ``question`` is asked next."""
-        if self.rewrite == "generator":
+        if self.rewrite == "generator" and self.answerer.generator is not None:
             return rewrite_with(self.answerer.generator, question, self._turns)
         return condense(question, self._turns, self.condense_terms)
 

@@ -39,6 +39,9 @@ from typing import Any
 from ragmem.errors import RagmemError
 from ragmem.types import Passage, Sentence
 
+# How much the embedder's cosine counts beside the lexical score when sentences are
+# ordered (eval/answering/train_ranker.py --sentence-recall measures the choice).
+DENSE_WEIGHT = 1.0
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A word: one CJK character, or a run of letters/digits that may hold inner joiners
 # ("1,200", "U.S.", "H.G.", "co-op", "don't"), or one punctuation mark.
@@ -90,9 +93,56 @@ def words(text: str) -> list[tuple[int, int, str]]:
 
 
 def content_words(text: str) -> list[str]:
-    """Lower-cased words that carry meaning: no stopwords, no punctuation."""
-    return [w.lower() for _, _, w in words(text)
+    """Stems of the words that carry meaning: no stopwords, no punctuation."""
+    return [stem(w) for _, _, w in words(text)
             if w[0].isalnum() and w.lower() not in STOPWORDS]
+
+
+_SUFFIXES = ("ings", "ing", "edly", "ed", "ers", "er", "es", "s", "ly")
+_DOUBLED = re.compile(r"([bdfglmnprt])\1$")
+
+
+@cache
+def stem(word: str) -> str:
+    """A light English stem, so the question's "bank's" or "tunnelling" meets the
+    evidence's "Bank" or "tunnel": lower case, possessive dropped, one common suffix
+    off when a stem of 3+ letters is left, a final doubled consonant undone. Words of
+    other scripts come back lower-cased only.
+
+    >>> [stem(w) for w in ("Bank's", "tunnelling", "tunnel", "robbers", "rob", "banks")]
+    ['bank', 'tunnel', 'tunnel', 'rob', 'rob', 'bank']
+    """
+    w = word.lower()
+    for possessive in ("'s", "’s"):
+        w = w.removesuffix(possessive)
+    if not w.isascii() or not w.isalpha():
+        return w
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[:-len(suffix)]
+            break
+    return _DOUBLED.sub(r"\1", w) if len(w) > 3 else w
+
+
+_HEAD_SKIP = frozenset("kind type sort name one ones part".split())
+
+
+def question_head(question: str) -> str:
+    """The stem of the noun a "which"/"what" question asks for ("" when none).
+
+    >>> question_head("Which bank's cellar did they dig into?"), question_head("Who won?")
+    ('bank', '')
+    """
+    ws = [w for _, _, w in words(question)]
+    for i, w in enumerate(ws):
+        if w.lower() in ("which", "what"):
+            for nxt in ws[i + 1:i + 4]:
+                low = nxt.lower()
+                if low in STOPWORDS or low in _HEAD_SKIP:
+                    continue
+                return stem(nxt) if nxt[0].isalpha() else ""
+            return ""
+    return ""
 
 
 def question_type(question: str) -> str:
@@ -163,9 +213,13 @@ def rank_sentences(question: str, passages: Sequence[Passage],
     order = sorted(range(n), key=lambda k: (-lexical[k], k))
     ranked = [_with(scored[k], rank=r) for r, k in enumerate(order)]
     if dense is not None and ranked:
+        # The embedder sees the best few by words and reorders them by words and meaning
+        # together: an answer sentence often shares just one word with the question.
         top = ranked[:dense_top]
         cosines = dense([e.sentence.text for e in top])
-        ranked[:dense_top] = [_with(e, dense=float(c)) for e, c in zip(top, cosines, strict=True)]
+        top = [_with(e, dense=float(c)) for e, c in zip(top, cosines, strict=True)]
+        top.sort(key=lambda e: -(e.lexical + DENSE_WEIGHT * (e.dense or 0.0)))
+        ranked[:dense_top] = top
     return ranked
 
 
@@ -208,13 +262,15 @@ def sentence_candidates(question: str, evidence: EvidenceSentence,
     tokens = words(text)
     asked = set(content_words(question))
     kind = question_type(question)
-    near = [k for k, (_, _, w) in enumerate(tokens) if w.lower() in asked]
+    head = question_head(question)
+    near = [k for k, (_, _, w) in enumerate(tokens) if stem(w) in asked]
     starts = {a: k for k, (a, _, _) in enumerate(tokens)}
     ends = {b: k for k, (_, b, _) in enumerate(tokens)}
     out = []
     for a, b in candidate_spans(text, max_words):
         first, last = starts[a], ends[b]
-        features = span_features(text[a:b], kind, asked, evidence, tokens, near, first, last)
+        features = span_features(text[a:b], kind, asked, evidence, tokens, near, first, last,
+                                 head)
         out.append(Candidate(evidence, evidence.sentence.start + a, evidence.sentence.start + b,
                              text[a:b], features))
     return out
@@ -222,7 +278,7 @@ def sentence_candidates(question: str, evidence: EvidenceSentence,
 
 def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSentence,
                   tokens: Sequence[tuple[int, int, str]], near: Sequence[int],
-                  first: int, last: int) -> dict[str, float]:
+                  first: int, last: int, head: str = "") -> dict[str, float]:
     """Features of the span ``tokens[first..last]``; see the module docstring."""
     look = shape(span)
     n_words = sum(1 for _, _, w in tokens[first:last + 1] if w[0].isalnum())
@@ -230,8 +286,8 @@ def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSente
     overlap = sum(w in asked for w in own) / max(1, len(own))
     outside = [min(abs(k - first), abs(k - last)) for k in near if k < first or k > last]
     distance = min(outside, default=30)
-    left = tokens[first - 1][2].lower() if first > 0 else ""
-    right = tokens[last + 1][2].lower() if last + 1 < len(tokens) else ""
+    left = stem(tokens[first - 1][2]) if first > 0 else ""
+    right = stem(tokens[last + 1][2]) if last + 1 < len(tokens) else ""
     f = {
         "lexical": evidence.lexical,
         "previous": evidence.previous,
@@ -259,6 +315,10 @@ def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSente
         "after_preposition": float(left in PREPOSITIONS),
         "after_article": float(left in ARTICLES),
         "before_punctuation": float(right in {",", ".", ";", ")", ""} or right in BREAKS),
+        # "Which bank ...?" -> "the City and Suburban Bank": the span names the kind of
+        # thing asked for, usually as its last word.
+        "ends_with_head": float(bool(head) and stem(tokens[last][2]) == head),
+        "has_head": float(bool(head) and head in own),
     }
     for s in SHAPES:
         f[s] = look[s]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-
 from typing import Any
 
 from ragmem.answering import (
@@ -67,7 +66,7 @@ def hand_weights(abstain_below: float) -> dict[str, Any]:
     """Weights a reader can follow: prefer capitalised spans that end a clause and that
     the question does not already say."""
     return {"features": {"weights": {"some_capitals": 3.0, "before_punctuation": 2.0,
-                                     "overlap": -2.0, "n_words": 0.5}},
+                                     "lexical": 5.0, "overlap": -2.0, "n_words": 0.5}},
             "rescore": {"weights": {"first_stage": 1.0}},
             "confidence": {"weights": {"probability": 4.0}, "bias": -1.0},
             "abstain_below": abstain_below}
