@@ -290,7 +290,7 @@ def _answer_config(generator: str | None, max_new_tokens: int | None,
                    reranker: str | None, answer_mode: str | None = None) -> Config:
     config = Config().with_env()  # then the flags: a flag beats the environment
     if answer_mode:
-        config = replace(config, answering=replace(config.answering, mode=answer_mode))
+        config = config.with_overrides({"answering": {"mode": answer_mode}})
     if generator:
         config = replace(config, generator=replace(config.generator, model=generator))
     if max_new_tokens:
@@ -386,8 +386,11 @@ CHAT_COMMANDS = {"/sources": "the passages behind the last answer",
 @click.option("--rewrite", type=click.Choice(["heuristic", "generator"]),
               help="How follow-ups become retrieval queries (default heuristic: the last "
               "turn's key terms are appended).")
+@click.option("--answer", "answer_mode", type=click.Choice(["extract", "generate"]),
+              help="extract: verbatim spans or 'not found'; generate: free text with [n].")
 def chat(index_name: str, top_k: int | None, generator: str | None,
-         max_new_tokens: int | None, reranker: str | None, rewrite: str | None) -> None:
+         max_new_tokens: int | None, reranker: str | None, rewrite: str | None,
+         answer_mode: str | None) -> None:
     """Talk with the documents in INDEX_NAME: follow-up questions, cited answers.
 
     Earlier turns stay in the working memory (within a share of its budget), and a
@@ -408,7 +411,7 @@ def chat(index_name: str, top_k: int | None, generator: str | None,
     from ragmem.assistant import Assistant
 
     assistant = Assistant.open(index_name, _answer_config(generator, max_new_tokens,
-                                                          reranker))
+                                                          reranker, answer_mode))
     session = assistant.chat(top_k=top_k, rewrite=rewrite)
     click.echo(f"Chatting with {index_name}; {', '.join(CHAT_COMMANDS)}.")
     last: Answer | None = None
