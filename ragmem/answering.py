@@ -38,12 +38,12 @@ from ragmem.extraction import (
     sentence_candidates,
     shipped_weights,
 )
+from ragmem.generation import Generator
 from ragmem.types import Answer, Citation, Passage, Timings
 from ragmem.working_memory import Buffer, suggestion
 
 if TYPE_CHECKING:
     from ragmem.embedding import Embedder
-    from ragmem.generation import Generator
 
 NOT_FOUND = "Not found in the indexed documents."
 # What the generator is told when it scores spans: the span is the whole answer.
@@ -183,7 +183,7 @@ class ExtractAnswerer(Answerer):
         order = np.argsort(-first, kind="stable")[:max(1, cfg.scored_candidates)]
         kept = [candidates[i] for i in order]
         features = [{"first_stage": float(first[i] - first[order[0]])} for i in order]
-        if cfg.scored_candidates and self.generator is not None:
+        if cfg.scored_candidates and isinstance(self.generator, Generator):
             for f, lm in zip(features, self._likelihoods(question, kept), strict=True):
                 f.update(lm)
         return kept, features
@@ -262,10 +262,11 @@ def answerer_for(config: AnsweringConfig, generator: Generator | None,
                  embedder: Embedder | None = None, *, generator_name: str = DEFAULT_GENERATOR,
                  max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> Answerer:
     """The answerer ``config.mode`` asks for; "auto" extracts with the packaged generator
-    and generates with any other."""
+    and generates with any other (or with one that cannot score text, e.g. a stand-in)."""
     mode = config.mode
     if mode == "auto":
-        mode = "extract" if generator_name == DEFAULT_GENERATOR else "generate"
+        scores = generator is None or isinstance(generator, Generator)
+        mode = "extract" if generator_name == DEFAULT_GENERATOR and scores else "generate"
     if mode == "extract":
         return ExtractAnswerer(generator, config, embedder)
     assert generator is not None, "the generate mode needs a generator"

@@ -730,17 +730,29 @@ def eval_retrieval(beir_dir: str, split: str, system: str, mode: str | None,
               help="Token budgets of the answer-in-context curve.")
 @click.option("--generator", "-g", help="Generator (default SmolLM2-135M-Instruct).")
 @click.option("--top-k", "-k", type=int, help="Windows retrieved per question (default 5).")
+@click.option("--answer", "answer_mode", type=click.Choice(["extract", "generate"]),
+              help="Answer mode (default: extract with the packaged generator).")
+@click.option("--absent", is_flag=True, help="Ask each question with its own document "
+              "filtered out: measures abstention (nothing retrieved can answer).")
 @_selection
 def eval_qa(file: str, index_name: str | None, generate: bool, budgets: str,
-            generator: str | None, top_k: int | None, out: str, limit: int | None,
-            sample: int | None, seed: int, embedder: str | None, rebuild: bool, plots: bool,
-            as_json: bool) -> None:
-    """Long-document QA on SQuAD JSON (one document per article) or QA JSONL."""
+            generator: str | None, top_k: int | None, answer_mode: str | None, absent: bool,
+            out: str, limit: int | None, sample: int | None, seed: int, embedder: str | None,
+            rebuild: bool, plots: bool, as_json: bool) -> None:
+    """Long-document QA on SQuAD JSON (one document per article) or QA JSONL.
+
+    \b
+    Examples:
+      ragmem eval qa dev-v1.1.json --limit 500 --answer extract --out eval/reports/x
+      ragmem eval qa dev-v1.1.json --limit 300 --absent   # abstention without the article
+    """
     from ragmem.assistant import Assistant
     from ragmem.evaluation import load_qa_jsonl, load_squad
     from ragmem.evaluation.harness import evaluate_qa
 
     config = _eval_config(embedder, generator, top_k)
+    if answer_mode:
+        config = config.with_overrides({"answering": {"mode": answer_mode}})
     data = load_qa_jsonl(file) if file.endswith(".jsonl") else load_squad(file)
     assistant = Assistant.open(index_name, config) if index_name else None
     try:
@@ -751,7 +763,8 @@ def eval_qa(file: str, index_name: str | None, generate: bool, budgets: str,
     with _eval_progress(as_json) as progress:
         report = evaluate_qa(data, config, limit=limit, sample=sample, seed=seed,
                              generate=generate, budgets=sizes, assistant=assistant,
-                             rebuild=rebuild, progress=progress, command=_command_line())
+                             rebuild=rebuild, progress=progress, command=_command_line(),
+                             absent=absent)
     _finish(report, out, plots, as_json)
 
 

@@ -122,5 +122,7 @@ def test_answerer_for_picks_the_mode() -> None:
     generator = EchoGenerator()
     assert answerer_for(AnsweringConfig(mode="generate"), generator).mode == "generate"
     assert answerer_for(AnsweringConfig(mode="extract"), generator).mode == "extract"
-    assert answerer_for(AnsweringConfig(), generator).mode == "extract"  # packaged model
+    assert answerer_for(AnsweringConfig(), None).mode == "extract"  # the packaged model
+    # A stand-in that cannot score spans, or another model: its own words.
+    assert answerer_for(AnsweringConfig(), generator).mode == "generate"
     assert answerer_for(AnsweringConfig(), generator, generator_name="gpt2").mode == "generate"

@@ -51,7 +51,7 @@ from ragmem.evaluation.sections import (
     working_memory_section,
 )
 from ragmem.retrieval import check_question
-from ragmem.types import Filter, Passage, Timings
+from ragmem.types import Answer, Filter, Timings
 from ragmem.working_memory import WorkingMemory
 
 if TYPE_CHECKING:
@@ -136,10 +136,15 @@ def evaluate_qa(
     sample: int | None = None, seed: int = 0, generate: bool = True,
     budgets: Sequence[int] = BUDGETS, assistant: Assistant | None = None, rebuild: bool = False,
     embedder: Embedder | None = None, generator: Generator | None = None,
-    progress: Progress | None = None, command: str | None = None,
+    progress: Progress | None = None, command: str | None = None, absent: bool = False,
 ) -> dict[str, Any]:
     """Evidence recall@k, answer-in-context (and its curve over ``budgets``), token use,
-    and with ``generate``: SQuAD EM / F1, citation accuracy, abstention.
+    and with ``generate``: SQuAD EM / F1, gold in answer, citation accuracy (the cited
+    passage holds the gold; the cited span overlaps it), abstention.
+
+    ``absent``: each question is asked with its own document filtered out of the
+    search, so nothing retrieved can answer it: the report's ``abstained_absent`` is how
+    often the answer says so, ``false_answers_absent`` how often it answers anyway.
 
     The dataset's documents are indexed under ``indexes/eval-...``; a dataset without
     documents (plain QA JSONL) needs an ``assistant`` over an existing index.
@@ -167,10 +172,14 @@ def evaluate_qa(
     depth = max(*DEFAULT_KS, top_k)
     records, timings = [], []
     with assistant:
+        doc_ids = ([d.doc_id for d in dataset.documents] if dataset.documents else
+                   [d.doc_id for d in assistant.memory.documents()]) if absent else []
         for i, ex in enumerate(examples):
             question = check_question(ex.question)
+            where = Filter(doc_ids=tuple(d for d in doc_ids if d != ex.doc_id)) \
+                if absent else None
             t0 = time.perf_counter()
-            hits = retriever.retrieve(question, top_k=depth)
+            hits = retriever.retrieve(question, top_k=depth, where=where)
             passages = retriever.expand(hits[:top_k], question)
             t1 = time.perf_counter()
             buffer = working_memory.fill(question, passages)
@@ -182,7 +191,7 @@ def evaluate_qa(
             if generate:
                 answer = answerer.answer(buffer, t)
                 t = answer.timings
-                record |= _answer_scores(answer.text, answer.citations, answer.passages, ex)
+                record |= _answer_scores(answer, ex)
             record |= {"answer_in_context": _found(buffer.passages, ex),
                        "tokens_used": buffer.tokens_used, "token_budget": buffer.token_budget,
                        "dropped": len(buffer.dropped), "timings": vars(t)}
@@ -198,7 +207,11 @@ def evaluate_qa(
                      for k in DEFAULT_KS},
         "working_memory": working_memory_section(records),
     }
-    if generate:
+    if generate and absent:
+        abstained = mean(records, "abstained")
+        metrics["answers"] = {"abstained_absent": abstained,
+                              "false_answers_absent": 1.0 - abstained}
+    elif generate:
         metrics["answers"] = answers_section(records, examples)
     metrics |= {"latency": latency_section(timings, stages),
                 "cost": cost_section(index, len(timings), timings)}
@@ -307,11 +320,19 @@ def abstains(text: str) -> bool:
     return not norm or any(phrase in norm for phrase in ABSTAIN)
 
 
-def _answer_scores(text: str, citations: Sequence[Any], passages: Sequence[Passage],
-                   ex: QAExample) -> dict[str, Any]:
+def _answer_scores(answer: Answer, ex: QAExample) -> dict[str, Any]:
     # An abstaining answer counts as the empty answer, as SQuAD v2.0 scores "no answer".
-    prediction = "" if abstains(text) else text
-    cited = [passages[c.number - 1] for c in citations if 1 <= c.number <= len(passages)]
-    return {"answer": text, "golds": list(ex.answers), "abstained": abstains(text),
+    abstained = answer.abstained or abstains(answer.text)
+    prediction = "" if abstained else answer.text
+    passages = answer.passages
+    cited = [passages[c.number - 1] for c in answer.citations
+             if 1 <= c.number <= len(passages)]
+    return {"answer": answer.text, "golds": list(ex.answers), "abstained": abstained,
+            "mode": answer.mode, "confidence": answer.confidence,
             "em": exact_match(prediction, ex.answers), "f1": token_f1(prediction, ex.answers),
-            "citation_correct": _found(cited, ex) if cited else False}
+            "gold_in_answer": bool(prediction) and answer_in_text(prediction, ex.answers),
+            "citation_correct": _found(cited, ex) if cited else False,
+            # Stricter: the cited characters themselves overlap a gold answer's offsets.
+            "citation_span_correct": bool(ex.spans) and any(
+                c.doc_id == ex.doc_id and any(c.start < e and s < c.end for s, e in ex.spans)
+                for c in answer.citations)}

@@ -35,7 +35,9 @@ def answers_section(records: Sequence[dict[str, Any]], examples: Sequence[QAExam
     answerable = [r for r, e in zip(records, examples, strict=True) if not e.is_impossible]
     impossible = [r for r, e in zip(records, examples, strict=True) if e.is_impossible]
     out = {"exact_match": mean(records, "em"), "f1": mean(records, "f1"),
+           "gold_in_answer": mean(answerable, "gold_in_answer"),
            "citation_accuracy": mean(answerable, "citation_correct"),
+           "citation_span_accuracy": mean(answerable, "citation_span_correct"),
            "abstained_answerable": mean(answerable, "abstained")}
     if impossible:
         out["abstained_impossible"] = mean(impossible, "abstained")

@@ -92,6 +92,31 @@ def test_qa_long_document_with_fakes():
     assert record["tokens_used"] <= record["token_budget"]
 
 
+def test_qa_absent_asks_without_the_questions_own_document():
+    """--absent: each question's article is filtered out, so no evidence is found and
+    an answer is a false one (the echo always answers: nothing abstains)."""
+    data = load_squad(FIXTURES / "squad_v1.json")
+    report = evaluate_qa(data, Config(), embedder=KeywordEmbedder(),
+                         generator=EchoGenerator(), budgets=(256,), absent=True)
+    metrics = report["metrics"]
+    assert metrics["evidence"]["evidence_recall@100"] == 0.0
+    assert metrics["working_memory"]["answer_in_context"] == 0.0
+    assert metrics["answers"] == {"abstained_absent": 0.0, "false_answers_absent": 1.0}
+    for record in report["questions"]:
+        assert record["answer"] and not record["abstained"]
+
+
+def test_qa_scores_gold_in_answer_and_cited_spans():
+    data = load_squad(FIXTURES / "squad_v1.json")
+    report = evaluate_qa(data, Config(), embedder=KeywordEmbedder(),
+                         generator=EchoGenerator(), budgets=(256,))
+    answers = report["metrics"]["answers"]
+    assert {"gold_in_answer", "citation_span_accuracy"} <= set(answers)
+    for record in report["questions"]:  # the echo answers with a whole sentence
+        assert record["gold_in_answer"] == (record["f1"] > 0 and any(
+            g.lower() in record["answer"].lower() for g in record["golds"]))
+
+
 def test_qa_without_generation_skips_answer_metrics():
     data = load_squad(FIXTURES / "squad_v1.json")
     report = evaluate_qa(data, embedder=KeywordEmbedder(), generator=EchoGenerator(),
