@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from ragmem.config import WorkingMemoryConfig
 from ragmem.types import Passage, Sentence
-from ragmem.working_memory import WorkingMemory
+from ragmem.working_memory import WorkingMemory, suggestion
 from tests.conftest import EchoGenerator
 
 
@@ -56,7 +56,7 @@ def test_oversized_passage_is_trimmed_from_its_ends() -> None:
     assert "trimmed" in buf.dropped[0]
 
 
-def test_citations_follow_markers_or_fall_back_to_best_sentence() -> None:
+def test_citations_follow_markers_and_an_unmarked_answer_gets_only_a_suggestion() -> None:
     wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400, max_new_tokens=20))
     p1 = Passage("a", "/a", 0, 30, 0.9, (Sentence("a", 0, 0, 14, "Cats are cute."),
                                          Sentence("a", 1, 15, 30, "Dogs bark loud.")))
@@ -65,8 +65,12 @@ def test_citations_follow_markers_or_fall_back_to_best_sentence() -> None:
     cited = buf.citations_in("Dogs bark [1], fish swim [2] [7].")
     assert [(c.number, c.doc_id, c.quote) for c in cited] == [
         (1, "a", "Dogs bark loud."), (2, "b", "Fish swim.")]
-    (inferred,) = buf.citations_in("They swim, the fish.")
-    assert (inferred.doc_id, inferred.start, inferred.end) == ("b", 0, 12)
+    # No [n]: nothing says the answer rests on a passage, so no citation; the sentence
+    # sharing most words is offered apart, as a place to look.
+    assert buf.citations_in("They swim, the fish.") == ()
+    hint = suggestion("They swim, the fish.", buf.passages)
+    assert hint is not None and (hint.doc_id, hint.start, hint.end) == ("b", 0, 12)
+    assert suggestion("", buf.passages) is None
 
 
 def test_edges_order_puts_best_first_and_second_last() -> None:
