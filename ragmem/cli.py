@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ragmem.config import Config
-from ragmem.errors import RagmemError
+from ragmem.errors import Fix, RagmemError
 
 if TYPE_CHECKING:
     from ragmem.assistant import Assistant
@@ -28,6 +29,19 @@ class _Interrupted(click.ClickException):
     exit_code = 130  # the shell's code for Ctrl-C
 
 
+def _command_for(fix: Fix) -> str:
+    """The command that applies ``fix``."""
+    index = fix.index
+    if fix.action == "repair":
+        return f"run: ragmem check {index} --repair"
+    if fix.action == "repair_with":
+        return f"repair it with the embedder that built it: ragmem check {index} --repair " \
+               "--embedder NAME"
+    if fix.action == "build":
+        return f"build one with: ragmem index PATH --index {Path(index).name}"
+    return f"use --embedder {fix.detail} (or leave it out), or index into a new --index name"
+
+
 def one_line(exc: BaseException) -> tuple[str, int]:
     """What the user reads when a command fails, and the exit code: one line that names
     the problem and, where there is one, the fix. Never a traceback."""
@@ -35,6 +49,8 @@ def one_line(exc: BaseException) -> tuple[str, int]:
 
     text = " ".join(str(exc).split())  # library messages may carry newlines
     if isinstance(exc, RagmemError):
+        if exc.fix is not None:  # the library names the fix in Python; here, the command
+            text = f"{' '.join(exc.problem.split())}; {_command_for(exc.fix)}"
         return text, 1
     if isinstance(exc, KeyboardInterrupt):
         return ("interrupted; an index keeps its last complete write (an unfinished one "
@@ -439,7 +455,7 @@ def chat(index_name: str, top_k: int | None, generator: str | None,
                 try:
                     last = _echo_stream(session.stream(line))
                 except RagmemError as exc:  # one bad question does not end the session
-                    click.echo(f"error: {exc}", err=True)
+                    click.echo(f"error: {one_line(exc)[0]}", err=True)
                     continue
                 _print_span(last) if last.mode == "extract" else _print_citations(last)
                 click.echo()

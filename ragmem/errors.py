@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Fix:
+    """What would fix an error, as data: the library says it in Python terms
+    (``str(error)``), the command line as the command to run (``ragmem.cli``).
+
+    ``action``: "repair" (rebuild the derived files from the docstore), "repair_with"
+    (the same, naming the embedder that built the index), "build" (no index there yet),
+    "embedder" (open the index with the embedder that built it, ``detail``).
+    """
+
+    action: Literal["repair", "repair_with", "build", "embedder"]
+    index: str
+    detail: str = ""
+
+    def in_python(self) -> str:
+        if self.action == "repair":
+            return f"repair it: ragmem.memory.check.repair(Path({self.index!r}))"
+        if self.action == "repair_with":
+            return ("repair it with the embedder that built it: ragmem.memory.check.repair("
+                    f"Path({self.index!r}), embedder)")
+        if self.action == "build":
+            return f"build one: Assistant.create({self.index!r}).index([...])"
+        return (f"open it with embedder {self.detail!r} (or name none), or create a new "
+                "index for another embedder")
+
 
 class RagmemError(Exception):
-    """Base class of every error ragmem raises on purpose."""
+    """Base class of every error ragmem raises on purpose.
+
+    ``problem`` is what went wrong; ``fix``, when there is one, how to put it right,
+    which each interface words its own way (the message carries the Python wording).
+    """
+
+    def __init__(self, problem: str = "", fix: Fix | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}; {fix.in_python()}" if fix else problem)
 
 
 class DocumentError(RagmemError):

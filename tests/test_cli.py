@@ -82,3 +82,16 @@ def test_empty_question_and_wrong_embedder(runner: CliRunner, corpus_dir: Path) 
     assert r.exit_code == 1 and "question is empty" in r.output
     r = runner.invoke(cli, ["index", str(corpus_dir), "--index", "t", "--embedder", "other/model"])
     assert r.exit_code == 1 and "built with embedder 'all-MiniLM-L6-v2'" in r.output
+
+
+def test_library_errors_name_python_fixes_and_the_cli_names_commands() -> None:
+    """A library error carries its fix as data: str() words it for Python callers, the
+    CLI's one line as the command to run."""
+    from ragmem.cli import one_line
+    from ragmem.errors import Fix, IndexCorruptError
+
+    error = IndexCorruptError("idx/vectors-1.faiss is damaged", Fix("repair", "idx"))
+    assert "ragmem check" not in str(error) and "--" not in str(error)
+    assert "ragmem.memory.check.repair(Path('idx'))" in str(error)
+    assert one_line(error) == ("idx/vectors-1.faiss is damaged; run: ragmem check idx "
+                               "--repair", 1)

@@ -155,7 +155,7 @@ def evaluate_qa(
     if assistant is None:
         if not dataset.documents:
             raise DatasetError(f"{dataset.name} has no documents to index; evaluate it "
-                               "against an existing index (ragmem eval qa FILE --index NAME)")
+                               "against an existing index (pass assistant=Assistant.open(NAME))")
         assistant, index = open_index(dataset.name, dataset.documents, config,
                                       rebuild=rebuild, embedder=embedder,
                                       generator=generator, progress=progress)

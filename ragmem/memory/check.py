@@ -22,6 +22,7 @@ import numpy as np
 
 from ragmem.config import IndexConfig
 from ragmem.errors import (
+    Fix,
     IndexCorruptError,
     IndexLockedError,
     IndexNotFoundError,
@@ -264,8 +265,7 @@ def _manifest_to_repair(directory: Path, store: Docstore,
     if embedder_name is None:
         raise IndexCorruptError(
             f"{directory / MANIFEST} is lost and this index predates the docstore's copy "
-            "of it; repair it with the embedder that built it: ragmem check "
-            f"{directory} --repair --embedder NAME")
+            "of it", Fix("repair_with", str(directory)))
     vector_bytes = store.vector_bytes()
     if vector_bytes is None:
         from ragmem.embedding import SentenceTransformerEmbedder

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragmem.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError, IndexNotFoundError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -63,12 +63,9 @@ def read_manifest(index_dir: Path) -> Manifest:
         if (index_dir / DOCSTORE).exists():
             raise IndexCorruptError(
                 f"{index_dir} has a docstore but no {MANIFEST} (lost, or the index was "
-                f"killed while it was created); run: ragmem check {index_dir} --repair"
-            )
-        raise IndexNotFoundError(
-            f"no ragmem index at {index_dir} (missing {MANIFEST}); "
-            f"build one with: ragmem index PATH --index {index_dir.name}"
-        )
+                "killed while it was created)", Fix("repair", str(index_dir)))
+        raise IndexNotFoundError(f"no ragmem index at {index_dir} (missing {MANIFEST})",
+                                 Fix("build", str(index_dir)))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
@@ -83,10 +80,8 @@ def read_manifest(index_dir: Path) -> Manifest:
         if not isinstance(version, int) or not isinstance(manifest.dim, int):
             raise ValueError("format_version or dim is missing")
     except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise IndexCorruptError(
-            f"{path} is unreadable ({' '.join(str(exc).split())}); "
-            f"run: ragmem check {index_dir} --repair"
-        ) from exc
+        raise IndexCorruptError(f"{path} is unreadable ({' '.join(str(exc).split())})",
+                                Fix("repair", str(index_dir))) from exc
     return manifest
 
 

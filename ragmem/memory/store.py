@@ -30,6 +30,7 @@ import numpy as np
 from ragmem import __version__
 from ragmem.config import IndexConfig
 from ragmem.errors import (
+    Fix,
     IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
@@ -140,8 +141,7 @@ class LongTermMemory:
         if embedder is not None and embedder != manifest.embedder:
             raise IndexMismatchError(
                 f"index {directory} was built with embedder {manifest.embedder!r}, not "
-                f"{embedder!r}; use --embedder {manifest.embedder} (or leave it out), or "
-                "index into a new --index name")
+                f"{embedder!r}", Fix("embedder", str(directory), manifest.embedder))
         if precision is not None and precision != manifest.embedder_precision \
                 and not allow_precision_mismatch:
             raise IndexMismatchError(
@@ -150,9 +150,8 @@ class LongTermMemory:
                 f"RAGMEM_EMBEDDER_PRECISION={manifest.embedder_precision}), or set "
                 "RAGMEM_EMBEDDER_ALLOW_PRECISION_MISMATCH=true to query it anyway")
         if not (directory / DOCSTORE).exists():
-            raise IndexNotFoundError(
-                f"{directory} has a manifest but no {DOCSTORE}; rebuild it with "
-                f"ragmem index PATH --index {directory.name}")
+            raise IndexNotFoundError(f"{directory} has a manifest but no {DOCSTORE}",
+                                     Fix("build", str(directory)))
         try:
             docstore = Docstore(directory / DOCSTORE)
         except sqlite3.DatabaseError as exc:
@@ -213,20 +212,19 @@ class LongTermMemory:
             # Cheap on every open: the size recorded with the snapshot; `ragmem check`
             # verifies the full sha256.
             if not path.exists() or (size is not None and path.stat().st_size != int(size)):
-                raise IndexCorruptError(
-                    f"{path} is missing or damaged; run: ragmem check {self.directory} --repair")
+                raise IndexCorruptError(f"{path} is missing or damaged",
+                                        Fix("repair", str(self.directory)))
             mmap = self.config.mmap and not self._writing
             try:
                 loaded = VectorIndex.load(path, mmap=mmap, **kw)
             except RuntimeError as exc:  # FAISS's own reader found the file damaged
                 reason = " ".join(str(exc).split())[-160:]
-                raise IndexCorruptError(
-                    f"{path} is damaged ({reason}); run: ragmem check {self.directory} "
-                    "--repair") from exc
+                raise IndexCorruptError(f"{path} is damaged ({reason})",
+                                        Fix("repair", str(self.directory))) from exc
             if loaded.cpu.d != self.dim:
                 raise IndexCorruptError(
-                    f"{path} holds {loaded.cpu.d}-dimensional vectors, not {self.dim}; run: "
-                    f"ragmem check {self.directory} --repair")
+                    f"{path} holds {loaded.cpu.d}-dimensional vectors, not {self.dim}",
+                    Fix("repair", str(self.directory)))
             self._vectors = LayeredIndex(loaded, self.dim) if mmap else loaded
             self._seq = int(self.docstore.get_meta("snapshot_seq", "0") or 0)
         self._snapshot = snapshot
@@ -448,9 +446,8 @@ def _clear_half_created(directory: Path) -> None:
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
         if n:
-            raise IndexCorruptError(
-                f"{directory} has {n} documents but no {MANIFEST}; rebuild the manifest "
-                f"with: ragmem check {directory} --repair")
+            raise IndexCorruptError(f"{directory} has {n} documents but no {MANIFEST}",
+                                    Fix("repair", str(directory)))
     for pattern in _INDEX_FILES:
         for leftover in directory.glob(pattern):
             if leftover.name != LOCK:

@@ -59,7 +59,7 @@ def test_damaged_faiss_file_is_found_and_repaired(tmp_path: Path) -> None:
     memory.close()
     (snapshot,) = (tmp_path / "i").glob("vectors-*.faiss")
     snapshot.write_bytes(snapshot.read_bytes()[:-40])
-    with pytest.raises(IndexCorruptError, match="--repair"):
+    with pytest.raises(IndexCorruptError, match=r"repair it: ragmem.memory.check.repair"):
         LongTermMemory.open(tmp_path / "i")
     report = check(tmp_path / "i", TEST)
     assert not report.ok and report.repairable
@@ -74,7 +74,7 @@ def test_faiss_file_of_the_same_size_but_garbage(tmp_path: Path) -> None:
     data = bytearray(snapshot.read_bytes())
     data[:64] = b"\xff" * 64  # the header: FAISS read "invalid ntotal -1" and raised
     snapshot.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match=r"is damaged \(.*\); run: ragmem check"):
+    with pytest.raises(IndexCorruptError, match=r"is damaged \(.*\); repair it"):
         LongTermMemory.open(tmp_path / "i")
     assert any("sha256" in p for p in check(tmp_path / "i", TEST).problems)
     assert repair(tmp_path / "i", TEST).ok
@@ -94,7 +94,7 @@ def test_lost_or_truncated_manifest_is_rebuilt_from_the_docstore(tmp_path: Path,
         manifest.unlink()
     else:
         manifest.write_text("[1, 2]")
-    with pytest.raises(IndexCorruptError, match="--repair"):
+    with pytest.raises(IndexCorruptError, match=r"repair it: ragmem.memory.check.repair"):
         LongTermMemory.open(tmp_path / "i")
     report = check(tmp_path / "i", TEST)
     assert not report.ok and report.repairable, report.problems
@@ -111,7 +111,7 @@ def test_manifest_of_an_older_index_needs_the_embedder_named(tmp_path: Path) -> 
         memory.docstore.conn.execute("DELETE FROM meta WHERE key = 'manifest'")
     memory.close()
     (tmp_path / "i" / "manifest.json").unlink()
-    with pytest.raises(IndexCorruptError, match="--repair --embedder NAME"):
+    with pytest.raises(IndexCorruptError, match="repair it with the embedder that built it"):
         repair(tmp_path / "i", TEST)
     assert repair(tmp_path / "i", TEST, embedder_name="test").ok
 
@@ -182,7 +182,7 @@ def test_half_created_index_is_cleared_by_the_next_create(tmp_path: Path, cut: s
         conn.close()
     else:
         Docstore(store).close()
-    with pytest.raises(IndexCorruptError, match="no manifest.json.*--repair"):
+    with pytest.raises(IndexCorruptError, match=r"no manifest.json.*repair\("):
         LongTermMemory.open(path)
     memory = LongTermMemory.create(path, embedder="test", dim=DIM, chunking={})
     with memory.writer() as w:
