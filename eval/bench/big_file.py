@@ -43,6 +43,7 @@ class HashEmbedder:
     """The real MiniLM tokenizer for counting; hashed bags of words for vectors."""
 
     model_id = "hash-bench"
+    precision = "fp32"  # what the manifest records (the vectors are hashes, not MiniLM's)
     dim = 384
     max_tokens = 256
 
