@@ -91,7 +91,8 @@ def test_newer_format_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_index_says_how_to_build_one(tmp_path: Path) -> None:
-    with pytest.raises(IndexNotFoundError, match=r"no ragmem index at .*nope.*build one: Assistant.create"):
+    with pytest.raises(IndexNotFoundError,
+                       match=r"no ragmem index at .*nope.*build one: Assistant.create"):
         LongTermMemory.open(tmp_path / "nope")
 
 
