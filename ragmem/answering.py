@@ -156,7 +156,11 @@ class ExtractAnswerer(Answerer):
 
     def spans(self, question: str, passages: Sequence[Passage]) -> list[ScoredSpan]:
         """Candidate spans of ``passages`` for ``question``, best first."""
-        kept, features = self.rescore_features(question, passages)
+        return self.ranked(*self.rescore_features(question, passages))
+
+    def ranked(self, kept: Sequence[Candidate], features: Sequence[dict[str, float]]
+               ) -> list[ScoredSpan]:
+        """``kept`` with their second-stage ``features``, scored, best first."""
         if not kept:
             return []
         scores = np.array([self.rescore.score(f) for f in features])

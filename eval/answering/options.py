@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_ranker import passages_of  # noqa: E402
 
-from ragmem.answering import ExtractAnswerer, confidence_signals, lm_features  # noqa: E402
+from ragmem.answering import ExtractAnswerer, lm_features  # noqa: E402
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
 from ragmem.evaluation.metrics import exact_match, normalize_answer, token_f1  # noqa: E402
 from ragmem.extraction import Candidate, rank_sentences, sentence_candidates  # noqa: E402
@@ -134,13 +134,9 @@ def main() -> None:
                 choice["lm-mean"] = kept[int(np.argmax(means))]
                 feats = [{**f, **lm_features(lp, n)} for f, lp, n in zip(firsts, lps, ns,
                                                                            strict=True)]
-                scores = np.array([answerer.rescore.score(f) for f in feats])
-                shares = np.exp(scores - scores.max())
-                shares /= shares.sum()
-                b = int(np.argmax(scores))
-                choice["shipped"] = kept[b]
-                signals = confidence_signals(kept[b], feats[b], float(shares[b]))
-                conf = 1 / (1 + np.exp(-answerer.confidence.score(signals)))
+                best = answerer.ranked(kept, feats)[0]
+                choice["shipped"] = best.candidate
+                conf = best.confidence
             record: dict[str, Any] = {"qid": row["qid"], "confidence": conf,
                                       "first_stage_s": t1 - t0, "generator_s": t2 - t1}
             if kept:

@@ -197,17 +197,15 @@ def main() -> None:
 
     # Confidence: on answerable (right = F1 >= 0.5) and absent (never right) questions.
     weights = {**weights, "rescore": {"weights": stage2}}
-    rescore = Ranker(stage2)
+    answerer = ExtractAnswerer(None, config, embedder, weights=weights)
     signals, right, f1s, kinds = [], [], [], []
     for kind, items in lm_rows.items():
         for kept, features, f1 in items:
             if not kept:
                 continue
-            scores = np.array([rescore.score(f) for f in features])
-            shares = np.exp(scores - scores.max())
-            shares /= shares.sum()
-            b = int(np.argmax(scores))
-            signals.append(confidence_signals(kept[b], features[b], float(shares[b])))
+            best = answerer.ranked(kept, features)[0]
+            signals.append(confidence_signals(best.candidate, best.features, best.probability))
+            b = kept.index(best.candidate)
             right.append(float(f1[b] >= 0.5))
             f1s.append(f1[b])
             kinds.append(kind)
