@@ -42,6 +42,7 @@ Order = Literal["score", "edges", "document"]
 AnswerMode = Literal["auto", "extract", "generate"]
 Precision = Literal["auto", "fp32", "fp16", "int8"]
 Backend = Literal["auto", "torch", "onnx"]
+Store = Literal["faiss", "milvus"]
 
 
 class _Checked:
@@ -88,6 +89,10 @@ class DocumentsConfig(_Checked):
 
 @dataclass(frozen=True)
 class IndexConfig(_Checked):
+    # Where a new index keeps its long-term memory: "faiss" (FAISS + SQLite in the index
+    # folder) or "milvus" (a Milvus collection; see MilvusConfig). An existing index
+    # keeps the store its manifest names.
+    store: Store = "faiss"
     # None: exact search (flat) below `approximate_from` vectors, IVF + SQ8 above it
     # (IVF can delete by id; HNSW cannot, and is rebuilt on delete if asked for).
     factory: str | None = None
@@ -107,6 +112,48 @@ class IndexConfig(_Checked):
     # ~1.4 s at 1M.
     snapshot_min_changes: int = 2_000
     snapshot_share: float = 0.02
+
+
+@dataclass(frozen=True)
+class MilvusConfig(_Checked):
+    """The Milvus long-term memory (``store = "milvus"``; pip install 'ragmem[scale]').
+
+    A URI ending in ``.db`` is a milvus-lite folder run inside this process (one
+    process at a time may open it); ``http://host:19530`` is a Milvus server or cluster.
+    """
+
+    # None: a new index gets the milvus-lite file `milvus.db` inside its folder; an
+    # existing index the URI its manifest names (a value here overrides that: a moved
+    # server).
+    uri: str | None = None
+    # For a server with authentication ("user:password" or an API key); never written
+    # to the manifest: set it as RAGMEM_MILVUS_TOKEN.
+    token: str | None = None
+    # None: "<collection_prefix>_<index name>_<8 hex>", unique per new index. Name an
+    # existing collection to attach another machine's index folder to it.
+    collection: str | None = None
+    collection_prefix: str = "ragmem"
+    # None: "FLAT" (exact) on milvus-lite, "HNSW" on a server. Also "IVF_FLAT",
+    # "AUTOINDEX" (server). The metric is always inner product (IP): vectors are
+    # L2-normalised, so scores match the FAISS store's.
+    index_type: str | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    ef: int = 128  # HNSW search breadth (at least top_k)
+    nlist: int = 1024  # IVF lists
+    nprobe: int = 16  # IVF lists searched
+    # "Strong": a write is visible to the next read, what indexing then asking needs.
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    # The lexical side as Milvus full-text search (a BM25 function over the window
+    # text). Off, or on a Milvus without it (< 2.5), lexical search finds nothing and
+    # hybrid retrieval is dense only (with a one-time warning).
+    full_text: bool = True
+    # Milvus's analyzer for full-text search: "standard" (lower-cased words; what
+    # milvus-lite has) or, on a server, "english" (also stems: "volcanoes" ~ "volcano").
+    analyzer: Literal["standard", "english"] = "standard"
+    # Windows buffered by a writer before they are sent (fewer, larger requests).
+    write_batch: int = 2_000
+    timeout_s: float = 30.0  # per request to the server
 
 
 @dataclass(frozen=True)
@@ -193,6 +240,7 @@ class Config:
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    milvus: MilvusConfig = field(default_factory=MilvusConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     working_memory: WorkingMemoryConfig = field(default_factory=WorkingMemoryConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)

@@ -77,6 +77,11 @@ class IndexLockedError(RagmemError):
     """Another process is writing to the index."""
 
 
+class StoreError(RagmemError):
+    """An index's external store (Milvus) is missing its package, cannot be reached, or
+    refused a request."""
+
+
 class ModelError(RagmemError):
     """A model could not be found or loaded."""
 

@@ -1,4 +1,6 @@
-"""Long-term memory: window vectors in FAISS, their text and offsets in SQLite.
+"""Long-term memory: window vectors in FAISS, their text and offsets in SQLite (the
+default store, below), or all of it in Milvus (``ragmem.memory.milvus``), chosen per
+index; ``open_memory`` opens an index in the store its manifest names.
 
 The SQLite docstore is the single source of truth, vectors included; the FAISS file
 is a snapshot that is brought up to date from the docstore's change log on open.
@@ -11,7 +13,8 @@ package speaks SQL.
 
 from ragmem.memory.base import Memory, MemoryInfo, MemoryWriter, StoredDocument
 from ragmem.memory.manifest import FORMAT_VERSION, Manifest
+from ragmem.memory.opening import create_memory, drop_memory, open_memory
 from ragmem.memory.store import LongTermMemory
 
 __all__ = ["FORMAT_VERSION", "LongTermMemory", "Manifest", "Memory", "MemoryInfo",
-           "MemoryWriter", "StoredDocument"]
+           "MemoryWriter", "StoredDocument", "create_memory", "drop_memory", "open_memory"]

@@ -17,7 +17,11 @@ from typing import Any
 
 from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError, IndexNotFoundError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # what a FAISS + SQLite index is written with
+# A Milvus index is written with 2, so that a ragmem from before Milvus support says
+# "upgrade ragmem" instead of looking for a docstore that is not there.
+MILVUS_FORMAT_VERSION = 2
+READS_FORMAT_VERSION = 2  # the newest format this ragmem opens
 MANIFEST = "manifest.json"
 DOCSTORE = "docstore.sqlite"
 FILE_MODE = 0o600  # the umask can only take from these
@@ -38,15 +42,27 @@ class Manifest:
     # What made the vectors (see ragmem.embedding); indexes from before it was recorded
     # were all built in fp32 on a CPU.
     embedder_precision: str = "fp32"
+    # Where the memory lives: "faiss" (FAISS + SQLite in the folder; every manifest
+    # without the field) or "milvus", whose `milvus` settings say where: {"uri",
+    # "collection", "full_text"} (a lite URI relative to the index folder).
+    store: str = "faiss"
+    milvus: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self._fields(), indent=2, sort_keys=True)
 
     def fixed_json(self) -> str:
         """What a write never changes (no counts, no times): the docstore's copy."""
-        fixed = {k: v for k, v in asdict(self).items()
+        fixed = {k: v for k, v in self._fields().items()
                  if k not in ("counts", "updated_at", "ragmem_version")}
         return json.dumps(fixed, sort_keys=True)
+
+    def _fields(self) -> dict[str, Any]:
+        # A FAISS index's manifest stays as it was before there was a choice of store.
+        data = asdict(self)
+        if self.store == "faiss":
+            del data["store"], data["milvus"]
+        return data
 
 
 def manifest_from_json(text: str) -> Manifest:
@@ -71,10 +87,10 @@ def read_manifest(index_dir: Path) -> Manifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         version = data.get("format_version")
-        if isinstance(version, int) and version > FORMAT_VERSION:
+        if isinstance(version, int) and version > READS_FORMAT_VERSION:
             raise IndexMismatchError(
                 f"{index_dir} has index format {version}, newer than this ragmem reads "
-                f"({FORMAT_VERSION}); upgrade ragmem (pip install -U ragmem)"
+                f"({READS_FORMAT_VERSION}); upgrade ragmem (pip install -U ragmem)"
             )
         manifest = manifest_from_json(json.dumps(data))
         if not isinstance(version, int) or not isinstance(manifest.dim, int):
@@ -83,6 +99,23 @@ def read_manifest(index_dir: Path) -> Manifest:
         raise IndexCorruptError(f"{path} is unreadable ({' '.join(str(exc).split())})",
                                 Fix("repair", str(index_dir))) from exc
     return manifest
+
+
+def refuse_mismatch(manifest: Manifest, directory: Path, embedder: str | None,
+                    precision: str | None, allow_precision_mismatch: bool) -> None:
+    """Opening an index with ``embedder`` (and ``precision``), when given, requires
+    that they made its vectors (a precision mismatch passes when allowed)."""
+    if embedder is not None and embedder != manifest.embedder:
+        raise IndexMismatchError(
+            f"index {directory} was built with embedder {manifest.embedder!r}, not "
+            f"{embedder!r}", Fix("embedder", str(directory), manifest.embedder))
+    if precision is not None and precision != manifest.embedder_precision \
+            and not allow_precision_mismatch:
+        raise IndexMismatchError(
+            f"index {directory} holds {manifest.embedder_precision} vectors and the "
+            f"embedder runs in {precision}; leave the precision out (or set "
+            f"RAGMEM_EMBEDDER_PRECISION={manifest.embedder_precision}), or set "
+            "RAGMEM_EMBEDDER_ALLOW_PRECISION_MISMATCH=true to query it anyway")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -46,6 +46,7 @@ from ragmem.memory.manifest import (
     Manifest,
     create_private,
     read_manifest,
+    refuse_mismatch,
     write_manifest,
 )
 from ragmem.memory.vectors import LayeredIndex, VectorIndex, default_factory
@@ -112,7 +113,7 @@ class LongTermMemory:
 
         if (directory / MANIFEST).exists():
             return existing()
-        _refuse_foreign(directory)
+        refuse_foreign(directory)
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         with write_lock(directory):
             if not (directory / MANIFEST).exists():  # else: created meanwhile by another
@@ -138,17 +139,11 @@ class LongTermMemory:
         what made its vectors (a precision mismatch passes with
         ``allow_precision_mismatch``)."""
         manifest = read_manifest(directory)
-        if embedder is not None and embedder != manifest.embedder:
+        refuse_mismatch(manifest, directory, embedder, precision, allow_precision_mismatch)
+        if manifest.store != "faiss":
             raise IndexMismatchError(
-                f"index {directory} was built with embedder {manifest.embedder!r}, not "
-                f"{embedder!r}", Fix("embedder", str(directory), manifest.embedder))
-        if precision is not None and precision != manifest.embedder_precision \
-                and not allow_precision_mismatch:
-            raise IndexMismatchError(
-                f"index {directory} holds {manifest.embedder_precision} vectors and the "
-                f"embedder runs in {precision}; leave the precision out (or set "
-                f"RAGMEM_EMBEDDER_PRECISION={manifest.embedder_precision}), or set "
-                "RAGMEM_EMBEDDER_ALLOW_PRECISION_MISMATCH=true to query it anyway")
+                f"index {directory} is stored in {manifest.store}, not FAISS; open it with "
+                "ragmem.memory.open_memory")
         if not (directory / DOCSTORE).exists():
             raise IndexNotFoundError(f"{directory} has a manifest but no {DOCSTORE}",
                                      Fix("build", str(directory)))
@@ -416,7 +411,9 @@ _INDEX_FILES = (DOCSTORE, f"{DOCSTORE}-wal", f"{DOCSTORE}-shm", f"{DOCSTORE}-jou
                 "vectors-*.faiss", f".{MANIFEST}.*.tmp", ".vectors-*.faiss.*.tmp")
 
 
-def _refuse_foreign(directory: Path) -> None:
+def refuse_foreign(directory: Path, extra: tuple[str, ...] = ()) -> None:
+    """Refuse to create an index in a folder holding anything but an index's files (or
+    ``extra`` ones: another store's)."""
     import fnmatch
 
     if not directory.exists():
@@ -425,7 +422,7 @@ def _refuse_foreign(directory: Path) -> None:
         raise IndexCorruptError(f"{directory} is a file, not an index folder; pick another "
                                 "index name")
     foreign = [p.name for p in directory.iterdir()
-               if not any(fnmatch.fnmatchcase(p.name, pat) for pat in _INDEX_FILES)]
+               if not any(fnmatch.fnmatchcase(p.name, pat) for pat in (*_INDEX_FILES, *extra))]
     if foreign:
         raise IndexCorruptError(
             f"{directory} exists and is not a ragmem index (it holds {foreign[0]!r}); pick "

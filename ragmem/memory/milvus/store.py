@@ -1,0 +1,637 @@
+"""MilvusMemory: long-term memory in two Milvus collections, chosen per index.
+
+Where the truth lives: **in Milvus, all of it.** ``<base>_windows`` holds each window's
+vector, its text (the BM25 function's input), its offsets and its document's id, path
+and metadata (for filters inside the search); ``<base>_documents`` holds one header row
+per document (path, title, content hash, counts) and the document's text, sentence
+offsets and headings in ordered pieces (a VARCHAR holds at most 65,535 bytes), so
+``document_text(doc_id)[start:end]`` is exact. The index folder keeps only the manifest
+(which names the URI and the collections) and, for a milvus-lite URI inside it, the
+lite folder. Why not keep the SQLite docstore as the truth beside Milvus: a Milvus
+server exists to be shared, and a second store of record on one machine would make
+every other machine's copy of the index stale; with no transaction spanning SQLite and
+Milvus, the two could also disagree after a crash, with no way to say which is right.
+With everything in Milvus, another machine needs only the manifest (or the collection
+name: ``milvus.collection``) to use the same memory.
+
+Milvus has no transactions, so a write is made safe to cut short and to retry instead,
+per document (``Memory.writer()``'s batch is not atomic here; each document is):
+
+1. the document's header row is deleted first: from here on it looks absent;
+2. every other row of it is deleted (windows, text, sentences: an older, longer
+   version leaves nothing behind);
+3. its windows and pieces are written under deterministic keys (``window_id`` is a
+   hash of doc id and position), so writing them twice replaces, never duplicates;
+4. the header, with the content hash, is written last.
+
+A crash anywhere leaves the document absent (no header), and the next ``ragmem index``
+writes it again. Rows without a header are never returned by a search, and ``ragmem
+check`` reports them (``--repair`` deletes them). Removing deletes the header first,
+then the rest. Writers on one machine take the index folder's lock; writers on several
+machines sharing a server are not serialised (a document two of them write at once can
+end torn; ``check`` finds it, and ``--repair`` removes it for re-indexing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragmem import __version__
+from ragmem.config import MilvusConfig
+from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError, StoreError
+from ragmem.memory.base import MemoryInfo, StoredDocument
+from ragmem.memory.lexical import lexical_form, query_terms
+from ragmem.memory.manifest import (
+    DIR_MODE,
+    MANIFEST,
+    MILVUS_FORMAT_VERSION,
+    Manifest,
+    manifest_from_json,
+    read_manifest,
+    refuse_mismatch,
+    write_manifest,
+)
+from ragmem.memory.milvus.client import (
+    HASH_BYTES,
+    HEADER_FIELDS,
+    ID_BYTES,
+    LITE_FILE,
+    PIECE_BYTES,
+    TITLE_BYTES,
+    VARCHAR_MAX,
+    WINDOW_FIELDS,
+    Client,
+    Collections,
+    create_collections,
+    default_index_type,
+    resolve_uri,
+    search_params,
+    stored_uri,
+)
+from ragmem.memory.milvus.expressions import (
+    NOTHING,
+    doc_ids_expression,
+    expression,
+    matches,
+    metadata_json,
+    quote,
+)
+from ragmem.types import Document, Filter, Hit, Sentence, Window
+
+SENTENCES_PER_PART = 2_000  # [[start, end], ...] per piece: ~40 KB of JSON at most
+PARTS_PER_READ = 64  # pieces read per request (~4 MB)
+ROWS_PER_WRITE = 500  # rows per upsert request, and at most
+BYTES_PER_WRITE = 8_000_000  # (roughly) per request: a server takes 64 MB at most
+
+
+def window_id(doc_id: str, index: int) -> int:
+    """A window's key: the same document and position always give the same one, so a
+    retried write replaces the window. 63 bits of BLAKE2b: a clash is ~1 in 10^7 at a
+    million windows.
+
+    >>> window_id("a.txt", 0) == window_id("a.txt", 0) != window_id("a.txt", 1)
+    True
+    """
+    digest = hashlib.blake2b(f"{doc_id}\x00{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def pieces(text: str, limit: int = PIECE_BYTES) -> list[str]:
+    """``text`` cut into consecutive pieces of at most ``limit`` UTF-8 bytes, never
+    inside a character; ``"".join(pieces(t)) == t``.
+
+    >>> pieces("aé€b", 3)
+    ['aé', '€', 'b']
+    """
+    data = text.encode("utf-8")
+    out, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte
+            end -= 1
+        out.append(data[start:end].decode("utf-8"))
+        start = end
+    return out
+
+
+def _fits(text: str, limit: int) -> str:
+    return pieces(text, limit)[0] if len(text.encode("utf-8")) > limit else text
+
+
+# A non-header row of the documents collection carries the header's fields empty.
+_EMPTY = {"path": "", "title": "", "mtime": 0.0, "content_hash": "", "n_windows": 0,
+          "n_sentences": 0, "n_chars": 0, "n_text": 0, "n_sent": 0, "n_sect": 0,
+          "metadata": {}, "indexed_at": 0.0, "unused": [1.0, 0.0], "body": ""}
+_IS_HEADER = 'kind == "doc"'
+_META_PK = "#meta#0"
+
+
+def _pk(doc_id: str, kind: str, part: int = 0) -> str:
+    # Unique: the last two fields never hold '#', so the key splits back one way only.
+    return f"{doc_id}#{kind}#{part}"
+
+
+class _Prepared:
+    """One document's rows, ready to write."""
+
+    def __init__(self, doc_id: str, header: dict[str, Any], pieces: list[dict[str, Any]],
+                 windows: list[dict[str, Any]]) -> None:
+        self.doc_id = doc_id
+        self.header = header
+        self.pieces = pieces
+        self.windows = windows
+
+
+class MilvusWriter:
+    """Changes made inside ``MilvusMemory.writer()``: buffered, and written document by
+    document in the order the module docstring gives, ``write_batch`` windows at a time."""
+
+    def __init__(self, memory: MilvusMemory) -> None:
+        self._memory = memory
+        self._pending: list[_Prepared] = []
+        self._pending_windows = 0
+        self.added_windows = 0
+        self.removed_windows = 0
+
+    def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
+            vectors: np.ndarray) -> None:
+        if vectors.shape != (len(windows), self._memory.dim):
+            raise ValueError(f"expected vectors of shape ({len(windows)}, {self._memory.dim}), "
+                             f"got {vectors.shape}")
+        self._pending = [p for p in self._pending if p.doc_id != doc.doc_id]  # the later wins
+        self._pending.append(self._memory.prepare(doc, sentences, windows, vectors))
+        self._pending_windows += len(windows)
+        if self._pending_windows >= self._memory.settings.write_batch:
+            self.flush()
+
+    def remove(self, doc_id: str) -> int:
+        self.flush()
+        n = self._memory.delete([doc_id])
+        self.removed_windows += n
+        return n
+
+    def flush(self) -> None:
+        if self._pending:
+            self.removed_windows += self._memory.write(self._pending)
+            self.added_windows += sum(len(p.windows) for p in self._pending)
+        self._pending, self._pending_windows = [], 0
+
+
+class MilvusMemory:
+    def __init__(self, directory: Path, manifest: Manifest, client: Client,
+                 settings: MilvusConfig) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.dim = manifest.dim
+        self.settings = settings
+        self.names = Collections(str(manifest.milvus["collection"]))
+        self.full_text = bool(manifest.milvus.get("full_text", False))
+        self.index_type = manifest.index_factory
+        self._client = client
+        self._text_cache: dict[str, tuple[str, str]] = {}
+        self._warned = False
+
+    # -- opening ------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: Path, *, embedder: str, dim: int, chunking: dict[str, object],
+               config: MilvusConfig | None = None, precision: str = "fp32") -> MilvusMemory:
+        """A new index at ``directory`` whose memory lives in Milvus at ``config.uri``
+        (default: milvus-lite in ``directory/milvus.db``). A ``config.collection`` that
+        exists already is attached to, if the same embedder made it."""
+        from ragmem.memory.store import refuse_foreign, write_lock
+
+        config = config or MilvusConfig()
+        if (directory / MANIFEST).exists():
+            return cls.open(directory, embedder=embedder, config=config, precision=precision)
+        refuse_foreign(directory, extra=(LITE_FILE,))
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        with write_lock(directory):
+            uri = config.uri or str(directory / LITE_FILE)
+            client = Client(uri, config)
+            try:
+                base = config.collection or Collections.new_base(config.collection_prefix,
+                                                                 directory.name)
+                names = Collections(base)
+                index_type = config.index_type or default_index_type(client.lite)
+                now = time.time()
+                manifest = Manifest(
+                    embedder=embedder, dim=dim, chunking=dict(chunking),
+                    index_factory=index_type, format_version=MILVUS_FORMAT_VERSION,
+                    created_at=now, updated_at=now,
+                    counts={"documents": 0, "sentences": 0, "windows": 0},
+                    ragmem_version=__version__, embedder_precision=precision, store="milvus",
+                    milvus={"uri": stored_uri(uri, directory), "collection": base})
+                if client.has_collection(names.documents):
+                    manifest = _attach(client, names, manifest, directory)
+                else:
+                    full_text = create_collections(client, names, dim, index_type, config)
+                    manifest = replace(manifest, milvus={**manifest.milvus,
+                                                         "full_text": full_text})
+                    client.upsert(names.documents, [{
+                        **_EMPTY, "pk": _META_PK, "doc_id": "", "kind": "meta", "part": 0,
+                        "body": manifest.fixed_json()}])
+                write_manifest(directory, manifest)  # last: the index exists from here on
+            except BaseException:
+                client.close()
+                raise
+        return cls(directory, manifest, client, config)
+
+    @classmethod
+    def open(cls, directory: Path, *, embedder: str | None = None,
+             config: MilvusConfig | None = None, precision: str | None = None,
+             allow_precision_mismatch: bool = False) -> MilvusMemory:
+        """Open an existing index; its URI and collections come from its manifest (a
+        ``config.uri`` overrides the URI: the server moved)."""
+        config = config or MilvusConfig()
+        manifest = read_manifest(directory)
+        refuse_mismatch(manifest, directory, embedder, precision, allow_precision_mismatch)
+        if manifest.store != "milvus":
+            raise IndexMismatchError(f"index {directory} is stored in {manifest.store}, not "
+                                     "Milvus; open it with ragmem.memory.open_memory")
+        uri = config.uri or resolve_uri(str(manifest.milvus.get("uri", "")), directory)
+        client = Client(uri, config)
+        try:
+            names = Collections(str(manifest.milvus["collection"]))
+            for name in (names.documents, names.windows):
+                if not client.has_collection(name):
+                    raise IndexCorruptError(
+                        f"Milvus at {uri} has no collection {name}, which holds index "
+                        f"{directory} (dropped, or another server?); point RAGMEM_MILVUS_URI "
+                        "at the server that holds it, or index the sources again into a new "
+                        "index")
+            dim = vector_dim(client, names.windows)
+            if dim != manifest.dim:
+                raise IndexCorruptError(
+                    f"collection {names.windows} holds {dim}-dimensional vectors and the "
+                    f"manifest of {directory} says {manifest.dim}; the manifest belongs to "
+                    "another index: index the sources again into a new index")
+            client.load(names.documents)
+            client.load(names.windows)
+        except BaseException:
+            client.close()
+            raise
+        return cls(directory, manifest, client, config)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def drop(self) -> None:
+        """Delete both collections: the whole memory (the folder is the caller's)."""
+        for name in (self.names.windows, self.names.documents):
+            if self._client.has_collection(name):
+                self._client.drop(name)
+
+    # -- writing ------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator[MilvusWriter]:
+        """Hold the folder's write lock; what the batch adds is written as it goes, each
+        document whole or not at all (see the module docstring). On an error, what was
+        still buffered is dropped."""
+        from ragmem.memory.store import write_lock
+
+        with write_lock(self.directory):
+            writer = MilvusWriter(self)
+            yield writer
+            writer.flush()
+            self._text_cache.clear()
+            self.manifest = replace(self.manifest, counts=self.counts(),
+                                    updated_at=time.time(), ragmem_version=__version__)
+            write_manifest(self.directory, self.manifest)
+
+    def prepare(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
+                vectors: np.ndarray) -> _Prepared:
+        """The rows that store one document."""
+        doc_id = doc.doc_id
+        for what, value in (("document id", doc_id), ("path", doc.path)):
+            if len(value.encode("utf-8")) > ID_BYTES:
+                raise StoreError(f"{what} {value[:60]!r}... is longer than the {ID_BYTES} "
+                                 "bytes the Milvus store holds; shorten it")
+        for i, s in enumerate(sentences):
+            if s.index != i:
+                raise ValueError(f"sentence {i} of {doc_id!r} has index {s.index}; "
+                                 "sentences must be numbered 0, 1, ... in order")
+        metadata = metadata_json(doc.metadata)
+        sections = doc.metadata.get("sections") or []
+        text = pieces(doc.text)
+        sect = pieces(json.dumps(sections, ensure_ascii=False)) if sections else []
+        sent = [json.dumps([[s.start, s.end] for s in sentences[i:i + SENTENCES_PER_PART]])
+                for i in range(0, len(sentences), SENTENCES_PER_PART)]
+        rows = [{**_EMPTY, "pk": _pk(doc_id, kind, i), "doc_id": doc_id, "kind": kind,
+                 "part": i, "body": body}
+                for kind, bodies in (("text", text), ("sent", sent), ("sect", sect))
+                for i, body in enumerate(bodies)]
+        header = {**_EMPTY, "pk": _pk(doc_id, "doc"), "doc_id": doc_id, "kind": "doc",
+                  "part": 0, "path": doc.path, "title": _fits(doc.title, TITLE_BYTES),
+                  "mtime": float(doc.mtime), "content_hash": _fits(doc.content_hash, HASH_BYTES),
+                  "n_windows": len(windows), "n_sentences": len(sentences),
+                  "n_chars": len(doc.text), "n_text": len(text), "n_sent": len(sent),
+                  "n_sect": len(sect), "metadata": metadata, "indexed_at": time.time()}
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        window_rows = []
+        for w, v in zip(windows, vecs, strict=True):
+            lexical = lexical_form(w.text)
+            exact, cut = ("" if lexical == w.text else w.text), False
+            if max(len(lexical.encode("utf-8")), len(exact.encode("utf-8"))) > VARCHAR_MAX:
+                # Longer than a VARCHAR: BM25 reads its start; its text comes from the
+                # document's (ragmem's chunking never makes one; a caller's might).
+                lexical, exact, cut = _fits(lexical, VARCHAR_MAX), "", True
+            window_rows.append({
+                "window_id": window_id(doc_id, w.index), "doc_id": doc_id, "path": doc.path,
+                "idx": w.index, "sent_first": w.first, "sent_last": w.last,
+                "char_start": w.start, "char_end": w.end, "n_tokens": w.n_tokens,
+                "metadata": metadata, "text": exact, "cut": cut, "lexical": lexical,
+                "vector": v.tolist()})
+        return _Prepared(doc_id, header, rows, window_rows)
+
+    def write(self, docs: Sequence[_Prepared]) -> int:
+        """Store ``docs`` (each replacing its older version): header deleted, then the
+        rest, new rows, header last. Returns the windows the older versions had."""
+        ids = [d.doc_id for d in docs]
+        replaced = self.delete(ids)
+        c, names = self._client, self.names
+        for rows in _batches([r for d in docs for r in d.pieces]):
+            c.upsert(names.documents, rows)
+        for rows in _batches([r for d in docs for r in d.windows]):
+            c.upsert(names.windows, rows)
+        for rows in _batches([d.header for d in docs]):
+            c.upsert(names.documents, rows)
+        return replaced
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents: headers first, then everything else of theirs. Returns the
+        windows their headers counted (0 for one that was not stored)."""
+        if not doc_ids:
+            return 0
+        c, names = self._client, self.names
+        docs = doc_ids_expression(doc_ids)
+        n = sum(int(r["n_windows"]) for r in c.query(
+            names.documents, f"{_IS_HEADER} and {docs}", ["n_windows"]))
+        c.delete(names.documents, f"{_IS_HEADER} and {docs}")
+        c.delete(names.windows, docs)
+        c.delete(names.documents, f'kind != "meta" and {docs}')
+        for doc_id in doc_ids:
+            self._text_cache.pop(doc_id, None)
+        return n
+
+    # -- searching ----------------------------------------------------------
+    def search(self, queries: np.ndarray, top_k: int,
+               where: Filter | None = None) -> list[list[Hit]]:
+        """Top-k windows per query vector by inner product; ``where`` runs inside Milvus."""
+        expr = self._expression(where)
+        if expr == NOTHING or top_k <= 0:
+            return [[] for _ in range(len(queries))]
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        rows = self._client.search(
+            self.names.windows, [v.tolist() for v in q], "vector", min(top_k, 16_384), expr,
+            WINDOW_FIELDS, search_params(self.index_type, self.settings, top_k))
+        return self._hits(rows, [[float(r["distance"]) for r in row] for row in rows])
+
+    def lexical_search(self, question: str, top_k: int, where: Filter | None = None,
+                       max_terms: int | None = None) -> list[Hit]:
+        """BM25 (Milvus full-text search) over the windows' text, best first.
+
+        Milvus scores all of a question's terms in one pass over its sparse index and
+        does not say how many windows hold a term, so ``max_terms`` (which keeps FTS5's
+        OR-queries fast in the FAISS store) keeps a long question's *first* terms here."""
+        if not self.full_text:
+            if not self._warned:
+                warnings.warn(f"index {self.directory} has no full-text search in Milvus "
+                              "(milvus.full_text off, or a Milvus before 2.5): lexical "
+                              "search finds nothing", stacklevel=2)
+                self._warned = True
+            return []
+        terms = query_terms(question)
+        if max_terms is not None:
+            terms = terms[:max_terms]
+        expr = self._expression(where)
+        if not terms or expr == NOTHING or top_k <= 0:
+            return []
+        rows = self._client.search(self.names.windows, [" ".join(terms)], "sparse",
+                                   min(top_k, 16_384), expr, WINDOW_FIELDS,
+                                   {"metric_type": "BM25"})
+        # BM25 is never negative; milvus-lite reports it negated (best first either way).
+        return self._hits(rows, [[abs(float(r["distance"])) for r in row] for row in rows])[0]
+
+    def _expression(self, where: Filter | None) -> str:
+        if where is None:
+            return ""
+        expr = expression(where)
+        if expr is not None:
+            return expr
+        # Not exactly expressible: the documents it matches, found here, by id.
+        found = [r["doc_id"] for r in self._client.scan(
+            self.names.documents, _IS_HEADER, ["doc_id", "path", "metadata"])
+            if matches(where, r["doc_id"], r["path"], r["metadata"] or {})]
+        return doc_ids_expression(found)
+
+    def _hits(self, rows: list[list[dict[str, Any]]],
+              scores: list[list[float]]) -> list[list[Hit]]:
+        """Search results as ``Hit``s; windows whose document has no header (a write cut
+        short, or one under way) are left out."""
+        found = {r["entity"]["doc_id"] for row in rows for r in row}
+        live = self._live(found)
+        out = []
+        for row, row_scores in zip(rows, scores, strict=True):
+            out.append([self._window_hit(r, s) for r, s in zip(row, row_scores, strict=True)
+                        if r["entity"]["doc_id"] in live])
+        return out
+
+    def _live(self, doc_ids: set[str]) -> set[str]:
+        if not doc_ids:
+            return set()
+        return {r["doc_id"] for r in self._client.query(
+            self.names.documents, f"pk in [{', '.join(quote(_pk(d, 'doc')) for d in doc_ids)}]",
+            ["doc_id"])}
+
+    def _window_hit(self, row: dict[str, Any], score: float) -> Hit:
+        e = row["entity"]
+        return Hit(int(row["window_id"]), e["doc_id"], score, int(e["sent_first"]), int(e["sent_last"]),
+                   int(e["char_start"]), int(e["char_end"]), self._window_text(e))
+
+    def _window_text(self, e: dict[str, Any]) -> str:
+        if e["cut"]:
+            return self.document_text(e["doc_id"])[int(e["char_start"]):int(e["char_end"])]
+        return str(e["text"] or e["lexical"])
+
+    # -- reading ------------------------------------------------------------
+    def _header(self, doc_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
+        rows = self._client.query(self.names.documents, f"pk == {quote(_pk(doc_id, 'doc'))}",
+                                  fields)
+        return rows[0] if rows else None
+
+    def _headers(self, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        return self._client.scan(self.names.documents, _IS_HEADER, fields)
+
+    def _parts(self, doc_id: str, kind: str, first: int, last: int) -> list[str]:
+        """Pieces ``first..last`` of one kind of a document, in order."""
+        out: list[dict[str, Any]] = []
+        for a in range(first, last + 1, PARTS_PER_READ):
+            b = min(last, a + PARTS_PER_READ - 1)
+            out += self._client.query(
+                self.names.documents, f'doc_id == {quote(doc_id)} and kind == "{kind}" and '
+                f"part >= {a} and part <= {b}", ["part", "body"])
+        out.sort(key=lambda r: int(r["part"]))
+        if [int(r["part"]) for r in out] != list(range(first, last + 1)):
+            raise IndexCorruptError(
+                f"document {doc_id!r} is missing pieces of its {kind} in Milvus (a write cut "
+                "short by another writer?)", Fix("repair", str(self.directory)))
+        return [str(r["body"]) for r in out]
+
+    def _text(self, doc_id: str, head: dict[str, Any]) -> str:
+        cached = self._text_cache.get(doc_id)
+        if cached is not None and cached[0] == head["content_hash"]:
+            return cached[1]
+        n = int(head["n_text"])
+        text = "".join(self._parts(doc_id, "text", 0, n - 1)) if n else ""
+        self._text_cache[doc_id] = (str(head["content_hash"]), text)
+        if len(self._text_cache) > 256:
+            self._text_cache.pop(next(iter(self._text_cache)))
+        return text
+
+    def document_text(self, doc_id: str) -> str:
+        """A document's text ("" if it is not stored); cached by its content hash, which
+        is read on every call (another process may have updated the document)."""
+        head = self._header(doc_id, ["content_hash", "n_text"])
+        return "" if head is None else self._text(doc_id, head)
+
+    def document_path(self, doc_id: str) -> str:
+        head = self._header(doc_id, ["path"])
+        return "" if head is None else str(head["path"])
+
+    def document_sections(self, doc_id: str) -> list[list[Any]]:
+        head = self._header(doc_id, ["n_sect"])
+        if head is None or not int(head["n_sect"]):
+            return []
+        sections: list[list[Any]] = json.loads(
+            "".join(self._parts(doc_id, "sect", 0, int(head["n_sect"]) - 1)))
+        return sections
+
+    def sentences(self, doc_id: str, first: int, last: int) -> list[Sentence]:
+        """Sentences ``first..last`` (inclusive, clipped to the document), in order."""
+        head = self._header(doc_id, ["content_hash", "n_text", "n_sentences"])
+        if head is None:
+            return []
+        first, last = max(first, 0), min(last, int(head["n_sentences"]) - 1)
+        if first > last:
+            return []
+        a, b = first // SENTENCES_PER_PART, last // SENTENCES_PER_PART
+        offsets = [pair for body in self._parts(doc_id, "sent", a, b) for pair in json.loads(body)]
+        text = self._text(doc_id, head)
+        base = a * SENTENCES_PER_PART
+        return [Sentence(doc_id, i, s, e, text[s:e])
+                for i in range(first, last + 1) for s, e in [offsets[i - base]]]
+
+    def windows(self, doc_id: str) -> list[Window]:
+        if self._header(doc_id, ["doc_id"]) is None:
+            return []
+        rows = self._client.query(self.names.windows, f"doc_id == {quote(doc_id)}",
+                                  WINDOW_FIELDS)
+        rows.sort(key=lambda r: int(r["idx"]))
+        return [Window(doc_id, int(r["idx"]), int(r["sent_first"]), int(r["sent_last"]),
+                       int(r["char_start"]), int(r["char_end"]), self._window_text(r),
+                       int(r["n_tokens"])) for r in rows]
+
+    def documents(self) -> list[StoredDocument]:
+        docs = [StoredDocument(str(r["doc_id"]), str(r["path"]), str(r["title"]),
+                               float(r["mtime"]), str(r["content_hash"]), int(r["n_windows"]))
+                for r in self._headers(["doc_id", "path", "title", "mtime", "content_hash",
+                                        "n_windows"])]
+        return sorted(docs, key=lambda d: d.doc_id)
+
+    def content_hashes(self) -> dict[str, str]:
+        return {str(r["doc_id"]): str(r["content_hash"])
+                for r in self._headers(["doc_id", "content_hash"])}
+
+    def counts(self) -> dict[str, int]:
+        """Documents, and the sentences and windows their headers count (one pass over
+        the headers: Milvus sums nothing itself)."""
+        n = {"documents": 0, "sentences": 0, "windows": 0}
+        for r in self._headers(["n_sentences", "n_windows"]):
+            n["documents"] += 1
+            n["sentences"] += int(r["n_sentences"])
+            n["windows"] += int(r["n_windows"])
+        return n
+
+    def info(self) -> MemoryInfo:
+        counts = self.counts()
+        files = [p for p in self.directory.rglob("*") if p.is_file()]
+        kind = "milvus-lite" if self._client.lite else "milvus"
+        return MemoryInfo(
+            path=str(self.directory), embedder=self.manifest.embedder, dim=self.dim,
+            documents=counts["documents"], sentences=counts["sentences"],
+            windows=counts["windows"], index_type=f"{kind} {self.index_type}",
+            vectors_in_index=self._client.count(self.names.windows),
+            # A server's own disk use is not reported to clients: local files only.
+            size_bytes=sum(p.stat().st_size for p in files),
+            updated_at=self.manifest.updated_at, chunking=dict(self.manifest.chunking))
+
+    # -- for ``ragmem check`` (ragmem.memory.milvus.check) --------------------
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def meta(self) -> Manifest | None:
+        """The manifest's fixed part as stored in Milvus at creation (None if lost)."""
+        rows = self._client.query(self.names.documents, f"pk == {quote(_META_PK)}", ["body"])
+        return manifest_from_json(rows[0]["body"]) if rows else None
+
+    def write_meta(self) -> None:
+        self._client.upsert(self.names.documents, [{
+            **_EMPTY, "pk": _META_PK, "doc_id": "", "kind": "meta", "part": 0,
+            "body": self.manifest.fixed_json()}])
+
+    def headers(self) -> Iterator[dict[str, Any]]:
+        return self._headers(HEADER_FIELDS)
+
+
+def vector_dim(client: Client, collection: str) -> int:
+    for f in client.describe(collection).get("fields", []):
+        if f.get("name") == "vector":
+            return int(f.get("params", {}).get("dim", 0))
+    return 0
+
+
+def _attach(client: Client, names: Collections, manifest: Manifest,
+            directory: Path) -> Manifest:
+    """A new index folder for collections that exist (another machine's index): they
+    must hold vectors of the same embedder."""
+    rows = client.query(names.documents, f"pk == {quote(_META_PK)}", ["body"])
+    if not rows or not client.has_collection(names.windows):
+        raise IndexCorruptError(f"collection {names.documents} at {client.uri} is not a "
+                                "ragmem memory (no manifest row); name another collection")
+    theirs = manifest_from_json(rows[0]["body"])
+    if (theirs.embedder, theirs.dim) != (manifest.embedder, manifest.dim):
+        raise IndexMismatchError(
+            f"collection {names.base} at {client.uri} was built with embedder "
+            f"{theirs.embedder!r} ({theirs.dim} dims), not {manifest.embedder!r}; use "
+            f"--embedder {theirs.embedder}, or another collection", Fix(
+                "embedder", str(directory), theirs.embedder))
+    return replace(manifest, chunking=theirs.chunking, index_factory=theirs.index_factory,
+                   embedder_precision=theirs.embedder_precision,
+                   milvus={**manifest.milvus, "full_text": theirs.milvus.get("full_text")})
+
+
+def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in requests of at most ``ROWS_PER_WRITE`` rows and ~``BYTES_PER_WRITE``."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        n = 256 + sum(len(row.get(k) or "") * 4 for k in ("body", "text", "lexical")) \
+            + 8 * len(row.get("vector") or ())
+        if batch and (len(batch) >= ROWS_PER_WRITE or size + n > BYTES_PER_WRITE):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += n
+    if batch:
+        yield batch
