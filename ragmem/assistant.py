@@ -24,7 +24,8 @@ from ragmem.embedding import from_config as embedder_from_config
 from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
 from ragmem.indexing import Indexer, IndexProgress, IndexStats
-from ragmem.memory import LongTermMemory, Memory
+from ragmem.memory import Memory, create_memory, open_memory
+from ragmem.memory.opening import refuse_other_store
 from ragmem.models import require_local
 from ragmem.reranking import from_config as reranker_from_config
 from ragmem.retrieval import Retriever, check_question
@@ -63,20 +64,34 @@ class Assistant:
     # -- opening ------------------------------------------------------------
     @classmethod
     def create(cls, index: str | Path, config: Config | None = None, *,
-               embedder: Embedder | None = None,
-               generator: Generator | None = None) -> Assistant:
+               embedder: Embedder | None = None, generator: Generator | None = None,
+               store: str | None = None, uri: str | None = None) -> Assistant:
         """Open the index at ``index`` (a name under indexes/ or a path), creating it if
-        new. ``config`` is used as given; None means the defaults and the environment."""
+        new. ``config`` is used as given; None means the defaults and the environment.
+
+        ``store`` ("faiss" or "milvus") and ``uri`` (Milvus: a milvus-lite path ending in
+        .db, or ``http://host:19530``) override ``config.index.store`` and
+        ``config.milvus.uri``; both are fixed once the index exists.
+        ``Assistant.create("notes", store="milvus")`` keeps the memory in milvus-lite,
+        inside indexes/notes.
+        """
         config = config if config is not None else Config().with_env()
-        if (resolve_index_path(index) / "manifest.json").exists():
-            # An existing index keeps its own embedder and chunking.
+        if store is not None or uri is not None:
+            config = config.with_overrides({
+                "index": {"store": store or ("milvus" if uri else config.index.store)},
+                "milvus": {"uri": uri if uri is not None else config.milvus.uri}})
+        path = resolve_index_path(index)
+        if (path / "manifest.json").exists():
+            # An existing index keeps its own store, embedder and chunking.
+            refuse_other_store(path, config.index.store)
             return cls.open(index, config, embedder=embedder, generator=generator)
         if embedder is None:
             require_local(config.embedder.model, "embedder")  # missing: fail now, offline
             embedder = embedder_from_config(config.embedder)
-        memory = LongTermMemory.create(
-            resolve_index_path(index), embedder=embedder.model_id, dim=embedder.dim,
-            chunking=vars(config.chunking), config=config.index, precision=embedder.precision)
+        memory = create_memory(
+            path, embedder=embedder.model_id, dim=embedder.dim,
+            chunking=vars(config.chunking), config=config.index, milvus=config.milvus,
+            precision=embedder.precision)
         return cls(memory, config, embedder=embedder, generator=generator)
 
     @classmethod
@@ -93,8 +108,8 @@ class Assistant:
             wanted = config.embedder.model if config.embedder.model != DEFAULT_EMBEDDER else None
         # "auto" precision means the index's own; any other is checked against it.
         asked = embedder.precision if embedder else config.embedder.precision
-        memory = LongTermMemory.open(
-            path, embedder=wanted, config=config.index,
+        memory = open_memory(
+            path, embedder=wanted, config=config.index, milvus=config.milvus,
             precision=None if asked == "auto" else asked,
             allow_precision_mismatch=config.embedder.allow_precision_mismatch)
         if embedder is None:

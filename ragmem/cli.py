@@ -123,30 +123,47 @@ def cli() -> None:
 @click.option("--embedder", help="Embedding model: a known name, HF id or local dir "
               "(default all-MiniLM-L6-v2; fixed once the index exists).")
 @click.option("--window-tokens", type=int, help="Embedder tokens per window (new index).")
+@click.option("--store", type=click.Choice(["faiss", "milvus"]), help="Where a new index "
+              "keeps its memory: faiss (FAISS + SQLite in the index folder; default) or "
+              "milvus (pip install 'ragmem[scale]').")
+@click.option("--uri", help="With --store milvus: a milvus-lite path ending in .db, or a "
+              "server, http://HOST:19530 (default: milvus-lite inside the index folder).")
 @click.option("--sync", is_flag=True, help="Also remove documents whose files are gone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
-          window_tokens: int | None, sync: bool, as_json: bool) -> None:
+          window_tokens: int | None, store: str | None, uri: str | None, sync: bool,
+          as_json: bool) -> None:
     """Index files or folders (.txt .md .html .pdf .jsonl) into an index.
 
-    Only new or changed documents are embedded again (by content hash).
+    Only new or changed documents are embedded again (by content hash). The store and
+    its URI are kept in the index's manifest: later commands find them there.
 
     \b
     Examples:
       ragmem index ragmem/demo/corpus --index demo
       ragmem index notes/ report.pdf --index work --sync
+      ragmem index notes/ --index work --store milvus      # milvus-lite in indexes/work
+      ragmem index notes/ --index team --store milvus --uri http://milvus:19530
     """
     from ragmem.assistant import Assistant, resolve_index_path
-    from ragmem.memory import LongTermMemory
+    from ragmem.memory import open_memory
 
     config = Config().with_env()  # then the flags: a flag beats the environment
     if embedder:
         config = replace(config, embedder=replace(config.embedder, model=embedder))
     if window_tokens:
         config = replace(config, chunking=replace(config.chunking, window_tokens=window_tokens))
+    if uri and not store and config.index.store != "milvus":
+        raise click.BadParameter("--uri is where a Milvus store lives; add --store milvus",
+                                 param_hint="--uri")
+    if store:
+        config = config.with_overrides({"index": {"store": store}})
+    if uri:
+        config = config.with_overrides({"milvus": {"uri": uri}})
     folder = resolve_index_path(index_name)
     if embedder and (folder / "manifest.json").exists():
-        LongTermMemory.open(folder, embedder=embedder).close()  # refuses a mismatch, cheaply
+        # Refuses a mismatch, cheaply.
+        open_memory(folder, embedder=embedder, config=config.index, milvus=config.milvus).close()
     assistant = Assistant.create(index_name, config)
     with _progress(quiet=as_json) as report:
         stats = assistant.index(list(paths), sync=sync, progress=report)
@@ -479,18 +496,23 @@ def info(index_name: str, as_json: bool, documents: bool) -> None:
     import datetime
 
     from ragmem.assistant import resolve_index_path
-    from ragmem.memory import LongTermMemory
+    from ragmem.memory import open_memory
 
-    memory = LongTermMemory.open(resolve_index_path(index_name))
-    data = asdict(memory.info())
-    docs = [asdict(d) for d in memory.documents()] if documents else None
+    config = Config().with_env()
+    memory = open_memory(resolve_index_path(index_name), config=config.index,
+                         milvus=config.milvus)
+    try:
+        data = asdict(memory.info())
+        docs = [asdict(d) for d in memory.documents()] if documents else None
+    finally:
+        memory.close()
     if as_json:
         _print_json({**data, "documents_list": docs} if docs is not None else data)
         return
     when = datetime.datetime.fromtimestamp(data["updated_at"]).isoformat(timespec="seconds")
     click.echo(f"index      {data['path']}\nembedder   {data['embedder']} (dim {data['dim']})\n"
                f"documents  {data['documents']}\nsentences  {data['sentences']}\n"
-               f"windows    {data['windows']} ({data['vectors_in_index']} vectors in FAISS)\n"
+               f"windows    {data['windows']} ({data['vectors_in_index']} vectors in the index)\n"
                f"index type {data['index_type']}\nsize       {data['size_bytes'] / 1e6:.1f} MB\n"
                f"chunking   {data['chunking']}\nupdated    {when}")
     for d in docs or []:
@@ -499,14 +521,16 @@ def info(index_name: str, as_json: bool, documents: bool) -> None:
 
 @cli.command()
 @click.argument("index_name")
-@click.argument("targets", nargs=-1, required=True)
-@click.option("--yes", "-y", is_flag=True, help="Delete what a glob matches without asking "
-              "(for scripts).")
+@click.argument("targets", nargs=-1)
+@click.option("--drop", is_flag=True, help="Delete the whole index: its folder and, for a "
+              "Milvus index, its collections (asks first; --yes to skip).")
+@click.option("--yes", "-y", is_flag=True, help="Delete what a glob matches (or --drop) "
+              "without asking (for scripts).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def rm(index_name: str, targets: tuple[str, ...], yes: bool, dry_run: bool,
+def rm(index_name: str, targets: tuple[str, ...], drop: bool, yes: bool, dry_run: bool,
        as_json: bool) -> None:
-    """Remove documents by id, or by glob on id or path.
+    """Remove documents by id, or by glob on id or path; or, with --drop, the index.
 
     A glob lists what it matches and asks first (--yes to skip the question,
     --dry-run to only list); an exact id is removed at once.
@@ -516,13 +540,22 @@ def rm(index_name: str, targets: tuple[str, ...], yes: bool, dry_run: bool,
       ragmem rm demo doyle-a-scandal-in-bohemia.txt
       ragmem rm work 'drafts/*' --dry-run
       ragmem rm work 'drafts/*' --yes
+      ragmem rm work --drop --dry-run     # the folder, and Milvus collections if any
     """
     import fnmatch
 
     from ragmem.assistant import resolve_index_path
-    from ragmem.memory import LongTermMemory
+    from ragmem.memory import open_memory
 
-    memory = LongTermMemory.open(resolve_index_path(index_name))
+    if drop == bool(targets):
+        raise click.UsageError("give document ids or globs to remove, or --drop (the whole "
+                               "index), not both")
+    path = resolve_index_path(index_name)
+    config = Config().with_env()
+    if drop:
+        _drop(index_name, path, config, yes, dry_run, as_json)
+        return
+    memory = open_memory(path, config=config.index, milvus=config.milvus)
     try:
         docs = memory.documents()
         ids = [d.doc_id for d in docs if any(
@@ -557,6 +590,28 @@ def rm(index_name: str, targets: tuple[str, ...], yes: bool, dry_run: bool,
         click.echo(f"removed {len(ids)} documents: {', '.join(ids)}")
 
 
+def _drop(index_name: str, path: Path, config: Config, yes: bool, dry_run: bool,
+          as_json: bool) -> None:
+    """``rm --drop``: the whole index, its Milvus collections first."""
+    from ragmem.memory.opening import describe_drop, drop_memory
+
+    what = describe_drop(path)  # reads the manifest: no index there raises, with the fix
+    if dry_run:
+        if as_json:
+            _print_json({"would_drop": what})
+        else:
+            click.echo(f"would drop {index_name}: {'; '.join(what)}")
+        return
+    if not yes:
+        click.echo(f"dropping {index_name} deletes {'; '.join(what)}", err=True)
+        click.confirm(f"drop {index_name} and every document in it?", abort=True, err=True)
+    gone = drop_memory(path, config.milvus)
+    if as_json:
+        _print_json({"dropped": gone})
+    else:
+        click.echo(f"dropped {index_name}: {'; '.join(gone)}")
+
+
 def _is_glob(target: str) -> bool:
     return any(c in target for c in "*?[")
 
@@ -564,13 +619,15 @@ def _is_glob(target: str) -> bool:
 @cli.command()
 @click.argument("index_name")
 @click.option("--repair", is_flag=True, help="Rebuild what the docstore alone can give: "
-              "the FAISS index, the manifest and the counts (no source files needed).")
+              "the FAISS index, the manifest and the counts (no source files needed); for a "
+              "Milvus index, delete what writes cut short left behind.")
 @click.option("--embedder", help="With --repair, for an index whose manifest is lost and "
               "that predates the docstore's copy of it: the embedder that built it.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def check(index_name: str, repair: bool, embedder: str | None, as_json: bool) -> None:
     """Verify an index: SQLite integrity, checksums, FAISS ids == docstore ids, counts,
-    and that its embedder loads here with the same dimension.
+    and that its embedder loads here with the same dimension. A Milvus index: its
+    collections, every window and piece under a stored document, spans and counts.
 
     A manifest whose counts lag the docstore (a write killed after its commit) is
     brought up to date; anything else wrong is one line, with its fix.
@@ -584,8 +641,9 @@ def check(index_name: str, repair: bool, embedder: str | None, as_json: bool) ->
     from ragmem.memory import check as checking
 
     path = resolve_index_path(index_name)
-    report = (checking.repair(path, embedder_name=embedder) if repair
-              else checking.check(path))
+    milvus = Config().with_env().milvus
+    report = (checking.repair(path, embedder_name=embedder, milvus=milvus) if repair
+              else checking.check(path, milvus=milvus))
     if as_json:
         _print_json({**asdict(report), "ok": report.ok})
     else:

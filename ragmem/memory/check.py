@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ragmem.config import IndexConfig
+from ragmem.config import IndexConfig, MilvusConfig
 from ragmem.errors import (
     Fix,
     IndexCorruptError,
@@ -73,9 +73,16 @@ class _Findings:
                            tuple(self.checked), tuple(self.notes))
 
 
-def check(directory: Path, embedder: Embedder | None = None) -> CheckReport:
+def check(directory: Path, embedder: Embedder | None = None,
+          milvus: MilvusConfig | None = None) -> CheckReport:
     """Verify the index at ``directory``. ``embedder`` is the model to verify against the
-    manifest (its id and dimension); by default the one the manifest names is loaded."""
+    manifest (its id and dimension); by default the one the manifest names is loaded.
+    A Milvus index is checked by ``ragmem.memory.milvus.check`` (``milvus``: how to reach
+    its server)."""
+    if _is_milvus(directory):
+        from ragmem.memory.milvus import check as milvus_check
+
+        return milvus_check.check(directory, embedder, milvus)
     found = _Findings()
     if not (directory / MANIFEST).exists() and not (directory / DOCSTORE).exists():
         read_manifest(directory)  # raises: no index here at all
@@ -101,6 +108,18 @@ def check(directory: Path, embedder: Embedder | None = None) -> CheckReport:
         _check_faiss_ids(directory, found)
     _check_embedder(manifest, embedder, found)
     return found.report(directory)
+
+
+def _is_milvus(directory: Path) -> bool:
+    """A Milvus index: its manifest says so, or (lost) it has a lite folder and no docstore."""
+    if (directory / DOCSTORE).exists():
+        return False
+    try:
+        return read_manifest(directory).store == "milvus"
+    except (IndexCorruptError, IndexNotFoundError):
+        from ragmem.memory.milvus.client import LITE_FILE
+
+        return (directory / LITE_FILE).is_dir()
 
 
 def _manifest(directory: Path, store: Docstore, found: _Findings) -> Manifest | None:
@@ -224,11 +243,15 @@ def _check_embedder(manifest: Manifest, embedder: Embedder | None, found: _Findi
 
 
 def repair(directory: Path, embedder: Embedder | None = None, *,
-           embedder_name: str | None = None) -> CheckReport:
+           embedder_name: str | None = None, milvus: MilvusConfig | None = None) -> CheckReport:
     """Rebuild, from the docstore alone, what can be: the counts, the FAISS index (from
     the stored vectors) and the manifest (from the docstore's copy of it, or, for an index
     made before that copy existed, from ``embedder_name`` and the stored vectors' size).
-    Then check again."""
+    Then check again. A Milvus index: ``ragmem.memory.milvus.check.repair``."""
+    if _is_milvus(directory):
+        from ragmem.memory.milvus import check as milvus_check
+
+        return milvus_check.repair(directory, embedder, milvus=milvus)
     docstore_path = directory / DOCSTORE
     if not docstore_path.exists():
         read_manifest(directory)  # not an index: raises with the fix

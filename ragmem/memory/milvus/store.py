@@ -217,6 +217,8 @@ class MilvusMemory:
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         with write_lock(directory):
             uri = config.uri or str(directory / LITE_FILE)
+            if config.uri is None:  # private like the folder: it holds the documents' text
+                (directory / LITE_FILE).mkdir(mode=DIR_MODE, exist_ok=True)
             client = Client(uri, config)
             try:
                 base = config.collection or Collections.new_base(config.collection_prefix,
@@ -258,6 +260,14 @@ class MilvusMemory:
         if manifest.store != "milvus":
             raise IndexMismatchError(f"index {directory} is stored in {manifest.store}, not "
                                      "Milvus; open it with ragmem.memory.open_memory")
+        return cls.connect(directory, manifest, config)
+
+    @classmethod
+    def connect(cls, directory: Path, manifest: Manifest,
+                config: MilvusConfig | None = None) -> MilvusMemory:
+        """The memory ``manifest`` describes (``open`` without reading the manifest:
+        ``check --repair`` has one rebuilt from Milvus)."""
+        config = config or MilvusConfig()
         uri = config.uri or resolve_uri(str(manifest.milvus.get("uri", "")), directory)
         client = Client(uri, config)
         try:
@@ -455,8 +465,9 @@ class MilvusMemory:
 
     def _window_hit(self, row: dict[str, Any], score: float) -> Hit:
         e = row["entity"]
-        return Hit(int(row["window_id"]), e["doc_id"], score, int(e["sent_first"]), int(e["sent_last"]),
-                   int(e["char_start"]), int(e["char_end"]), self._window_text(e))
+        return Hit(int(row["window_id"]), e["doc_id"], score, int(e["sent_first"]),
+                   int(e["sent_last"]), int(e["char_start"]), int(e["char_end"]),
+                   self._window_text(e))
 
     def _window_text(self, e: dict[str, Any]) -> str:
         if e["cut"]:
