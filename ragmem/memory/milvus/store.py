@@ -74,6 +74,7 @@ from ragmem.memory.milvus.client import (
     Collections,
     create_collections,
     default_index_type,
+    pymilvus,
     resolve_uri,
     search_params,
     stored_uri,
@@ -213,6 +214,7 @@ class MilvusMemory:
         config = config or MilvusConfig()
         if (directory / MANIFEST).exists():
             return cls.open(directory, embedder=embedder, config=config, precision=precision)
+        pymilvus()  # not installed: say so before the folder is made
         refuse_foreign(directory, extra=(LITE_FILE,))
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         with write_lock(directory):
@@ -616,8 +618,13 @@ def _attach(client: Client, names: Collections, manifest: Manifest,
             directory: Path) -> Manifest:
     """A new index folder for collections that exist (another machine's index): they
     must hold vectors of the same embedder."""
+    if not client.has_collection(names.windows):
+        raise IndexCorruptError(f"collection {names.documents} at {client.uri} has no "
+                                f"{names.windows} beside it; name another collection")
+    client.load(names.documents)
+    client.load(names.windows)
     rows = client.query(names.documents, f"pk == {quote(_META_PK)}", ["body"])
-    if not rows or not client.has_collection(names.windows):
+    if not rows:
         raise IndexCorruptError(f"collection {names.documents} at {client.uri} is not a "
                                 "ragmem memory (no manifest row); name another collection")
     theirs = manifest_from_json(rows[0]["body"])
