@@ -179,6 +179,10 @@ class Client:
         with self.errors(f"drop collection {name}"):
             self.raw.drop_collection(name, timeout=self.timeout)
 
+    def flush(self, name: str) -> None:
+        with self.errors(f"flush collection {name}"):
+            self.raw.flush(name, timeout=self.timeout)
+
     def list_collections(self) -> list[str]:
         with self.errors("list collections"):
             return list(self.raw.list_collections())

@@ -315,6 +315,12 @@ class MilvusMemory:
             writer = MilvusWriter(self)
             yield writer
             writer.flush()
+            if self._client.lite and (writer.added_windows or writer.removed_windows):
+                # milvus-lite searches rows still in its memtable row by row in Python
+                # (~75 us a row, eval/reports/scale-out-milvus.md); a flush moves them
+                # into an indexed segment. A server seals segments itself.
+                self._client.flush(self.names.windows)
+                self._client.flush(self.names.documents)
             self._text_cache.clear()
             self.manifest = replace(self.manifest, counts=self.counts(),
                                     updated_at=time.time(), ragmem_version=__version__)
