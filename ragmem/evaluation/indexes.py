@@ -72,9 +72,11 @@ def beir_documents(dataset: str, corpus: dict[str, tuple[str, str]]) -> list[Doc
 
 
 def index_name(dataset: str, documents: Sequence[Document], embedder: str,
-               chunking: dict[str, Any]) -> str:
-    """``eval-scifact-1a2b3c4d5e``: the dataset slug and a hash of what the index holds."""
-    digest = hashlib.sha256(json.dumps([embedder, chunking], sort_keys=True).encode())
+               chunking: dict[str, Any], store: str = "faiss") -> str:
+    """``eval-scifact-1a2b3c4d5e``: the dataset slug and a hash of what the index holds
+    (and where: a Milvus index is another index; FAISS names are as they always were)."""
+    key: list[Any] = [embedder, chunking] if store == "faiss" else [embedder, chunking, store]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for doc in documents:
         digest.update(f"{doc.doc_id}\t{doc.content_hash}\n".encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.split("/")[0]).strip("-") or "dataset"
@@ -90,9 +92,13 @@ def open_index(dataset: str, documents: Sequence[Document], config: Config, *,
     from ragmem.indexing import IndexProgress
 
     model = embedder.model_id if embedder is not None else config.embedder.model
-    name = index_name(dataset, documents, model, vars(config.chunking))
+    name = index_name(dataset, documents, model, vars(config.chunking), config.index.store)
     path = (home or indexes_home()) / name
-    if rebuild and path.exists():
+    if rebuild and (path / "manifest.json").exists():
+        from ragmem.memory import drop_memory
+
+        drop_memory(path, config.milvus)  # a Milvus index's collections too
+    elif rebuild and path.exists():
         shutil.rmtree(path)
     assistant = Assistant.create(path, config, embedder=embedder, generator=generator)
 

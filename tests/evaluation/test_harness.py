@@ -43,6 +43,8 @@ def test_index_name_changes_with_what_the_index_holds():
     assert name == index_name("scifact/train", docs, "m", {"window_tokens": 256})
     assert name != index_name("scifact/test", docs, "m", {"window_tokens": 128})
     assert name != index_name("scifact/test", docs[:-1], "m", {"window_tokens": 256})
+    assert name == index_name("scifact/test", docs, "m", {"window_tokens": 256}, "faiss")
+    assert name != index_name("scifact/test", docs, "m", {"window_tokens": 256}, "milvus")
 
 
 def test_retrieval_report_and_same_numbers_on_rerun():
