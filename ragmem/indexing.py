@@ -8,8 +8,9 @@
 A document whose ``content_hash`` is already stored is skipped: only new and changed
 documents are chunked and embedded. Windows of many documents are pooled up to
 ``embed_batch`` per embedder call (bigger batches are faster). A whole run is one write
-of the memory: it lands completely or not at all. Bad files are skipped and reported
-in ``IndexStats.failed``; the rest are indexed.
+of the memory: in the FAISS store it lands completely or not at all; in the Milvus
+store document by document (a run cut short is finished by running it again). Bad
+files are skipped and reported in ``IndexStats.failed``; the rest are indexed.
 """
 
 from __future__ import annotations

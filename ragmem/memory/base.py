@@ -1,16 +1,19 @@
 """What the rest of ragmem may use of a long-term memory: a small read and write surface.
 
-``LongTermMemory`` (FAISS + SQLite, ``ragmem.memory.store``) is one backend; a second one
-(a Milvus-backed memory, say) implements the same surface and the retriever, the
-indexing stage and the CLI work unchanged. Nothing outside ``ragmem/memory/`` touches a
-backend's storage (SQL, files) directly.
+``LongTermMemory`` (FAISS + SQLite, ``ragmem.memory.store``) is one backend;
+``MilvusMemory`` (``ragmem.memory.milvus``) implements the same surface, and the
+retriever, the indexing stage and the CLI work unchanged on either
+(``ragmem.memory.open_memory`` picks the one an index was built with). Nothing outside
+``ragmem/memory/`` touches a backend's storage (SQL, files, collections) directly.
 
 A backend must provide:
 
 - ``manifest``: what built the index (embedder id and dimension, chunking settings);
   ``directory``: where its local files (the manifest at least) live.
-- writing: ``writer()``, a context manager giving a ``MemoryWriter`` whose ``add`` and
-  ``remove`` calls land together or not at all.
+- writing: ``writer()``, a context manager giving a ``MemoryWriter``. Its ``add`` and
+  ``remove`` calls land together or not at all in the FAISS store (one SQLite
+  transaction); Milvus has no transactions, so there each document lands whole or not
+  at all, and a batch cut short is finished by running it again.
 - searching: ``search`` (query vectors -> windows by inner product) and
   ``lexical_search`` (a question -> windows by BM25), both best first, both honouring a
   ``Filter`` inside the search rather than by over-fetching.
