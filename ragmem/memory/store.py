@@ -42,6 +42,7 @@ from ragmem.memory.manifest import (
     DIR_MODE,
     DOCSTORE,
     FILE_MODE,
+    FORMAT_VERSION,
     MANIFEST,
     Manifest,
     create_private,
@@ -144,6 +145,11 @@ class LongTermMemory:
             raise IndexMismatchError(
                 f"index {directory} is stored in {manifest.store}, not FAISS; open it with "
                 "ragmem.memory.open_memory")
+        if manifest.format_version > FORMAT_VERSION:  # 2 is a Milvus index's, not ours
+            raise IndexMismatchError(
+                f"{directory} has index format {manifest.format_version}, newer than this "
+                f"ragmem reads for FAISS ({FORMAT_VERSION}); upgrade ragmem "
+                "(pip install -U ragmem)")
         if not (directory / DOCSTORE).exists():
             raise IndexNotFoundError(f"{directory} has a manifest but no {DOCSTORE}",
                                      Fix("build", str(directory)))
