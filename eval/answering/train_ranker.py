@@ -87,17 +87,27 @@ def passages_of(row: dict[str, Any]) -> list[Passage]:
 def fit_listwise(groups: Sequence[tuple[np.ndarray, np.ndarray]], names: list[str],
                  l2: float = 1e-3, epochs: int = 300) -> dict[str, float]:
     """Weights of a linear score whose softmax over each group puts its mass on the
-    group's best candidates (target: best F1 in the group, ties shared)."""
-    items = [(torch.tensor(x), torch.tensor(y)) for x, y in groups if y.max() > 0]
+    group's best candidates (target: best F1 in the group, ties shared). The groups are
+    padded into one tensor (padding masked out of the softmax), so an epoch is one
+    batched step rather than a Python loop over groups."""
+    items = [(x, y) for x, y in groups if len(y) and y.max() > 0]
+    width = max(len(y) for _, y in items)
+    x = torch.zeros(len(items), width, len(names))
+    target = torch.zeros(len(items), width)
+    mask = torch.zeros(len(items), width, dtype=torch.bool)
+    for g, (xg, yg) in enumerate(items):
+        n = len(yg)
+        x[g, :n] = torch.from_numpy(np.asarray(xg, dtype=np.float32))
+        best = torch.from_numpy((yg == yg.max()).astype(np.float32))
+        target[g, :n] = best / best.sum()
+        mask[g, :n] = True
     w = torch.zeros(len(names), requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.05)
     for _ in range(epochs):
         opt.zero_grad()
-        loss = torch.zeros(())
-        for x, y in items:
-            target = (y == y.max()).float()
-            loss = loss - (target / target.sum() * torch.log_softmax(x @ w, 0)).sum()
-        loss = loss / len(items) + l2 * (w ** 2).sum()
+        logits = (x @ w).masked_fill(~mask, float("-inf"))
+        logp = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
+        loss = -(target * logp).sum() / len(items) + l2 * (w ** 2).sum()
         loss.backward()
         opt.step()
     return {k: round(float(v), 5) for k, v in zip(names, w.detach(), strict=True) if v != 0}
