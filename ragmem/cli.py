@@ -53,8 +53,11 @@ def one_line(exc: BaseException) -> tuple[str, int]:
             text = f"{' '.join(exc.problem.split())}; {_command_for(exc.fix)}"
         return text, 1
     if isinstance(exc, KeyboardInterrupt):
-        return ("interrupted; an index keeps its last complete write (an unfinished one "
-                "is rolled back)", 130)
+        # A FAISS+SQLite write rolls back whole; a Milvus one keeps the documents it
+        # finished, and the one cut short looks absent until the next `ragmem index`.
+        return ("interrupted; an index keeps every complete write (a FAISS index rolls "
+                "back an unfinished one; a Milvus index keeps the documents it finished: "
+                "run the same ragmem index again)", 130)
     if isinstance(exc, MemoryError):
         return ("out of memory; index fewer or smaller files at a time "
                 "(RAGMEM_DOCUMENTS_MAX_FILE_BYTES bounds one file)", 1)
