@@ -19,6 +19,7 @@ from pathlib import Path
 from ragmem.answering import Answerer, answerer_for
 from ragmem.config import DEFAULT_EMBEDDER, Config, indexes_home, manifest_settings
 from ragmem.conversation import Chat
+from ragmem.distributed import ray_engine
 from ragmem.embedding import Embedder
 from ragmem.embedding import from_config as embedder_from_config
 from ragmem.generation import Generator
@@ -164,11 +165,18 @@ class Assistant:
 
     # -- long-term memory: ragmem.indexing ------------------------------------
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
-              progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+              progress: Callable[[IndexProgress], None] | None = None,
+              engine: str | None = None) -> IndexStats:
         """Add new and changed documents (by content hash); with ``sync``, also remove
         documents whose files are gone. Bad files, and bad lines of a .jsonl, are reported
-        in ``failed`` as ``(where, reason)`` and skipped."""
-        return self.indexer.index(paths, sync=sync, progress=progress)
+        in ``failed`` as ``(where, reason)`` and skipped. ``engine``: "local" (this
+        process) or "ray" (Ray Data reads, chunks and embeds; ``ragmem.distributed``);
+        None: ``config.ingest.engine``."""
+        config = self.config if engine is None else \
+            self.config.with_overrides({"ingest": {"engine": engine}})  # checked
+        runner = ray_engine(config, self.memory.manifest) \
+            if config.ingest.engine == "ray" else None
+        return self.indexer.index(paths, sync=sync, progress=progress, engine=runner)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:

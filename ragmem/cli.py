@@ -132,10 +132,13 @@ def cli() -> None:
 @click.option("--uri", help="With --store milvus: a milvus-lite path ending in .db, or a "
               "server, http://HOST:19530 (default: milvus-lite inside the index folder).")
 @click.option("--sync", is_flag=True, help="Also remove documents whose files are gone.")
+@click.option("--engine", type=click.Choice(["local", "ray"]),
+              help="Who reads, chunks and embeds: this process (local, the default) or a "
+              "Ray cluster (ray: $RAY_ADDRESS, else a local Ray; pip install 'ragmem[scale]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
           window_tokens: int | None, store: str | None, uri: str | None, sync: bool,
-          as_json: bool) -> None:
+          engine: str | None, as_json: bool) -> None:
     """Index files or folders (.txt .md .html .pdf .jsonl) into an index.
 
     Only new or changed documents are embedded again (by content hash). The store and
@@ -147,6 +150,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
       ragmem index notes/ report.pdf --index work --sync
       ragmem index notes/ --index work --store milvus      # milvus-lite in indexes/work
       ragmem index notes/ --index team --store milvus --uri http://milvus:19530
+      RAY_ADDRESS=head:6379 ragmem index /shared/papers --index papers --engine ray
     """
     from ragmem.assistant import Assistant, resolve_index_path
     from ragmem.memory import open_memory
@@ -169,7 +173,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
         open_memory(folder, embedder=embedder, config=config.index, milvus=config.milvus).close()
     assistant = Assistant.create(index_name, config)
     with _progress(quiet=as_json) as report:
-        stats = assistant.index(list(paths), sync=sync, progress=report)
+        stats = assistant.index(list(paths), sync=sync, progress=report, engine=engine)
     for where, why in stats.failed:
         click.echo(f"skipped {where}: {why}", err=True)
     summary = {**asdict(stats), "windows_per_s": round(stats.windows_per_s, 1),

@@ -234,6 +234,31 @@ class GeneratorConfig(_Checked):
     threads: int | None = None
 
 
+EngineName = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class IngestConfig(_Checked):
+    """Who reads, chunks and embeds while indexing; the writer is always the indexing
+    process, in one batch. ``ray``: Ray Data tasks read and chunk, an actor pool embeds
+    (pip install 'ragmem[scale]'); eval/reports/scale-out-ray.md measures it."""
+
+    engine: EngineName = "local"
+    # None: $RAY_ADDRESS when set, else a local Ray started for the run (and stopped
+    # after it). "host:6379" or "ray://host:10001" joins a running cluster; the files
+    # must then be at the same paths on its nodes (shared storage).
+    ray_address: str | None = None
+    # Embedding actors; each loads the model once. None: one per GPU the actors use,
+    # else the cluster's CPUs less one (left to the reading tasks).
+    actors: int | None = None
+    cpus_per_actor: float = 1.0  # also the torch threads of a CPU actor
+    # GPUs per actor. None: 1 when the cluster has GPUs and the index holds fp16
+    # vectors (what the embedder makes on a GPU), else 0. fp32 and int8 run on CPUs.
+    num_gpus: float | None = None
+    batch_size: int = 256  # windows per actor call, similar lengths together
+    files_per_task: int = 16  # files one reading task reads and chunks
+
+
 @dataclass(frozen=True)
 class Config:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -245,6 +270,7 @@ class Config:
     working_memory: WorkingMemoryConfig = field(default_factory=WorkingMemoryConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     answering: AnsweringConfig = field(default_factory=AnsweringConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,6 +397,20 @@ def _fingerprint(resolved: ResolvedModel) -> str:
                 stat = path.stat()
                 digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:12]
+
+
+def token_counter(cfg: EmbedderConfig) -> Callable[[str], int]:
+    """``count_tokens`` of the embedder ``cfg`` makes, without loading its weights: from
+    the model folder's ``tokenizer.json`` (the tokenizers library alone, ~0.2 s) when it
+    has one, else from the embedder itself. For workers that only chunk."""
+    resolved = resolve(cfg.model, "embedder")
+    path = Path(resolved.path) / "tokenizer.json"
+    if not path.is_file():
+        return from_config(cfg).count_tokens
+    from tokenizers import Tokenizer
+
+    counter = _counter(Tokenizer.from_file(str(path)))
+    return lambda text: len(counter.encode(text, add_special_tokens=True).ids)
 
 
 def cuda_available() -> bool:

@@ -92,3 +92,8 @@ class QuestionError(RagmemError):
 
 class ConfigError(RagmemError):
     """A configuration value, key or environment variable is not valid."""
+
+
+class EngineError(RagmemError):
+    """An indexing engine could not run: Ray is not installed, will not start, or its
+    cluster cannot be reached."""

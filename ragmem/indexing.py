@@ -11,14 +11,23 @@ documents are chunked and embedded. Windows of many documents are pooled up to
 of the memory: in the FAISS store it lands completely or not at all; in the Milvus
 store document by document (a run cut short is finished by running it again). Bad
 files are skipped and reported in ``IndexStats.failed``; the rest are indexed.
+
+The work is in steps that an ``Engine`` can take over: read (``read_source``), skip the
+unchanged (``is_unchanged``), chunk (``chunk``) and embed. Without one, this process
+does them; ``ragmem.distributed.RayEngine`` does them on a Ray cluster. Either way the
+``Indexer`` alone writes, counts and reports, through the same ``memory.writer()``: the
+result, and what a write promises, are the same.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from ragmem.chunking import chunk_document
 from ragmem.config import ChunkingConfig, DocumentsConfig, IndexConfig
@@ -31,6 +40,65 @@ from ragmem.types import Document, Sentence, Window
 # What ingestion reads: a name for progress, the documents, and what was wrong (a bad
 # file, or bad lines of a .jsonl whose other lines are kept).
 Source = tuple[str, list[Document], list[DocumentError]]
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """One source, read: every document in it as ``(doc_id, content_hash)`` (for the
+    counts and ``sync``), what was wrong with it, and the sentences and windows of its
+    new and changed documents."""
+
+    name: str
+    documents: tuple[tuple[str, str], ...]
+    problems: tuple[DocumentError, ...]
+    sentences: int
+    windows: int
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A new or changed document, chunked and embedded: what the writer stores."""
+
+    doc: Document
+    sentences: list[Sentence]
+    windows: list[Window]
+    vectors: np.ndarray
+
+
+# What an engine yields, in any order: a document's ``Embedded`` may come before or
+# after its source's ``SourceRead``.
+Event = SourceRead | Embedded
+
+
+class Engine(Protocol):
+    """Files -> events: reads the files, chunks and embeds their new and changed
+    documents (those whose hash is not in ``known``). The ``Indexer`` writes what it
+    yields, in this process, in one batch. ``ragmem.distributed.RayEngine`` is one;
+    without an engine the ``Indexer`` does the work itself."""
+
+    def run(self, files: Sequence[tuple[Path, Path]],
+            known: Mapping[str, str]) -> Iterator[Event]: ...
+
+
+def read_source(root: Path, file: Path, max_bytes: int) -> Source:
+    """One file as a ``Source``: a bad file is reported, never raised."""
+    problems: list[DocumentError] = []
+    try:
+        docs = load_file(file, root, max_bytes=max_bytes, on_problem=problems.append)
+    except DocumentError as exc:
+        return str(file), [], [exc]
+    return str(file), docs, problems
+
+
+def is_unchanged(doc: Document, known: Mapping[str, str]) -> bool:
+    return known.get(doc.doc_id) == doc.content_hash
+
+
+def chunk(doc: Document, count_tokens: Callable[[str], int],
+          chunking: ChunkingConfig) -> tuple[list[Sentence], list[Window]]:
+    """``doc``'s sentences and windows as every engine makes them."""
+    return chunk_document(doc, count_tokens, chunking.window_tokens,
+                          chunking.overlap_sentences, chunking.max_sentence_chars)
 
 
 @dataclass(frozen=True)
@@ -75,24 +143,20 @@ class Indexer:
         self.max_file_bytes = max_file_bytes
 
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
-              progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
+              progress: Callable[[IndexProgress], None] | None = None,
+              engine: Engine | None = None) -> IndexStats:
         """Add new and changed documents of ``paths`` (files or folders); with ``sync``,
         also remove stored documents that none of the files holds any more. Bad files,
-        and bad lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``."""
+        and bad lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``.
+        ``engine`` reads, chunks and embeds instead of this process (the write stays
+        here)."""
         files = discover(paths)
-
-        def sources() -> Iterator[Source]:
-            for root, file in files:
-                problems: list[DocumentError] = []
-                try:
-                    docs = load_file(file, root, max_bytes=self.max_file_bytes,
-                                     on_problem=problems.append)
-                except DocumentError as exc:
-                    yield str(file), [], [exc]
-                else:
-                    yield str(file), docs, problems
-
-        return self.ingest(sources(), len(files), sync=sync, progress=progress)
+        if engine is None:
+            sources = (read_source(root, file, self.max_file_bytes) for root, file in files)
+            return self.ingest(sources, len(files), sync=sync, progress=progress)
+        self._check_chunking()  # before an engine starts a cluster for nothing
+        known = self.memory.content_hashes()
+        return self._write(engine.run(files, known), known, len(files), sync, progress)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
@@ -115,49 +179,67 @@ class Indexer:
                progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """The work of ``index`` over already-read sources; ``total`` is for progress."""
         self._check_chunking()
-        start = time.perf_counter()
         known = self.memory.content_hashes()
+        return self._write(self._events(sources, known), known, total, sync, progress)
+
+    def _events(self, sources: Iterable[Source], known: Mapping[str, str]) -> Iterator[Event]:
+        """The local engine: chunk new and changed documents here and embed their windows
+        pooled across documents, ``embed_batch`` at a time (bigger batches are faster)."""
+        pending: list[tuple[Document, list[Sentence], list[Window]]] = []
+
+        def flush() -> Iterator[Embedded]:
+            vectors = self.embedder.embed([w.text for _, _, ws in pending for w in ws])
+            offset = 0
+            for doc, sentences, windows in pending:
+                yield Embedded(doc, sentences, windows,
+                               vectors[offset:offset + len(windows)])
+                offset += len(windows)
+            pending.clear()
+
+        for name, docs, problems in sources:
+            n_sent = n_win = 0
+            for doc in docs:
+                if is_unchanged(doc, known):
+                    continue
+                sentences, windows = chunk(doc, self.embedder.count_tokens, self.chunking)
+                pending.append((doc, sentences, windows))
+                n_sent += len(sentences)
+                n_win += len(windows)
+                if sum(len(w) for _, _, w in pending) >= self.embed_batch:
+                    yield from flush()
+            yield SourceRead(name, tuple((d.doc_id, d.content_hash) for d in docs),
+                             tuple(problems), n_sent, n_win)
+        if pending:
+            yield from flush()
+
+    def _write(self, events: Iterable[Event], known: Mapping[str, str], total: int,
+               sync: bool, progress: Callable[[IndexProgress], None] | None) -> IndexStats:
+        """Store what ``events`` brings in one writer batch (all or nothing), count it,
+        and with ``sync`` remove the documents no source holds any more."""
+        start = time.perf_counter()
         failed: list[tuple[str, str]] = []
         seen: set[str] = set()
         n_sources = added = updated = unchanged = n_sent = n_win = 0
-        pending: list[tuple[Document, list[Sentence], list[Window]]] = []
-        chunking = self.chunking
-
         with self.memory.writer() as writer:
-            def flush() -> None:
-                texts = [w.text for _, _, ws in pending for w in ws]
-                vectors = self.embedder.embed(texts)
-                offset = 0
-                for doc, sentences, windows in pending:
-                    writer.add(doc, sentences, windows, vectors[offset:offset + len(windows)])
-                    offset += len(windows)
-                pending.clear()
-
-            for name, docs, problems in sources:
+            for event in events:
+                if isinstance(event, Embedded):
+                    writer.add(event.doc, event.sentences, event.windows, event.vectors)
+                    continue
                 n_sources += 1
-                failed.extend((e.where, e.reason) for e in problems)
-                for doc in docs:
-                    seen.add(doc.doc_id)
-                    if known.get(doc.doc_id) == doc.content_hash:
+                failed.extend((e.where, e.reason) for e in event.problems)
+                for doc_id, content_hash in event.documents:
+                    seen.add(doc_id)
+                    if known.get(doc_id) == content_hash:
                         unchanged += 1
-                        continue
-                    if doc.doc_id in known:
+                    elif doc_id in known:
                         updated += 1
                     else:
                         added += 1
-                    sentences, windows = chunk_document(
-                        doc, self.embedder.count_tokens, chunking.window_tokens,
-                        chunking.overlap_sentences, chunking.max_sentence_chars)
-                    pending.append((doc, sentences, windows))
-                    n_sent += len(sentences)
-                    n_win += len(windows)
-                    if sum(len(w) for _, _, w in pending) >= self.embed_batch:
-                        flush()
+                n_sent += event.sentences
+                n_win += event.windows
                 if progress:
                     progress(IndexProgress(n_sources, max(total, n_sources), n_sent, n_win,
-                                           time.perf_counter() - start, name))
-            if pending:
-                flush()
+                                           time.perf_counter() - start, event.name))
             removed = 0
             if sync:
                 for doc_id in sorted(set(known) - seen):
