@@ -104,17 +104,17 @@ class RayEngine:
         reading = {"embedder": self.embedder, "factory": self.embedder_factory,
                    "chunking": self.chunking,
                    "max_bytes": self.max_file_bytes, "known": ray.put(dict(known))}
-        # SPREAD: reads go to every node; a strategy unlike the actors' also keeps Ray
-        # Data from fusing reading into the actors, where a slow file would idle a model.
-        dataset = dataset.map_batches(read_and_chunk, batch_size=None, fn_kwargs=reading,
-                                      scheduling_strategy="SPREAD")
+        dataset = dataset.map_batches(read_and_chunk, batch_size=None, fn_kwargs=reading)
+        # Blocks of one actor call's windows, cut from the tasks' sorted output: a call
+        # gets windows of similar length. It also keeps Ray Data from fusing reading into
+        # the actors (a slow file would idle a model; tasks scale out on their own).
+        dataset = dataset.repartition(target_num_rows_per_block=self.settings.batch_size)
         return dataset.map_batches(
             EmbedActor, batch_size=self.settings.batch_size,
             fn_constructor_kwargs={"config": self.embedder, "factory": self.embedder_factory,
                                    "threads": max(1, int(self.settings.cpus_per_actor))},
             compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=self.settings.cpus_per_actor, num_gpus=num_gpus or None,
-            scheduling_strategy="DEFAULT")
+            num_cpus=self.settings.cpus_per_actor, num_gpus=num_gpus or None)
 
     def _placement(self, resources: Mapping[str, float]) -> tuple[float, int]:
         """GPUs per actor and how many actors, from the settings and the cluster."""
