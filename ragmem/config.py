@@ -249,7 +249,8 @@ class IngestConfig(_Checked):
     # must then be at the same paths on its nodes (shared storage).
     ray_address: str | None = None
     # Embedding actors; each loads the model once. None: one per GPU the actors use,
-    # else the cluster's CPUs less one (left to the reading tasks).
+    # else as many as the cluster's CPUs less one hold (that one is the reading tasks':
+    # actors holding every CPU would leave nothing to read with, so that is refused).
     actors: int | None = None
     cpus_per_actor: float = 1.0  # also the torch threads of a CPU actor
     # GPUs per actor. None: 1 when the cluster has GPUs and the index holds fp16

@@ -131,9 +131,19 @@ class RayEngine:
             raise ConfigError("this index holds fp16 vectors, made on a GPU, and the Ray "
                               "cluster has none for the actors; join a cluster with GPUs "
                               "(RAY_ADDRESS) or index with --engine local on a GPU machine")
+        per_actor = self.settings.cpus_per_actor
+        most = int((cpus - 1) // per_actor)  # a CPU stays with the reading tasks
+        if most < 1:
+            raise ConfigError(f"a Ray cluster of {cpus:g} CPUs has none for the reading "
+                              f"tasks beside one actor of {per_actor:g}; join a bigger "
+                              "cluster (RAY_ADDRESS) or use --engine local")
         actors = self.settings.actors or (
-            max(1, int(gpus // num_gpus)) if num_gpus
-            else max(1, int(cpus // self.settings.cpus_per_actor) - 1))
+            min(most, max(1, int(gpus // num_gpus))) if num_gpus else most)
+        if actors > most:
+            # Ray Data would wait for ever: the actors hold every CPU, no task can read.
+            raise ConfigError(f"{actors} embedding actors of {per_actor:g} CPUs leave no CPU "
+                              f"for the reading tasks on a Ray cluster of {cpus:g}; use at "
+                              f"most {most} (RAGMEM_INGEST_ACTORS)")
         return num_gpus, actors
 
 

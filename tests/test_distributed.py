@@ -153,11 +153,16 @@ def test_where_the_actors_run() -> None:
     engine = keyword_engine()
     assert engine._placement({"CPU": 8.0}) == (0.0, 7)  # a CPU left to the readers
     assert engine._placement({"CPU": 2.0, "GPU": 4.0}) == (0.0, 1)  # fp32: not on GPUs
+    with pytest.raises(ConfigError, match="leave no CPU for the reading tasks"):
+        keyword_engine(actors=2)._placement({"CPU": 2.0})  # would wait for ever
+    with pytest.raises(ConfigError, match="has none for the reading tasks"):
+        engine._placement({"CPU": 1.0})
     with pytest.raises(ConfigError, match="GPU actors embed in fp16"):
         keyword_engine(num_gpus=1.0)._placement({"CPU": 2.0, "GPU": 1.0})
     fp16 = RayEngine(IngestConfig(engine="ray"), EmbedderConfig(precision="fp16"),
                      ChunkingConfig(), MAX_BYTES, 384)
     assert fp16._placement({"CPU": 16.0, "GPU": 2.0}) == (1.0, 2)
+    assert fp16._placement({"CPU": 4.0, "GPU": 8.0}) == (1.0, 3)  # each actor takes a CPU
     with pytest.raises(ConfigError, match="has none for the actors"):
         fp16._placement({"CPU": 16.0})
 
