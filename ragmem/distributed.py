@@ -12,10 +12,12 @@ The plan, one Ray Data pipeline:
 1. ``from_items`` of the files, ``files_per_task`` to a block; a task per block reads
    its files (``indexing.read_source``), drops the documents whose hash the index holds,
    chunks the rest (``indexing.chunk``, the tokenizer alone, no model) and returns one
-   row per file (what was read, pickled) and one per window, sorted longest first so
-   that a batch holds windows of similar length (less padding).
+   row per file (what was read, pickled: a row holds scalars, a file many documents)
+   and one per window, sorted longest first, cut into blocks of ``batch_size`` rows:
+   an actor call gets windows of similar length (less padding).
 2. ``map_batches`` on an actor pool: each actor loads the embedder once, at the index's
-   own precision (checked: vectors must match the index's), on a GPU when it has one.
+   own precision (checked: vectors must match the index's), on a GPU when the cluster
+   has them and the index is fp16; file rows pass through untouched.
 3. ``iter_batches`` here: each document's windows are put back together and handed to
    the ``Indexer`` as they complete; its one writer batch keeps the write atomic.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -165,6 +166,13 @@ def test_where_the_actors_run() -> None:
     assert fp16._placement({"CPU": 4.0, "GPU": 8.0}) == (1.0, 3)  # each actor takes a CPU
     with pytest.raises(ConfigError, match="has none for the actors"):
         fp16._placement({"CPU": 16.0})
+
+
+def test_ray_is_imported_only_when_the_ray_engine_runs() -> None:
+    code = "import sys, ragmem.assistant, ragmem.cli; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "False"
 
 
 def test_an_unreachable_cluster_fails_in_seconds() -> None:
