@@ -1,8 +1,10 @@
 """RayEngine on a local Ray (2 CPUs, one for the module): the local path's windows and
-vectors, incremental runs and --sync, bad files, errors in one line, the CLI end to end."""
+vectors, incremental runs and --sync (FAISS and Milvus stores), bad files, errors in one
+line, the CLI end to end."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,12 +20,18 @@ from click.testing import CliRunner
 
 import ragmem.assistant
 from ragmem.cli import cli
-from ragmem.config import ChunkingConfig, DocumentsConfig, EmbedderConfig, IngestConfig
+from ragmem.config import (
+    ChunkingConfig,
+    DocumentsConfig,
+    EmbedderConfig,
+    IndexConfig,
+    IngestConfig,
+)
 from ragmem.distributed import RayEngine, _reachable
 from ragmem.embedding import from_config
 from ragmem.errors import ConfigError, EngineError, ModelError
 from ragmem.indexing import Indexer
-from ragmem.memory import LongTermMemory
+from ragmem.memory import LongTermMemory, create_memory
 from tests.conftest import CORPUS, EchoGenerator, KeywordEmbedder
 
 ray = pytest.importorskip("ray", reason="the ray engine needs Ray: pip install 'ragmem[scale]'")
@@ -116,9 +124,15 @@ def test_windows_and_vectors_equal_the_local_path(
     assert worst < 1e-5
 
 
-def test_incremental_runs_and_sync(corpus_dir: Path, tmp_path: Path) -> None:
-    memory = LongTermMemory.create(tmp_path / "i", embedder="keyword-test", dim=256,
-                                   chunking=vars(ChunkingConfig()))
+def milvus_lite() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("pymilvus", "milvus_lite"))
+
+
+@pytest.mark.parametrize("store", ["faiss", pytest.param("milvus", marks=pytest.mark.skipif(
+    not milvus_lite(), reason="the Milvus store needs pip install 'ragmem[scale]'"))])
+def test_incremental_runs_and_sync(corpus_dir: Path, tmp_path: Path, store: str) -> None:
+    memory = create_memory(tmp_path / "i", embedder="keyword-test", dim=256,
+                           chunking=vars(ChunkingConfig()), config=IndexConfig(store=store))
     indexer = Indexer(memory, KeywordEmbedder())
     engine = keyword_engine()
     first = indexer.index([corpus_dir], engine=engine)
@@ -134,6 +148,7 @@ def test_incremental_runs_and_sync(corpus_dir: Path, tmp_path: Path) -> None:
     assert sorted(memory.content_hashes()) == ["cats.txt", "space/mars.md"]
     hit = memory.search(KeywordEmbedder().embed(["mice at night"]), 1)[0][0]
     assert hit.doc_id == "cats.txt" and hit.text.startswith("Cats purr.")
+    memory.close()
 
 
 def test_an_error_in_an_actor_is_one_line(corpus_dir: Path, tmp_path: Path) -> None:
