@@ -267,7 +267,7 @@ def test_any_error_is_one_line_and_debug_shows_the_traceback(
 
 @pytest.mark.parametrize(("error", "expected", "code"), [
     (IndexCorruptError("x is damaged;\nrun: fix"), "x is damaged; run: fix", 1),
-    (KeyboardInterrupt(), "interrupted; an index keeps its last complete write", 130),
+    (KeyboardInterrupt(), "interrupted; an index keeps every complete write", 130),
     (MemoryError(), "out of memory", 1),
     (sqlite3.DatabaseError("file is not a database"), "file is not a database", 1),
     (PermissionError(13, "Permission denied", "/srv/idx"), "/srv/idx: Permission denied", 1),
