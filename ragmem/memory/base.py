@@ -66,6 +66,12 @@ class MemoryInfo:
     chunking: dict[str, object]
 
 
+def check_vectors(vectors: np.ndarray, n_windows: int, dim: int) -> None:
+    """Every backend's writer refuses vectors that don't fit: one row per window."""
+    if vectors.shape != (n_windows, dim):
+        raise ValueError(f"expected vectors of shape ({n_windows}, {dim}), got {vectors.shape}")
+
+
 class MemoryWriter(Protocol):
     """The changes of one ``Memory.writer()`` batch."""
 

@@ -36,7 +36,7 @@ from ragmem.errors import (
     IndexMismatchError,
     IndexNotFoundError,
 )
-from ragmem.memory.base import MemoryInfo, StoredDocument
+from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
 from ragmem.memory.docstore import Docstore
 from ragmem.memory.manifest import (
     DIR_MODE,
@@ -69,9 +69,7 @@ class Writer:
 
     def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
             vectors: np.ndarray) -> None:
-        if vectors.shape != (len(windows), self._memory.dim):
-            raise ValueError(f"expected vectors of shape ({len(windows)}, {self._memory.dim}), "
-                             f"got {vectors.shape}")
+        check_vectors(vectors, len(windows), self._memory.dim)
         store = self._memory.docstore
         self.removed_windows += len(store.delete_document(doc.doc_id))
         self.added_windows += len(store.add_document(doc, sentences, windows, vectors))

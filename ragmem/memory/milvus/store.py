@@ -49,7 +49,7 @@ import numpy as np
 from ragmem import __version__
 from ragmem.config import MilvusConfig
 from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError, StoreError
-from ragmem.memory.base import MemoryInfo, StoredDocument
+from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
 from ragmem.memory.lexical import lexical_form, query_terms
 from ragmem.memory.manifest import (
     DIR_MODE,
@@ -166,9 +166,7 @@ class MilvusWriter:
 
     def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
             vectors: np.ndarray) -> None:
-        if vectors.shape != (len(windows), self._memory.dim):
-            raise ValueError(f"expected vectors of shape ({len(windows)}, {self._memory.dim}), "
-                             f"got {vectors.shape}")
+        check_vectors(vectors, len(windows), self._memory.dim)
         self._pending = [p for p in self._pending if p.doc_id != doc.doc_id]  # the later wins
         self._pending.append(self._memory.prepare(doc, sentences, windows, vectors))
         self._pending_windows += len(windows)
