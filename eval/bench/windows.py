@@ -102,8 +102,7 @@ def main() -> None:
         r["scifact_tokens_vs_default"] = round(r["scifact_tokens"] / base_row["scifact_tokens"], 3)
     report = {
         "command": " ".join(["python", *sys.argv]),
-        "machine": f"{platform.machine()}, {platform.processor() or '?'}, "
-                   f"{_cores()} cores, Python {platform.python_version()}",
+        "machine": _machine(),
         "embedder": base.embedder.model, "precision": base.embedder.precision,
         "retrieval": vars(base.retrieval),
         "squad_questions": f"{len(unseen)} sampled (seed {args.seed}) from questions after "
@@ -126,10 +125,15 @@ def _find(metrics: dict[str, Any], key: str) -> Any:
     return None
 
 
-def _cores() -> int:
-    import os
+def _machine() -> str:
+    """The CPU, its cores and vector ISA, and the load, as index_throughput.py says them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from index_throughput import machine
 
-    return len(os.sched_getaffinity(0))
+    m = machine()
+    return (f"{m['cpu'] or platform.machine()}, {m['cores']} cores "
+            f"({', '.join(m['isa']) or 'no AVX2'}), load average at start "
+            f"{m['load_average_at_start'][0]:.1f}; Python {m['python']}, torch {m['torch']}")
 
 
 def summary(report: dict[str, Any]) -> str:
