@@ -186,8 +186,10 @@ class Indexer:
         """The local engine: chunk new and changed documents here and embed their windows
         pooled across documents, ``embed_batch`` at a time (bigger batches are faster)."""
         pending: list[tuple[Document, list[Sentence], list[Window]]] = []
+        pending_windows = 0
 
         def flush() -> Iterator[Embedded]:
+            nonlocal pending_windows
             vectors = self.embedder.embed([w.text for _, _, ws in pending for w in ws])
             offset = 0
             for doc, sentences, windows in pending:
@@ -195,6 +197,7 @@ class Indexer:
                                vectors[offset:offset + len(windows)])
                 offset += len(windows)
             pending.clear()
+            pending_windows = 0
 
         for name, docs, problems in sources:
             n_sent = n_win = 0
@@ -205,7 +208,8 @@ class Indexer:
                 pending.append((doc, sentences, windows))
                 n_sent += len(sentences)
                 n_win += len(windows)
-                if sum(len(w) for _, _, w in pending) >= self.embed_batch:
+                pending_windows += len(windows)
+                if pending_windows >= self.embed_batch:
                     yield from flush()
             yield SourceRead(name, tuple((d.doc_id, d.content_hash) for d in docs),
                              tuple(problems), n_sent, n_win)
