@@ -391,11 +391,14 @@ def _jsonl_record(path: Path, lineno: int, line: str, mtime: float,
             where, f"not valid JSON ({e.msg}); each line must be one object "
             f'like {{"id": "a1", "text": "..."}}'
         ) from e
-    if not isinstance(record, dict) or "id" not in record or "text" not in record:
+    # "_id" is BEIR's name for it: a BEIR corpus.jsonl indexes as it is.
+    key = "id" if isinstance(record, dict) and "id" in record else "_id"
+    if not isinstance(record, dict) or key not in record or "text" not in record:
         raise DocumentError(
-            where, 'needs an object with "id" and "text", like {"id": "a1", "text": "..."}'
+            where, 'needs an object with "id" (or BEIR\'s "_id") and "text", like '
+            '{"id": "a1", "text": "..."}'
         )
-    raw_id, body = record.pop("id"), record.pop("text")
+    raw_id, body = record.pop(key), record.pop("text")
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
         raise DocumentError(where, '"id" must be a non-empty string or an integer')
     doc_id = str(raw_id)

@@ -166,12 +166,23 @@ def test_jsonl_one_document_per_record(tmp_path: Path) -> None:
     assert a.path == b.path == os.path.abspath(path)
 
 
+def test_jsonl_beir_corpus_lines(tmp_path: Path) -> None:
+    """A BEIR corpus.jsonl ("_id", "title", "text") indexes as it is."""
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(json.dumps({"_id": "4983", "title": "White matter", "text": "Body.",
+                                "metadata": {}}) + "\n", encoding="utf-8")
+    (doc,) = load_file(path, tmp_path)
+    assert (doc.doc_id, doc.title, doc.text) == ("4983", "White matter", "Body.")
+    assert "_id" not in doc.metadata
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
         ("{not json", "not valid JSON"),
-        ('["a list"]', 'needs an object with "id" and "text"'),
-        ('{"id": 1}', 'needs an object with "id" and "text"'),
+        ('["a list"]', 'needs an object with "id"'),
+        ('{"id": 1}', 'needs an object with "id"'),
+        ('{"_id": 1}', 'needs an object with "id"'),
         ('{"id": 1, "text": "  "}', '"text" is empty'),
         ('{"id": null, "text": "x"}', '"id" must be a non-empty string or an integer'),
         ('{"id": 0, "text": "dup"}', "duplicate id '0'"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of eval/reports/gpu.md, in one run on a lent GPU machine (no network).
 #
-#   bash eval/bench/gpu.sh CARRY OUT
+#   bash eval/bench/gpu.sh CARRY OUT > OUT/log.txt 2>&1    # 8 files in OUT
 #
 # CARRY holds what that machine lacks (it has python3 with torch, transformers and
 # sentence-transformers, nothing else of ragmem's): the faiss-cpu wheel, the
@@ -37,25 +37,24 @@ xz -d -c "$CARRY/data/dev-v1.1.json.xz" > "$DATA/dev-v1.1.json"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
   ls /proc/driver/nvidia/version
   $PY -c "import torch, transformers, sentence_transformers, faiss; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'st', sentence_transformers.__version__, 'faiss', faiss.__version__)"
-} 2>&1 | tee "$OUT/machine.txt"
+} 2>&1
 
 step "index throughput (SciFact, 5,183 documents): plain loop vs ragmem on the GPU"
-$PY eval/bench/index_throughput.py "$DATA/scifact" --device "$DEVICE" --rounds 5 $LIMIT \
-    --out "$OUT/index-throughput-scifact-gpu" 2>&1 | tee "$OUT/index-throughput.log" | tail -30
+$PY eval/bench/index_throughput.py "$DATA/scifact" --device "$DEVICE" --rounds 5 $LIMIT ${IT_ARGS:-} \
+    --out "$OUT/index-throughput-scifact-gpu" 2>&1
 
 step "ragmem index (CLI, GPU fp16) for the query latency run"
 rm -rf indexes/scifact-gpu
 corpus="$DATA/scifact/corpus.jsonl"
 [ -n "$LIMIT" ] && head -n "${LIMIT#--limit }" "$corpus" > "$DATA/small.jsonl" && corpus="$DATA/small.jsonl"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 $PY -m ragmem.cli index "$corpus" --index scifact-gpu --json > "$OUT/cli-index.json" \
-    2> "$OUT/cli-index.err"
-echo "ragmem index: rc $? in $(echo "$(date +%s.%N) - $start" | bc) s (process start included)" \
-    | tee "$OUT/cli-index.time"
-tail -c 600 "$OUT/cli-index.json"; tail -3 "$OUT/cli-index.err"
+    2> /tmp/cli-index.err
+echo "ragmem index: rc $? in $(( ($(date +%s%N) - start) / 1000000 )) ms (process start included)"
+tail -c 600 "$OUT/cli-index.json"; tail -3 /tmp/cli-index.err
 
 step "retrieve latency, 10- and 200-word questions, hybrid, query embedding on the GPU"
 $PY eval/bench/query_latency.py indexes/scifact-gpu --beir "$DATA/scifact" \
     --squad "$DATA/dev-v1.1.json" --queries ${QUERIES:-100} --out "$OUT/query-latency-gpu" \
-    2>&1 | tail -25
+    2>&1 | grep -v "^Loading weights"
 step done
