@@ -448,4 +448,5 @@ def from_config(cfg: EmbedderConfig) -> Embedder:
     if precision == "fp16" and not device.startswith("cuda"):
         raise ModelError("fp16 embedding runs on a GPU and none is in use here; "
                          "use precision int8 or fp32 on a CPU")
-    return SentenceTransformerEmbedder(cfg.model, batch_size=cfg.batch_size, device=device)
+    batch = cfg.gpu_batch_size if device.startswith("cuda") else cfg.batch_size
+    return SentenceTransformerEmbedder(cfg.model, batch_size=batch, device=device)

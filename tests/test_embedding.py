@@ -135,6 +135,11 @@ def test_from_config_picks_the_backend_by_precision() -> None:
     assert from_config(EmbedderConfig(device="cpu")).precision == "fp32"  # auto on a CPU
     with pytest.raises(ModelError, match="GPU"):
         from_config(EmbedderConfig(precision="fp16", device="cpu"))
+    # Batches: 64 windows on a CPU, 256 on a GPU (built lazily: no GPU needed to check).
+    gpu = from_config(EmbedderConfig(precision="fp16", device="cuda:0"))
+    assert isinstance(gpu, SentenceTransformerEmbedder) and gpu.batch_size == 256
+    cpu = from_config(EmbedderConfig(precision="fp32", device="cpu"))
+    assert isinstance(cpu, SentenceTransformerEmbedder) and cpu.batch_size == 64
     # An unknown precision never reaches from_config: the typed config refuses it.
     with pytest.raises(ConfigError, match="'auto', 'fp32', 'fp16', 'int8'; got 'int4'"):
         from_config(EmbedderConfig(precision="int4"))  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu LIMIT=50 PYTHON=.venv/bin/python: a dry run on a CPU
 LIMIT=${LIMIT:+--limit $LIMIT}
 export RAGMEM_EMBEDDER_DEVICE=$DEVICE
+STAGES=${STAGES:-throughput,cli,latency,profile}  # which of the runs below
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
 step() { echo "== $(date +%T) $*"; }
 unxz() { $PY -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" "$1" "$2"; }
 
@@ -42,9 +44,10 @@ unxz "$CARRY/data/dev-v1.1.json.xz" "$DATA/dev-v1.1.json"
 } 2>&1
 
 step "index throughput (SciFact, 5,183 documents): plain loop vs ragmem on the GPU"
-$PY eval/bench/index_throughput.py "$DATA/scifact" --device "$DEVICE" --rounds 5 $LIMIT ${IT_ARGS:-} \
+has throughput && $PY eval/bench/index_throughput.py "$DATA/scifact" --device "$DEVICE" --rounds 5 $LIMIT ${IT_ARGS:-} \
     --out "$OUT/index-throughput-scifact-gpu" 2>&1
 
+if has cli; then
 step "ragmem index (CLI, GPU fp16) for the query latency run"
 rm -rf indexes/scifact-gpu
 corpus="$DATA/scifact/corpus.jsonl"
@@ -54,9 +57,18 @@ $PY -m ragmem.cli index "$corpus" --index scifact-gpu --json > "$OUT/cli-index.j
     2> /tmp/cli-index.err
 echo "ragmem index: rc $? in $(( ($(date +%s%N) - start) / 1000000 )) ms (process start included)"
 tail -c 600 "$OUT/cli-index.json"; tail -3 /tmp/cli-index.err
+fi
 
 step "retrieve latency, 10- and 200-word questions, hybrid, query embedding on the GPU"
-$PY eval/bench/query_latency.py indexes/scifact-gpu --beir "$DATA/scifact" \
+has latency && $PY eval/bench/query_latency.py indexes/scifact-gpu --beir "$DATA/scifact" \
     --squad "$DATA/dev-v1.1.json" --queries ${QUERIES:-100} --out "$OUT/query-latency-gpu" \
     2>&1 | grep -v "^Loading weights"
+if has profile; then
+step "where ragmem's fp16 indexing spends its time on this machine (cProfile, one process)"
+$PY -m cProfile -o /tmp/index.prof eval/bench/index_throughput.py "$DATA/scifact" \
+    --device "$DEVICE" --run-one ragmem-fp16 $LIMIT 2>&1 | grep -v "^Loading weights"
+$PY -c "import pstats; p = pstats.Stats('/tmp/index.prof'); p.sort_stats('cumulative').print_stats(45); p.sort_stats('tottime').print_stats(25)" \
+    | grep -v "^$" > "$OUT/profile.txt"
+head -60 "$OUT/profile.txt"
+fi
 step done
