@@ -49,6 +49,11 @@ NOT_FOUND = "Not found in the indexed documents."
 # What the generator is told when it scores spans: the span is the whole answer.
 EXTRACT_INSTRUCTION = ("Answer the question with a short phrase copied exactly from the "
                        "context.")
+# A question that asks nothing: a span's likelihood under it is how much the generator
+# likes the span anyway (a frequent name, a short word). Its difference to the real
+# question's likelihood (the span's PMI with the question) lifted the rescoring's F1 by
+# 0.022 +- 0.011 on train questions (eval/reports/answer-stage-models/).
+NULL_QUESTION = "What is it?"
 
 
 class Answerer(ABC):
@@ -205,8 +210,14 @@ class ExtractAnswerer(Answerer):
     def _likelihoods(self, question: str, kept: Sequence[Candidate]) -> list[dict[str, float]]:
         """The generator's view of each span as the whole answer, given the question and
         the sentences the spans come from: summed log-probability of its tokens, of the
-        answer ending right after it, and of its first token."""
-        return [lm_features(lp, n) for lp, n, _ in self.span_logprobs(question, kept)]
+        answer ending right after it, and of its first token; and, when the weights use
+        them, how much more likely the question makes the span than ``NULL_QUESTION``."""
+        out = [lm_features(lp, n) for lp, n, _ in self.span_logprobs(question, kept)]
+        if any(k.startswith("pmi_") for k in self.rescore.weights):
+            null = [lm_features(lp, n) for lp, n, _ in self.span_logprobs(NULL_QUESTION, kept)]
+            for f, z in zip(out, null, strict=True):
+                f.update(pmi_features(f, z))
+        return out
 
     def span_logprobs(self, question: str, kept: Sequence[Candidate]
                       ) -> list[tuple[np.ndarray | None, int, list[int]]]:
@@ -240,6 +251,14 @@ def lm_features(logprobs: np.ndarray | None, n: int) -> dict[str, float]:
         return {"lm_missing": 1.0}
     return {"lm_tokens": float(logprobs[:n].sum()), "lm_end": float(logprobs[n:].sum()),
             "lm_first": float(logprobs[0]), "lm_length": n / 10.0}
+
+
+def pmi_features(asked: dict[str, float], null: dict[str, float]) -> dict[str, float]:
+    """The span's log-likelihood given the question minus given ``NULL_QUESTION``."""
+    if "lm_tokens" not in asked or "lm_tokens" not in null:
+        return {}
+    return {"pmi_tokens": asked["lm_tokens"] - null["lm_tokens"],
+            "pmi_end": asked["lm_end"] - null["lm_end"]}
 
 
 def confidence_signals(candidate: Candidate, features: dict[str, float],

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from ragmem.answering import (
     NOT_FOUND,
+    NULL_QUESTION,
     ExtractAnswerer,
     GenerateAnswerer,
     answerer_for,
@@ -95,6 +98,26 @@ def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
     assert document[hint.start:hint.end] == hint.quote and hint.quote in BANK
     assert 0.0 <= answer.confidence < 0.999
     assert answer.to_dict()["abstained"] is True
+
+
+class NullAwareAnswerer(ExtractAnswerer):
+    """Scores each span -1 per token given the question and -3 given the null question."""
+
+    def span_logprobs(self, question: str, kept: Any) -> Any:
+        per_token = -3.0 if question == NULL_QUESTION else -1.0
+        return [(np.full(3, per_token), 2, [1, 2, 9]) for _ in kept]
+
+
+def test_pmi_features_only_when_the_weights_use_them() -> None:
+    buffer, _ = bank_buffer()
+    plain = NullAwareAnswerer(None, AnsweringConfig(mode="extract"), weights=hand_weights(0.0))
+    assert all("pmi_tokens" not in f for f in plain._likelihoods("Q?", [None]))  # type: ignore[list-item]
+    weights = hand_weights(0.0)
+    weights["rescore"]["weights"] |= {"pmi_tokens": 1.0, "pmi_end": 0.5}
+    pmi = NullAwareAnswerer(None, AnsweringConfig(mode="extract"), weights=weights)
+    (f,) = pmi._likelihoods("Q?", [None])  # type: ignore[list-item]
+    # 2 span tokens: -2 given the question, -6 given nothing; end token -1 vs -3.
+    assert (f["lm_tokens"], f["pmi_tokens"], f["pmi_end"]) == (-2.0, 4.0, 2.0)
 
 
 def test_extract_with_no_evidence_abstains() -> None:

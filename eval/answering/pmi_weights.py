@@ -1,0 +1,207 @@
+"""Refit the rescoring and confidence with the PMI features, and measure them on test.
+
+    python eval/answering/pmi_weights.py fit --train TRAIN.jsonl --train-absent TA.jsonl \\
+        --scored PMI_TRAIN.pkl --scored-absent PMI_TA.pkl        # writes extractive.json
+    python eval/answering/pmi_weights.py evaluate --rows TEST.jsonl --absent TEST_ABSENT.jsonl \\
+        --old OLD_WEIGHTS.json --out eval/reports/answer-stage-models/pmi-test.json
+
+``fit`` keeps the shipped first stage (its candidates do not depend on the generator)
+and refits the second stage (first-stage score, likelihoods, PMI) and the confidence on
+the same train questions ``train_ranker.py`` uses (the first 300 answerable and 300
+absent after the first 1,000), from ``pmi.py``'s cached generator scores. ``evaluate``
+runs both weight sets over the same candidates and likelihoods of the reported test
+questions (SQuAD dev 0-499, and 0-299 asked without their article).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pickle
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import gold_in, span_right  # noqa: E402
+from train_ranker import (  # noqa: E402
+    OUT,
+    choose_threshold,
+    fit_listwise,
+    fit_logistic,
+    matrix,
+    passages_of,
+)
+
+from ragmem.answering import (  # noqa: E402
+    NULL_QUESTION,
+    ExtractAnswerer,
+    confidence_signals,
+    lm_features,
+    pmi_features,
+)
+from ragmem.config import AnsweringConfig, Config  # noqa: E402
+from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
+from ragmem.extraction import Ranker, shipped_weights  # noqa: E402
+
+
+def fit(args: argparse.Namespace) -> None:
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    cfg = AnsweringConfig(mode="extract")
+    old = json.loads(json.dumps(shipped_weights()))
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    first_only = ExtractAnswerer(None, cfg, embedder, weights=old)
+    items: list[tuple[str, list[Any], list[dict[str, float]], list[float]]] = []
+    for kind, rows_path, scored_path in (("answerable", args.train, args.scored),
+                                         ("absent", args.train_absent, args.scored_absent)):
+        scored = pickle.loads(Path(scored_path).read_bytes())
+        rows = [json.loads(line) for line in open(rows_path)][:len(scored)]
+        for r, (texts, feats, null, f1) in zip(rows, scored, strict=True):
+            kept, _ = first_only.rescore_features(r["question"], passages_of(r))
+            assert [c.text for c in kept] == texts, "first stage differs from the cache"
+            feats = [{**f, **pmi_features(f, z)} for f, z in zip(feats, null, strict=True)]
+            items.append((kind, kept, feats, f1 if kind == "answerable" else [0.0] * len(f1)))
+    names = sorted({k for _, _, fs, _ in items for f in fs for k in f})
+    stage2 = fit_listwise([(matrix(fs, names), np.array(y, dtype=np.float32))
+                           for kind, _, fs, y in items if kind == "answerable" and fs], names)
+    weights = {**old, "rescore": {"weights": stage2}}
+    answerer = ExtractAnswerer(None, cfg, embedder, weights=weights)
+    signals, right, f1s, kinds = [], [], [], []
+    for kind, kept, fs, y in items:
+        if not kept:
+            continue
+        best = answerer.ranked(kept, fs)[0]
+        signals.append(confidence_signals(best.candidate, best.features, best.probability))
+        b = kept.index(best.candidate)
+        right.append(float(y[b] >= 0.5))
+        f1s.append(y[b])
+        kinds.append(kind)
+    cnames = sorted({k for s in signals for k in s})
+    cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
+    conf = np.array([1 / (1 + np.exp(-Ranker(cw, cb).score(s))) for s in signals])
+    threshold, table = choose_threshold(conf, np.array(f1s), np.array(kinds), args.max_f1_loss)
+    trained = dict(old["trained"])
+    trained.update({
+        "command": trained["command"] + " ; then python " + " ".join(sys.argv),
+        "date": datetime.date.today().isoformat(),
+        "rescore_and_confidence": "refitted with the PMI features (the span's likelihood "
+                                  f"given the question minus given {NULL_QUESTION!r}) on "
+                                  "the same train questions",
+        "threshold_table": table})
+    out = {**weights, "confidence": {"weights": cw, "bias": cb}, "abstain_below": threshold,
+           "trained": trained}
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
+    print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {args.out}", file=sys.stderr)
+
+
+def scored_test(args: argparse.Namespace, cfg: AnsweringConfig, old: dict[str, Any],
+                embedder: Any) -> list[tuple[Any, ...]]:
+    """Each test question's candidates, their features before PMI and their likelihoods
+    under the null question (cached in ``args.cache``: the generator's part is slow)."""
+    cache = Path(args.cache)
+    if cache.is_file():
+        return list(pickle.loads(cache.read_bytes()))
+    from ragmem.generation import load_generator
+
+    scorer = ExtractAnswerer(load_generator(Config().generator.model), cfg, embedder,
+                             weights=old)
+    out: list[tuple[Any, ...]] = []
+    t0 = time.time()
+    for kind, path, limit in (("answerable", args.rows, args.limit),
+                              ("absent", args.absent, args.absent_limit)):
+        rows = [json.loads(line) for line in open(path)][:limit]
+        for i, r in enumerate(rows):
+            t = time.perf_counter()
+            kept, feats = scorer.rescore_features(r["question"], passages_of(r))
+            base_s = time.perf_counter() - t
+            t = time.perf_counter()
+            null = [lm_features(lp, n) for lp, n, _ in
+                    scorer.span_logprobs(NULL_QUESTION, kept)] if kept else []
+            out.append((kind, r, kept, feats, null, base_s, time.perf_counter() - t))
+            if i % 50 == 0:
+                print(f"{kind} {i}/{len(rows)} {time.time() - t0:.0f} s", file=sys.stderr,
+                      flush=True)
+    cache.write_bytes(pickle.dumps(out))
+    return out
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    cfg = AnsweringConfig(mode="extract")
+    old = json.loads(Path(args.old).read_text())
+    new = json.loads(json.dumps(shipped_weights()))
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    if args.compute_only:
+        scored_test(args, cfg, old, embedder)
+        return
+    judges = {"before (shipped until now)": ExtractAnswerer(None, cfg, embedder, weights=old),
+              "with PMI (kept)": ExtractAnswerer(None, cfg, embedder, weights=new)}
+    records: dict[str, dict[str, list[dict[str, float]]]] = {n: {"answerable": [],
+                                                                "absent": []} for n in judges}
+    for kind, r, kept, feats, null, base_s, null_s in scored_test(args, cfg, old, embedder):
+        passages = passages_of(r)
+        for name, judge in judges.items():
+            fs = feats if "before" in name else [
+                {**f, **pmi_features(f, z)} for f, z in zip(feats, null, strict=True)]
+            best = judge.ranked(kept, fs)[0] if kept else None
+            said = best is not None and best.confidence >= judge.abstain_below
+            text = best.candidate.text if said and best else ""
+            records[name][kind].append({
+                "abstained": float(not said),
+                "em": float(exact_match(text, r["answers"])) if said else 0.0,
+                "f1": token_f1(text, r["answers"]) if said else 0.0,
+                "gold_in": float(gold_in(text, r["answers"])) if said else 0.0,
+                "cite_span": float(span_right(best.candidate if said and best else None,
+                                              r, passages)),
+                "answer_s": base_s + (null_s if "PMI" in name else 0.0)})
+    table = {}
+    for name, rec in records.items():
+        a, b = rec["answerable"], rec["absent"]
+        table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
+                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
+        table[name]["answer_stage_p50_s"] = round(statistics.median(x["answer_s"] for x in a), 3)
+        if b:
+            table[name]["absent_abstained"] = round(statistics.fmean(x["abstained"] for x in b), 4)
+        print(name, json.dumps(table[name]), flush=True)
+    diff = [y["f1"] - x["f1"] for x, y in zip(*(records[n]["answerable"] for n in judges),
+                                                 strict=True)]
+    report = {"command": "python " + " ".join(sys.argv), "questions": args.limit,
+              "absent_questions": args.absent_limit, "null_question": NULL_QUESTION,
+              "table": table,
+              "f1_gain_paired": {"mean": round(statistics.fmean(diff), 4),
+                                 "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}}
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit")
+    f.add_argument("--train", required=True)
+    f.add_argument("--train-absent", required=True)
+    f.add_argument("--scored", required=True)
+    f.add_argument("--scored-absent", required=True)
+    f.add_argument("--max-f1-loss", type=float, default=0.04)
+    f.add_argument("--out", default=str(OUT))
+    e = sub.add_parser("evaluate")
+    e.add_argument("--rows", required=True)
+    e.add_argument("--absent", required=True)
+    e.add_argument("--old", required=True, help="the weights before the PMI features")
+    e.add_argument("--limit", type=int, default=500)
+    e.add_argument("--absent-limit", type=int, default=300)
+    e.add_argument("--cache", required=True, help="pickle of the scored test questions")
+    e.add_argument("--compute-only", action="store_true", help="fill the cache and stop")
+    e.add_argument("--out")
+    args = ap.parse_args()
+    fit(args) if args.command == "fit" else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
