@@ -52,7 +52,8 @@ EXTRACT_INSTRUCTION = ("Answer the question with a short phrase copied exactly f
 # A question that asks nothing: a span's likelihood under it is how much the generator
 # likes the span anyway (a frequent name, a short word). Its difference to the real
 # question's likelihood (the span's PMI with the question) lifted the rescoring's F1 by
-# 0.022 +- 0.011 on train questions (eval/reports/answer-stage-models/).
+# 0.022 +- 0.011 on train questions; opt-in (AnsweringConfig.pmi), as it doubles the
+# generator's work (eval/reports/answer-stage-models/).
 NULL_QUESTION = "What is it?"
 
 
@@ -133,6 +134,8 @@ class ExtractAnswerer(Answerer):
         self.config = config or AnsweringConfig()
         self.embedder = embedder
         w = weights or shipped_weights()
+        if self.config.pmi and "pmi" in w:  # the second stage fitted with the PMI features
+            w = {**w, **{k: v for k, v in w["pmi"].items() if k != "trained"}}
         self.features = Ranker(w["features"]["weights"], w["features"].get("bias", 0.0))
         self.rescore = Ranker(w["rescore"]["weights"], w["rescore"].get("bias", 0.0))
         self.confidence = Ranker(w["confidence"]["weights"], w["confidence"].get("bias", 0.0))

@@ -120,6 +120,13 @@ def test_pmi_features_only_when_the_weights_use_them() -> None:
     assert (f["lm_tokens"], f["pmi_tokens"], f["pmi_end"]) == (-2.0, 4.0, 2.0)
 
 
+def test_pmi_is_opt_in_and_has_its_own_shipped_weights() -> None:
+    default = ExtractAnswerer(None, AnsweringConfig(mode="extract"))
+    assert not any(k.startswith("pmi_") for k in default.rescore.weights)
+    pmi = ExtractAnswerer(None, AnsweringConfig(mode="extract", pmi=True))
+    assert pmi.rescore.weights["pmi_tokens"] != 0 and pmi.features == default.features
+
+
 def test_extract_with_no_evidence_abstains() -> None:
     wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
     answer = ExtractAnswerer(None, AnsweringConfig(scored_candidates=0),

@@ -5,7 +5,8 @@
     python eval/answering/pmi_weights.py evaluate --rows TEST.jsonl --absent TEST_ABSENT.jsonl \\
         --old OLD_WEIGHTS.json --out eval/reports/answer-stage-models/pmi-test.json
 
-``fit`` keeps the shipped first stage (its candidates do not depend on the generator)
+``fit`` writes the weights file's ``pmi`` section (used when ``AnsweringConfig.pmi``):
+it keeps the shipped first stage (its candidates do not depend on the generator)
 and refits the second stage (first-stage score, likelihoods, PMI) and the confidence on
 the same train questions ``train_ranker.py`` uses (the first 300 answerable and 300
 absent after the first 1,000), from ``pmi.py``'s cached generator scores. ``evaluate``
@@ -22,6 +23,7 @@ import pickle
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +96,9 @@ def fit(args: argparse.Namespace) -> None:
                                   f"given the question minus given {NULL_QUESTION!r}) on "
                                   "the same train questions",
         "threshold_table": table})
-    out = {**weights, "confidence": {"weights": cw, "bias": cb}, "abstain_below": threshold,
-           "trained": trained}
+    out = {**old, "pmi": {"rescore": {"weights": stage2},
+                          "confidence": {"weights": cw, "bias": cb},
+                          "abstain_below": threshold, "trained": trained}}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
     print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {args.out}", file=sys.stderr)
 
@@ -141,14 +144,15 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.compute_only:
         scored_test(args, cfg, old, embedder)
         return
-    judges = {"before (shipped until now)": ExtractAnswerer(None, cfg, embedder, weights=old),
-              "with PMI (kept)": ExtractAnswerer(None, cfg, embedder, weights=new)}
+    judges = {"default (no PMI)": ExtractAnswerer(None, cfg, embedder, weights=old),
+              "with PMI (AnsweringConfig.pmi)": ExtractAnswerer(
+                  None, replace(cfg, pmi=True), embedder, weights=new)}
     records: dict[str, dict[str, list[dict[str, float]]]] = {n: {"answerable": [],
                                                                 "absent": []} for n in judges}
     for kind, r, kept, feats, null, base_s, null_s in scored_test(args, cfg, old, embedder):
         passages = passages_of(r)
         for name, judge in judges.items():
-            fs = feats if "before" in name else [
+            fs = feats if "default" in name else [
                 {**f, **pmi_features(f, z)} for f, z in zip(feats, null, strict=True)]
             best = judge.ranked(kept, fs)[0] if kept else None
             said = best is not None and best.confidence >= judge.abstain_below
@@ -160,7 +164,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 "gold_in": float(gold_in(text, r["answers"])) if said else 0.0,
                 "cite_span": float(span_right(best.candidate if said and best else None,
                                               r, passages)),
-                "answer_s": base_s + (null_s if "PMI" in name else 0.0)})
+                "answer_s": base_s + (0.0 if "default" in name else null_s)})
     table = {}
     for name, rec in records.items():
         a, b = rec["answerable"], rec["absent"]

@@ -30,7 +30,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "eval/reports/answer-modes-demo")
+    ap.add_argument("--pmi", action="store_true",
+                    help="extract with AnsweringConfig.pmi (the fresh-process asks too)")
     args = ap.parse_args()
+    if args.pmi:
+        os.environ["RAGMEM_ANSWERING_PMI"] = "true"  # read by the `ragmem ask` subprocesses
 
     import torch
 
@@ -51,7 +55,8 @@ def main() -> None:
         index = Path(tmp) / "demo"
         assistant = Assistant.create(index, config)
         assistant.index([ROOT / "ragmem/demo/corpus"])
-        answerers = {mode: answerer_for(AnsweringConfig(mode=mode), assistant.generator,
+        answerers = {mode: answerer_for(AnsweringConfig(mode=mode, pmi=args.pmi),
+                                        assistant.generator,
                                         assistant.embedder)
                      for mode in ("extract", "generate")}
         assistant.ask(questions[0]["question"])  # loads both models, outside the timing
