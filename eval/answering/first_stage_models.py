@@ -24,34 +24,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_ranker import fit_listwise, matrix, passages_of  # noqa: E402
+from train_ranker import fit_listwise, matrix, padded_groups, passages_of  # noqa: E402
 
 from ragmem.config import AnsweringConfig  # noqa: E402
 from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
 from ragmem.extraction import rank_sentences, sentence_candidates  # noqa: E402
 
 
-def padded(groups: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, ...]:
-    items = [(x, y) for x, y in groups if len(y) and y.max() > 0]
-    width = max(len(y) for _, y in items)
-    dim = items[0][0].shape[1]
-    x = torch.zeros(len(items), width, dim)
-    target = torch.zeros(len(items), width)
-    mask = torch.zeros(len(items), width, dtype=torch.bool)
-    for g, (xg, yg) in enumerate(items):
-        n = len(yg)
-        x[g, :n] = torch.from_numpy(np.asarray(xg, dtype=np.float32))
-        best = torch.from_numpy((yg == yg.max()).astype(np.float32))
-        target[g, :n] = best / best.sum()
-        mask[g, :n] = True
-    return x, target, mask
-
-
 def fit_mlp(groups: list[tuple[np.ndarray, np.ndarray]], hidden: int, l2: float,
             epochs: int, seed: int = 0) -> dict[str, np.ndarray]:
     """score = v . tanh(W x + b) + u . x: a linear part plus a small nonlinear one."""
     torch.manual_seed(seed)
-    x, target, mask = padded(groups)
+    x, target, mask = padded_groups(groups)
     dim = x.shape[-1]
     w1 = torch.nn.Parameter(torch.randn(dim, hidden) * 0.1)
     b1 = torch.nn.Parameter(torch.zeros(hidden))

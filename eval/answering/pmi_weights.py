@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from options import gold_in, span_right  # noqa: E402
 from train_ranker import (  # noqa: E402
     OUT,
-    choose_threshold,
+    fit_confidence,
     fit_listwise,
-    fit_logistic,
     matrix,
     passages_of,
 )
@@ -43,13 +42,12 @@ from train_ranker import (  # noqa: E402
 from ragmem.answering import (  # noqa: E402
     NULL_QUESTION,
     ExtractAnswerer,
-    confidence_signals,
     lm_features,
     pmi_features,
 )
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
 from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
-from ragmem.extraction import Ranker, shipped_weights  # noqa: E402
+from ragmem.extraction import shipped_weights  # noqa: E402
 
 
 def fit(args: argparse.Namespace) -> None:
@@ -74,20 +72,7 @@ def fit(args: argparse.Namespace) -> None:
                            for kind, _, fs, y in items if kind == "answerable" and fs], names)
     weights = {**old, "rescore": {"weights": stage2}}
     answerer = ExtractAnswerer(None, cfg, embedder, weights=weights)
-    signals, right, f1s, kinds = [], [], [], []
-    for kind, kept, fs, y in items:
-        if not kept:
-            continue
-        best = answerer.ranked(kept, fs)[0]
-        signals.append(confidence_signals(best.candidate, best.features, best.probability))
-        b = kept.index(best.candidate)
-        right.append(float(y[b] >= 0.5))
-        f1s.append(y[b])
-        kinds.append(kind)
-    cnames = sorted({k for s in signals for k in s})
-    cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
-    conf = np.array([1 / (1 + np.exp(-Ranker(cw, cb).score(s))) for s in signals])
-    threshold, table = choose_threshold(conf, np.array(f1s), np.array(kinds), args.max_f1_loss)
+    cw, cb, threshold, table = fit_confidence(answerer, items, args.max_f1_loss)
     trained = dict(old["trained"])
     trained.update({
         "command": trained["command"] + " ; then python " + " ".join(sys.argv),

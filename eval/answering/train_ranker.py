@@ -90,9 +90,26 @@ def fit_listwise(groups: Sequence[tuple[np.ndarray, np.ndarray]], names: list[st
     group's best candidates (target: best F1 in the group, ties shared). The groups are
     padded into one tensor (padding masked out of the softmax), so an epoch is one
     batched step rather than a Python loop over groups."""
+    x, target, mask = padded_groups(groups)
+    w = torch.zeros(len(names), requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.05)
+    for _ in range(epochs):
+        opt.zero_grad()
+        logits = (x @ w).masked_fill(~mask, float("-inf"))
+        logp = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
+        loss = -(target * logp).sum() / len(x) + l2 * (w ** 2).sum()
+        loss.backward()
+        opt.step()
+    return {k: round(float(v), 5) for k, v in zip(names, w.detach(), strict=True) if v != 0}
+
+
+def padded_groups(groups: Sequence[tuple[np.ndarray, np.ndarray]]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Groups with some F1 > 0 as one padded tensor: features, target (the best-F1
+    candidates share the mass) and the mask of real rows."""
     items = [(x, y) for x, y in groups if len(y) and y.max() > 0]
     width = max(len(y) for _, y in items)
-    x = torch.zeros(len(items), width, len(names))
+    x = torch.zeros(len(items), width, items[0][0].shape[1])
     target = torch.zeros(len(items), width)
     mask = torch.zeros(len(items), width, dtype=torch.bool)
     for g, (xg, yg) in enumerate(items):
@@ -101,16 +118,31 @@ def fit_listwise(groups: Sequence[tuple[np.ndarray, np.ndarray]], names: list[st
         best = torch.from_numpy((yg == yg.max()).astype(np.float32))
         target[g, :n] = best / best.sum()
         mask[g, :n] = True
-    w = torch.zeros(len(names), requires_grad=True)
-    opt = torch.optim.Adam([w], lr=0.05)
-    for _ in range(epochs):
-        opt.zero_grad()
-        logits = (x @ w).masked_fill(~mask, float("-inf"))
-        logp = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
-        loss = -(target * logp).sum() / len(items) + l2 * (w ** 2).sum()
-        loss.backward()
-        opt.step()
-    return {k: round(float(v), 5) for k, v in zip(names, w.detach(), strict=True) if v != 0}
+    return x, target, mask
+
+
+def fit_confidence(answerer: ExtractAnswerer,
+                   items: Sequence[tuple[str, Sequence[Any], Sequence[dict[str, float]],
+                                         Sequence[float]]],
+                   max_f1_loss: float) -> tuple[dict[str, float], float, float,
+                                                list[dict[str, float]]]:
+    """The confidence model (logistic: is the chosen span right, F1 >= 0.5?) over
+    ``(kind, kept, features, f1)`` items of both kinds, and its abstention threshold."""
+    signals, right, f1s, kinds = [], [], [], []
+    for kind, kept, features, f1 in items:
+        if not kept:
+            continue
+        best = answerer.ranked(kept, features)[0]
+        signals.append(confidence_signals(best.candidate, best.features, best.probability))
+        b = list(kept).index(best.candidate)
+        right.append(float(f1[b] >= 0.5))
+        f1s.append(f1[b])
+        kinds.append(kind)
+    cnames = sorted({k for s in signals for k in s})
+    cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
+    conf = np.array([1 / (1 + np.exp(-Ranker(cw, cb).score(s))) for s in signals])
+    threshold, table = choose_threshold(conf, np.array(f1s), np.array(kinds), max_f1_loss)
+    return cw, cb, threshold, table
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: list[str], l2: float = 1e-3,
@@ -208,21 +240,9 @@ def main() -> None:
     # Confidence: on answerable (right = F1 >= 0.5) and absent (never right) questions.
     weights = {**weights, "rescore": {"weights": stage2}}
     answerer = ExtractAnswerer(None, config, embedder, weights=weights)
-    signals, right, f1s, kinds = [], [], [], []
-    for kind, items in lm_rows.items():
-        for kept, features, f1 in items:
-            if not kept:
-                continue
-            best = answerer.ranked(kept, features)[0]
-            signals.append(confidence_signals(best.candidate, best.features, best.probability))
-            b = kept.index(best.candidate)
-            right.append(float(f1[b] >= 0.5))
-            f1s.append(f1[b])
-            kinds.append(kind)
-    cnames = sorted({k for s in signals for k in s})
-    cw, cb = fit_logistic(matrix(signals, cnames), np.array(right), cnames)
-    conf = np.array([1 / (1 + np.exp(-Ranker(cw, cb).score(s))) for s in signals])
-    threshold, table = choose_threshold(conf, np.array(f1s), np.array(kinds), args.max_f1_loss)
+    cw, cb, threshold, table = fit_confidence(
+        answerer, [(kind, kept, features, f1) for kind, items in lm_rows.items()
+                   for kept, features, f1 in items], args.max_f1_loss)
     out = {
         "features": {"weights": stage1},
         "rescore": {"weights": stage2},
