@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragmem import generation
+from ragmem import gguf_cache
 from ragmem.config import GeneratorConfig
 from ragmem.generation import (
     CausalGenerator,
@@ -204,7 +204,7 @@ def test_smollm2_reloads_fast_from_the_cache_and_generates_the_same(
 
     # A structural check, not a timing one: a wall-clock bound (it was < 2 s) failed CI at
     # 2.13 s on a busy machine although the cache was read.
-    monkeypatch.setattr(generation, "_dequantise", no_dequantising)
+    monkeypatch.setattr(gguf_cache, "_dequantise", no_dequantising)
     started = time.perf_counter()
     cached = load_generator("SmolLM2-135M-Instruct", device="cpu")
     assert cached.context_length == 8192  # loads
