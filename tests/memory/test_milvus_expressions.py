@@ -16,7 +16,7 @@ from ragmem.memory.milvus.expressions import (
     metadata_json,
     quote,
 )
-from ragmem.memory.milvus.store import pieces, window_id
+from ragmem.memory.milvus.rows import pieces, window_id
 from ragmem.types import Filter
 
 

@@ -34,7 +34,6 @@ end torn; ``check`` finds it, and ``--repair`` removes it for re-indexing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -48,9 +47,9 @@ import numpy as np
 
 from ragmem import __version__
 from ragmem.config import MilvusConfig
-from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError, StoreError
+from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError
 from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
-from ragmem.memory.lexical import lexical_form, query_terms
+from ragmem.memory.lexical import query_terms
 from ragmem.memory.manifest import (
     DIR_MODE,
     MANIFEST,
@@ -62,13 +61,8 @@ from ragmem.memory.manifest import (
     write_manifest,
 )
 from ragmem.memory.milvus.client import (
-    HASH_BYTES,
     HEADER_FIELDS,
-    ID_BYTES,
     LITE_FILE,
-    PIECE_BYTES,
-    TITLE_BYTES,
-    VARCHAR_MAX,
     WINDOW_FIELDS,
     Client,
     Collections,
@@ -84,73 +78,21 @@ from ragmem.memory.milvus.expressions import (
     doc_ids_expression,
     expression,
     matches,
-    metadata_json,
     quote,
+)
+from ragmem.memory.milvus.rows import (
+    EMPTY,
+    IS_HEADER,
+    META_PK,
+    SENTENCES_PER_PART,
+    Prepared,
+    batches,
+    pk,
+    prepare,
 )
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
-SENTENCES_PER_PART = 2_000  # [[start, end], ...] per piece: ~40 KB of JSON at most
 PARTS_PER_READ = 64  # pieces read per request (~4 MB)
-ROWS_PER_WRITE = 500  # rows per upsert request, and at most
-BYTES_PER_WRITE = 8_000_000  # (roughly) per request: a server takes 64 MB at most
-
-
-def window_id(doc_id: str, index: int) -> int:
-    """A window's key: the same document and position always give the same one, so a
-    retried write replaces the window. 63 bits of BLAKE2b: a clash is ~1 in 10^7 at a
-    million windows.
-
-    >>> window_id("a.txt", 0) == window_id("a.txt", 0) != window_id("a.txt", 1)
-    True
-    """
-    digest = hashlib.blake2b(f"{doc_id}\x00{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-def pieces(text: str, limit: int = PIECE_BYTES) -> list[str]:
-    """``text`` cut into consecutive pieces of at most ``limit`` UTF-8 bytes, never
-    inside a character; ``"".join(pieces(t)) == t``.
-
-    >>> pieces("aé€b", 3)
-    ['aé', '€', 'b']
-    """
-    data = text.encode("utf-8")
-    out, start = [], 0
-    while start < len(data):
-        end = min(start + limit, len(data))
-        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte
-            end -= 1
-        out.append(data[start:end].decode("utf-8"))
-        start = end
-    return out
-
-
-def _fits(text: str, limit: int) -> str:
-    return pieces(text, limit)[0] if len(text.encode("utf-8")) > limit else text
-
-
-# A non-header row of the documents collection carries the header's fields empty.
-_EMPTY = {"path": "", "title": "", "mtime": 0.0, "content_hash": "", "n_windows": 0,
-          "n_sentences": 0, "n_chars": 0, "n_text": 0, "n_sent": 0, "n_sect": 0,
-          "metadata": {}, "indexed_at": 0.0, "unused": [1.0, 0.0], "body": ""}
-_IS_HEADER = 'kind == "doc"'
-_META_PK = "#meta#0"
-
-
-def _pk(doc_id: str, kind: str, part: int = 0) -> str:
-    # Unique: the last two fields never hold '#', so the key splits back one way only.
-    return f"{doc_id}#{kind}#{part}"
-
-
-class _Prepared:
-    """One document's rows, ready to write."""
-
-    def __init__(self, doc_id: str, header: dict[str, Any], pieces: list[dict[str, Any]],
-                 windows: list[dict[str, Any]]) -> None:
-        self.doc_id = doc_id
-        self.header = header
-        self.pieces = pieces
-        self.windows = windows
 
 
 class MilvusWriter:
@@ -159,7 +101,7 @@ class MilvusWriter:
 
     def __init__(self, memory: MilvusMemory) -> None:
         self._memory = memory
-        self._pending: list[_Prepared] = []
+        self._pending: list[Prepared] = []
         self._pending_windows = 0
         self.added_windows = 0
         self.removed_windows = 0
@@ -168,7 +110,7 @@ class MilvusWriter:
             vectors: np.ndarray) -> None:
         check_vectors(vectors, len(windows), self._memory.dim)
         self._pending = [p for p in self._pending if p.doc_id != doc.doc_id]  # the later wins
-        self._pending.append(self._memory.prepare(doc, sentences, windows, vectors))
+        self._pending.append(prepare(doc, sentences, windows, vectors))
         self._pending_windows += len(windows)
         if self._pending_windows >= self._memory.settings.write_batch:
             self.flush()
@@ -240,7 +182,7 @@ class MilvusMemory:
                     manifest = replace(manifest, milvus={**manifest.milvus,
                                                          "full_text": full_text})
                     client.upsert(names.documents, [{
-                        **_EMPTY, "pk": _META_PK, "doc_id": "", "kind": "meta", "part": 0,
+                        **EMPTY, "pk": META_PK, "doc_id": "", "kind": "meta", "part": 0,
                         "body": manifest.fixed_json()}])
                 write_manifest(directory, manifest)  # last: the index exists from here on
             except BaseException:
@@ -324,62 +266,17 @@ class MilvusMemory:
                                     updated_at=time.time(), ragmem_version=__version__)
             write_manifest(self.directory, self.manifest)
 
-    def prepare(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
-                vectors: np.ndarray) -> _Prepared:
-        """The rows that store one document."""
-        doc_id = doc.doc_id
-        for what, value in (("document id", doc_id), ("path", doc.path)):
-            if len(value.encode("utf-8")) > ID_BYTES:
-                raise StoreError(f"{what} {value[:60]!r}... is longer than the {ID_BYTES} "
-                                 "bytes the Milvus store holds; shorten it")
-        for i, s in enumerate(sentences):
-            if s.index != i:
-                raise ValueError(f"sentence {i} of {doc_id!r} has index {s.index}; "
-                                 "sentences must be numbered 0, 1, ... in order")
-        metadata = metadata_json(doc.metadata)
-        sections = doc.metadata.get("sections") or []
-        text = pieces(doc.text)
-        sect = pieces(json.dumps(sections, ensure_ascii=False)) if sections else []
-        sent = [json.dumps([[s.start, s.end] for s in sentences[i:i + SENTENCES_PER_PART]])
-                for i in range(0, len(sentences), SENTENCES_PER_PART)]
-        rows = [{**_EMPTY, "pk": _pk(doc_id, kind, i), "doc_id": doc_id, "kind": kind,
-                 "part": i, "body": body}
-                for kind, bodies in (("text", text), ("sent", sent), ("sect", sect))
-                for i, body in enumerate(bodies)]
-        header = {**_EMPTY, "pk": _pk(doc_id, "doc"), "doc_id": doc_id, "kind": "doc",
-                  "part": 0, "path": doc.path, "title": _fits(doc.title, TITLE_BYTES),
-                  "mtime": float(doc.mtime), "content_hash": _fits(doc.content_hash, HASH_BYTES),
-                  "n_windows": len(windows), "n_sentences": len(sentences),
-                  "n_chars": len(doc.text), "n_text": len(text), "n_sent": len(sent),
-                  "n_sect": len(sect), "metadata": metadata, "indexed_at": time.time()}
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        window_rows = []
-        for w, v in zip(windows, vecs, strict=True):
-            lexical = lexical_form(w.text)
-            exact, cut = ("" if lexical == w.text else w.text), False
-            if max(len(lexical.encode("utf-8")), len(exact.encode("utf-8"))) > VARCHAR_MAX:
-                # Longer than a VARCHAR: BM25 reads its start; its text comes from the
-                # document's (ragmem's chunking never makes one; a caller's might).
-                lexical, exact, cut = _fits(lexical, VARCHAR_MAX), "", True
-            window_rows.append({
-                "window_id": window_id(doc_id, w.index), "doc_id": doc_id, "path": doc.path,
-                "idx": w.index, "sent_first": w.first, "sent_last": w.last,
-                "char_start": w.start, "char_end": w.end, "n_tokens": w.n_tokens,
-                "metadata": metadata, "text": exact, "cut": cut, "lexical": lexical,
-                "vector": v.tolist()})
-        return _Prepared(doc_id, header, rows, window_rows)
-
-    def write(self, docs: Sequence[_Prepared]) -> int:
+    def write(self, docs: Sequence[Prepared]) -> int:
         """Store ``docs`` (each replacing its older version): header deleted, then the
         rest, new rows, header last. Returns the windows the older versions had."""
         ids = [d.doc_id for d in docs]
         replaced = self.delete(ids)
         c, names = self._client, self.names
-        for rows in _batches([r for d in docs for r in d.pieces]):
+        for rows in batches([r for d in docs for r in d.pieces]):
             c.upsert(names.documents, rows)
-        for rows in _batches([r for d in docs for r in d.windows]):
+        for rows in batches([r for d in docs for r in d.windows]):
             c.upsert(names.windows, rows)
-        for rows in _batches([d.header for d in docs]):
+        for rows in batches([d.header for d in docs]):
             c.upsert(names.documents, rows)
         return replaced
 
@@ -391,8 +288,8 @@ class MilvusMemory:
         c, names = self._client, self.names
         docs = doc_ids_expression(doc_ids)
         n = sum(int(r["n_windows"]) for r in c.query(
-            names.documents, f"{_IS_HEADER} and {docs}", ["n_windows"]))
-        c.delete(names.documents, f"{_IS_HEADER} and {docs}")
+            names.documents, f"{IS_HEADER} and {docs}", ["n_windows"]))
+        c.delete(names.documents, f"{IS_HEADER} and {docs}")
         c.delete(names.windows, docs)
         c.delete(names.documents, f'kind != "meta" and {docs}')
         for doc_id in doc_ids:
@@ -446,7 +343,7 @@ class MilvusMemory:
             return expr
         # Not exactly expressible: the documents it matches, found here, by id.
         found = [r["doc_id"] for r in self._client.scan(
-            self.names.documents, _IS_HEADER, ["doc_id", "path", "metadata"])
+            self.names.documents, IS_HEADER, ["doc_id", "path", "metadata"])
             if matches(where, r["doc_id"], r["path"], r["metadata"] or {})]
         return doc_ids_expression(found)
 
@@ -466,7 +363,7 @@ class MilvusMemory:
         if not doc_ids:
             return set()
         return {r["doc_id"] for r in self._client.query(
-            self.names.documents, f"pk in [{', '.join(quote(_pk(d, 'doc')) for d in doc_ids)}]",
+            self.names.documents, f"pk in [{', '.join(quote(pk(d, 'doc')) for d in doc_ids)}]",
             ["doc_id"])}
 
     def _window_hit(self, row: dict[str, Any], score: float) -> Hit:
@@ -482,12 +379,12 @@ class MilvusMemory:
 
     # -- reading ------------------------------------------------------------
     def _header(self, doc_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
-        rows = self._client.query(self.names.documents, f"pk == {quote(_pk(doc_id, 'doc'))}",
+        rows = self._client.query(self.names.documents, f"pk == {quote(pk(doc_id, 'doc'))}",
                                   fields)
         return rows[0] if rows else None
 
     def _headers(self, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
-        return self._client.scan(self.names.documents, _IS_HEADER, fields)
+        return self._client.scan(self.names.documents, IS_HEADER, fields)
 
     def _parts(self, doc_id: str, kind: str, first: int, last: int) -> list[str]:
         """Pieces ``first..last`` of one kind of a document, in order."""
@@ -599,12 +496,12 @@ class MilvusMemory:
 
     def meta(self) -> Manifest | None:
         """The manifest's fixed part as stored in Milvus at creation (None if lost)."""
-        rows = self._client.query(self.names.documents, f"pk == {quote(_META_PK)}", ["body"])
+        rows = self._client.query(self.names.documents, f"pk == {quote(META_PK)}", ["body"])
         return manifest_from_json(rows[0]["body"]) if rows else None
 
     def write_meta(self) -> None:
         self._client.upsert(self.names.documents, [{
-            **_EMPTY, "pk": _META_PK, "doc_id": "", "kind": "meta", "part": 0,
+            **EMPTY, "pk": META_PK, "doc_id": "", "kind": "meta", "part": 0,
             "body": self.manifest.fixed_json()}])
 
     def headers(self) -> Iterator[dict[str, Any]]:
@@ -627,7 +524,7 @@ def _attach(client: Client, names: Collections, manifest: Manifest,
                                 f"{names.windows} beside it; name another collection")
     client.load(names.documents)
     client.load(names.windows)
-    rows = client.query(names.documents, f"pk == {quote(_META_PK)}", ["body"])
+    rows = client.query(names.documents, f"pk == {quote(META_PK)}", ["body"])
     if not rows:
         raise IndexCorruptError(f"collection {names.documents} at {client.uri} is not a "
                                 "ragmem memory (no manifest row); name another collection")
@@ -641,19 +538,3 @@ def _attach(client: Client, names: Collections, manifest: Manifest,
     return replace(manifest, chunking=theirs.chunking, index_factory=theirs.index_factory,
                    embedder_precision=theirs.embedder_precision,
                    milvus={**manifest.milvus, "full_text": theirs.milvus.get("full_text")})
-
-
-def _batches(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """``rows`` in requests of at most ``ROWS_PER_WRITE`` rows and ~``BYTES_PER_WRITE``."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        n = 256 + sum(len(row.get(k) or "") * 4 for k in ("body", "text", "lexical")) \
-            + 8 * len(row.get("vector") or ())
-        if batch and (len(batch) >= ROWS_PER_WRITE or size + n > BYTES_PER_WRITE):
-            yield batch
-            batch, size = [], 0
-        batch.append(row)
-        size += n
-    if batch:
-        yield batch
