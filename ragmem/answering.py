@@ -215,19 +215,22 @@ class ExtractAnswerer(Answerer):
         the sentences the spans come from: summed log-probability of its tokens, of the
         answer ending right after it, and of its first token; and, when the weights use
         them, how much more likely the question makes the span than ``NULL_QUESTION``."""
-        out = [lm_features(lp, n) for lp, n, _ in self.span_logprobs(question, kept)]
-        if any(k.startswith("pmi_") for k in self.rescore.weights):
-            null = [lm_features(lp, n) for lp, n, _ in self.span_logprobs(NULL_QUESTION, kept)]
-            for f, z in zip(out, null, strict=True):
-                f.update(pmi_features(f, z))
+        pmi = any(k.startswith("pmi_") for k in self.rescore.weights)
+        asked, *null = self.span_logprobs([question, NULL_QUESTION] if pmi else [question],
+                                          kept)
+        out = [lm_features(lp, n) for lp, n, _ in asked]
+        if null:
+            for f, (lp, n, _) in zip(out, null[0], strict=True):
+                f.update(pmi_features(f, lm_features(lp, n)))
         return out
 
-    def span_logprobs(self, question: str, kept: Sequence[Candidate]
-                      ) -> list[tuple[np.ndarray | None, int, list[int]]]:
-        """Per candidate: the log-probability of each of its tokens, then of the end of
-        the answer (``None`` for a candidate whose sentence is not among the
+    def span_logprobs(self, questions: Sequence[str], kept: Sequence[Candidate]
+                      ) -> list[list[tuple[np.ndarray | None, int, list[int]]]]:
+        """Per question, per candidate: the log-probability of each of its tokens, then of
+        the end of the answer (``None`` for a candidate whose sentence is not among the
         ``scored_sentences`` the generator is shown); how many tokens are the span's
-        own; the token ids scored."""
+        own; the token ids scored. The context comes before the question in the prompt,
+        so it runs through the generator once for all ``questions``."""
         assert self.generator is not None
         generator = self.generator
         sentences: list[EvidenceSentence] = []
@@ -237,14 +240,18 @@ class ExtractAnswerer(Answerer):
         shown = sentences[:self.config.scored_sentences]
         context = " ".join(e.sentence.text for e in
                            sorted(shown, key=lambda e: (e.passage, e.sentence.start)))
-        state = generator.prefill(generator.render(EXTRACT_INSTRUCTION,
-                                                   f"{context}\n\nQuestion: {question}"))
+        states = generator.prefill_shared([
+            generator.render(EXTRACT_INSTRUCTION, f"{context}\n\nQuestion: {q}")
+            for q in questions])
         end = generator.end_of_answer_ids()
-        ids = [generator.continuation_ids(state, c.text) + end for c in kept]
-        # Scored together even when a sentence is not shown: one forward over the trie.
-        logprobs = generator.continuation_logprobs(state, ids)
-        return [(lp if c.evidence in shown else None, len(seq) - len(end), seq)
-                for c, lp, seq in zip(kept, logprobs, ids, strict=True)]
+        out = []
+        for state in states:
+            ids = [generator.continuation_ids(state, c.text) + end for c in kept]
+            # Scored together even when a sentence is not shown: one forward over the trie.
+            logprobs = generator.continuation_logprobs(state, ids)
+            out.append([(lp if c.evidence in shown else None, len(seq) - len(end), seq)
+                        for c, lp, seq in zip(kept, logprobs, ids, strict=True)])
+        return out
 
 
 def lm_features(logprobs: np.ndarray | None, n: int) -> dict[str, float]:

@@ -115,6 +115,7 @@ class Generator(ABC):
     ``_node_logprobs`` (run a trie of continuation tokens after it)."""
 
     model_id: str
+    resumes_prompts = False  # whether _resume can run more prompt after a _prefill cache
 
     @abstractmethod
     def render(self, instruction: str, user: str) -> str:
@@ -168,6 +169,30 @@ class Generator(ABC):
             raise ValueError("prefill needs a non-empty prompt")
         next_logprobs, cache = self._prefill(ids)
         return PromptState(prompt, tuple(ids), next_logprobs, cache, tail_text, tail_ids)
+
+    def prefill_shared(self, prompts: Sequence[str]) -> list[PromptState]:
+        """``prefill`` each of ``prompts``, running their common first tokens once: prompts
+        that differ only at the end (one context, two questions) cost the context once
+        plus their own ends. Each state is the one ``prefill`` would give, up to float
+        rounding. A backend that cannot resume a prompt (``resumes_prompts`` false)
+        prefills each in full."""
+        encoded = [self._prompt_tokens(p) for p in prompts]
+        shared = _common_prefix([ids for ids, _, _ in encoded])
+        shared = min([shared, *(len(ids) - 1 for ids, _, _ in encoded)])  # each keeps a token
+        if len(prompts) < 2 or shared < 1 or not self.resumes_prompts:
+            return [self.prefill(p) for p in prompts]
+        _, cache = self._prefill(encoded[0][0][:shared])
+        out = []
+        for prompt, (ids, tail_text, tail_ids) in zip(prompts, encoded, strict=True):
+            next_logprobs, resumed = self._resume(cache, ids[shared:])
+            out.append(PromptState(prompt, tuple(ids), next_logprobs, resumed, tail_text,
+                                   tail_ids))
+        return out
+
+    def _resume(self, cache: Any, ids: list[int]) -> tuple[np.ndarray, Any]:
+        """``_prefill``'s result for the cached prompt followed by ``ids``, leaving
+        ``cache`` as it was."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume a prompt")
 
     def continuation_ids(self, state: PromptState, text: str) -> list[int]:
         """The tokens of ``text`` as they follow ``state``'s prompt: tokenised together with
@@ -466,6 +491,18 @@ class CausalGenerator(TransformersGenerator):
                            logits_to_keep=1, **{_cache_argument(model): cache}).logits
             return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), cache
 
+    resumes_prompts = True
+
+    def _resume(self, cache: Any, ids: list[int]) -> tuple[np.ndarray, Any]:
+        import torch
+
+        model = self._loaded()
+        resumed = _fork(cache)  # positions follow from the cache's length
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
+                           logits_to_keep=1, **{_cache_argument(model): resumed}).logits
+            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), resumed
+
     def _node_logprobs(self, state: PromptState, trie: TokenTrie,
                        nodes: Sequence[int]) -> np.ndarray:
         """All trie nodes in one row after the cached prompt, each at position
@@ -645,6 +682,18 @@ def _chunks(sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:
         size += len(sequence)
     if chunk:
         yield chunk
+
+
+def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many first items all of ``sequences`` share."""
+    if not sequences:
+        return 0
+    n = 0
+    for items in zip(*sequences, strict=False):
+        if any(x != items[0] for x in items[1:]):
+            break
+        n += 1
+    return n
 
 
 def _cache_argument(model: Any) -> str:

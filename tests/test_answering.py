@@ -103,9 +103,9 @@ def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
 class NullAwareAnswerer(ExtractAnswerer):
     """Scores each span -1 per token given the question and -3 given the null question."""
 
-    def span_logprobs(self, question: str, kept: Any) -> Any:
-        per_token = -3.0 if question == NULL_QUESTION else -1.0
-        return [(np.full(3, per_token), 2, [1, 2, 9]) for _ in kept]
+    def span_logprobs(self, questions: Any, kept: Any) -> Any:
+        return [[(np.full(3, -3.0 if q == NULL_QUESTION else -1.0), 2, [1, 2, 9])
+                 for _ in kept] for q in questions]
 
 
 def test_pmi_features_only_when_the_weights_use_them() -> None:

@@ -438,3 +438,15 @@ def test_an_unknown_quantisation_is_a_model_error(tiny_causal: Generator) -> Non
 
     with pytest.raises(ModelError, match="'none' or 'int8'"):
         load_generator(tiny_causal.model_id, device="cpu", quantization="int4").count_tokens("a")
+
+
+def test_prefill_shared_runs_the_common_start_once_and_matches_prefill(
+        tiny_causal: Generator) -> None:
+    prompts = [TINY_PROMPT + " one two", TINY_PROMPT + " three"]
+    shared = tiny_causal.prefill_shared(prompts)
+    for prompt, state in zip(prompts, shared, strict=True):
+        alone = tiny_causal.prefill(prompt)
+        assert state.ids == alone.ids and state.tail_ids == alone.tail_ids
+        np.testing.assert_allclose(state.next_logprobs, alone.next_logprobs, atol=1e-4)
+        (a,), (b,) = (tiny_causal.continuation_logprobs(s, [[5, 6, 7]]) for s in (state, alone))
+        np.testing.assert_allclose(a, b, atol=1e-4)

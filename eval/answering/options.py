@@ -119,7 +119,7 @@ def main() -> None:
             t0 = time.perf_counter()
             kept, firsts = first_only.rescore_features(row["question"], passages)
             t1 = time.perf_counter()
-            scored = answerer.span_logprobs(row["question"], kept) if kept else []
+            scored = answerer.span_logprobs([row["question"]], kept)[0] if kept else []
             t2 = time.perf_counter()
             choice: dict[str, Candidate | None] = {}
             conf = None

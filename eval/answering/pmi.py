@@ -55,7 +55,7 @@ def main() -> None:
         t0 = time.time()
         for i, r in enumerate(rows):
             kept, features = answerer.rescore_features(r["question"], passages_of(r))
-            null = [lm_features(lp, n) for lp, n, _ in answerer.span_logprobs(args.null, kept)]
+            null = [lm_features(lp, n) for lp, n, _ in answerer.span_logprobs([args.null], kept)[0]]
             scored.append(([c.text for c in kept], features, null,
                            [token_f1(c.text, r["answers"]) for c in kept]))
             if i % 25 == 0:

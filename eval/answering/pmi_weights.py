@@ -110,7 +110,7 @@ def scored_test(args: argparse.Namespace, cfg: AnsweringConfig, old: dict[str, A
             base_s = time.perf_counter() - t
             t = time.perf_counter()
             null = [lm_features(lp, n) for lp, n, _ in
-                    scorer.span_logprobs(NULL_QUESTION, kept)] if kept else []
+                    scorer.span_logprobs([NULL_QUESTION], kept)[0]] if kept else []
             out.append((kind, r, kept, feats, null, base_s, time.perf_counter() - t))
             if i % 50 == 0:
                 print(f"{kind} {i}/{len(rows)} {time.time() - t0:.0f} s", file=sys.stderr,

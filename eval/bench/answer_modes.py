@@ -1,10 +1,12 @@
-"""ask latency and answers on the demo corpus, extract and generate side by side.
+"""ask latency and answers on the demo corpus, the answer modes side by side.
 
-    python eval/bench/answer_modes.py [--rounds 3] [--out eval/reports/answer-modes-demo]
+    python eval/bench/answer_modes.py [--rounds 3] [--modes extract,extract-pmi,generate]
+        [--out eval/reports/answer-modes-demo]
 
-Indexes ragmem/demo/corpus once (default models), loads both models, then for every
-demo question retrieves and fills the working memory and answers it in both modes, in
-alternating order each round, so both modes see the same machine load. Reported: p50 /
+Modes: ``extract`` without and ``extract-pmi`` with ``AnsweringConfig.pmi``, and
+``generate``. Indexes ragmem/demo/corpus once (default models), loads both models, then
+for every demo question retrieves and fills the working memory and answers it in every
+mode, in rotating order each round, so all modes see the same machine load. Reported: p50 /
 p95 of the whole ask (retrieve + fill + answer, models loaded) per mode, and whether the
 answer holds one of the question's gold strings. Then the first ``ragmem ask`` in a
 fresh process, per mode: wall time of the command, models loaded from the disk cache.
@@ -24,17 +26,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# mode name -> (AnsweringConfig.mode, AnsweringConfig.pmi)
+MODES = {"extract": ("extract", False), "extract-pmi": ("extract", True),
+         "generate": ("generate", False)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "eval/reports/answer-modes-demo")
-    ap.add_argument("--pmi", action="store_true",
-                    help="extract with AnsweringConfig.pmi (the fresh-process asks too)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"comma-separated, of {', '.join(MODES)}")
     args = ap.parse_args()
-    if args.pmi:
-        os.environ["RAGMEM_ANSWERING_PMI"] = "true"  # read by the `ragmem ask` subprocesses
+    modes = args.modes.split(",")
+    if unknown := set(modes) - set(MODES):
+        ap.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
 
     import torch
 
@@ -55,15 +61,15 @@ def main() -> None:
         index = Path(tmp) / "demo"
         assistant = Assistant.create(index, config)
         assistant.index([ROOT / "ragmem/demo/corpus"])
-        answerers = {mode: answerer_for(AnsweringConfig(mode=mode, pmi=args.pmi),
-                                        assistant.generator,
-                                        assistant.embedder)
-                     for mode in ("extract", "generate")}
+        answerers = {mode: answerer_for(AnsweringConfig(mode=MODES[mode][0], pmi=MODES[mode][1]),
+                                        assistant.generator, assistant.embedder)
+                     for mode in modes}
         assistant.ask(questions[0]["question"])  # loads both models, outside the timing
         rows: dict[str, list[dict[str, object]]] = {m: [] for m in answerers}
         for r in range(args.rounds):
             for i, q in enumerate(questions):
-                order = list(answerers) if (r + i) % 2 == 0 else list(answerers)[::-1]
+                k = (r + i) % len(modes)
+                order = modes[k:] + modes[:k]
                 for mode in order:
                     t0 = time.perf_counter()
                     passages = assistant.retriever.passages(q["question"])
@@ -78,10 +84,12 @@ def main() -> None:
         assistant.close()
         cold = {}
         for mode in answerers:
+            answer, pmi = MODES[mode]
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "ragmem.cli", "ask", str(index),
-                            questions[0]["question"], "--answer", mode, "--no-stream"],
-                           check=True, capture_output=True)
+                            questions[0]["question"], "--answer", answer, "--no-stream"],
+                           check=True, capture_output=True,
+                           env={**os.environ, "RAGMEM_ANSWERING_PMI": str(pmi).lower()})
             cold[mode] = time.perf_counter() - t0
     summary = {}
     for mode, rs in rows.items():
@@ -104,10 +112,11 @@ def main() -> None:
         md.append(f"| {mode} | {s['ask_p50_s']:.2f} | {s['ask_p95_s']:.2f} | "
                   f"{s['right']}/{s['questions']} | {s['abstained']} | "
                   f"{s['first_ask_fresh_process_s']:.1f} |")
-    md += ["", "| question | extract | generate |", "|---|---|---|"]
-    for e, g in zip(rows["extract"], rows["generate"], strict=True):
-        if e["round"] == 0:
-            md.append(f"| {e['question']} | {_cell(e)} | {_cell(g)} |")
+    md += ["", "| question | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for per_mode in zip(*(rows[m] for m in modes), strict=True):
+        if per_mode[0]["round"] == 0:
+            md.append(f"| {per_mode[0]['question']} | "
+                      + " | ".join(_cell(x) for x in per_mode) + " |")
     (args.out / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     print("\n".join(md))
 
