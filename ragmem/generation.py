@@ -176,10 +176,12 @@ class Generator(ABC):
         plus their own ends. Each state is the one ``prefill`` would give, up to float
         rounding. A backend that cannot resume a prompt (``resumes_prompts`` false)
         prefills each in full."""
+        if len(prompts) < 2 or not self.resumes_prompts:
+            return [self.prefill(p) for p in prompts]
         encoded = [self._prompt_tokens(p) for p in prompts]
         shared = _common_prefix([ids for ids, _, _ in encoded])
         shared = min([shared, *(len(ids) - 1 for ids, _, _ in encoded)])  # each keeps a token
-        if len(prompts) < 2 or shared < 1 or not self.resumes_prompts:
+        if shared < 1:
             return [self.prefill(p) for p in prompts]
         _, cache = self._prefill(encoded[0][0][:shared])
         out = []
