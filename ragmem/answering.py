@@ -25,11 +25,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragmem.config import DEFAULT_GENERATOR, AnsweringConfig, WorkingMemoryConfig
+from ragmem.errors import RagmemError
 from ragmem.extraction import (
     Candidate,
     EvidenceSentence,
@@ -141,6 +144,14 @@ class ExtractAnswerer(Answerer):
         self.confidence = Ranker(w["confidence"]["weights"], w["confidence"].get("bias", 0.0))
         threshold = self.config.abstain_below
         self.abstain_below = float(w["abstain_below"] if threshold is None else threshold)
+        # The trained head on the generator's state after each span, when the second
+        # stage uses it (eval/answering/lm_head.py fits both).
+        self.head: tuple[int, np.ndarray] | None = None
+        if "lm_head" in self.rescore.weights and "head" in w:
+            head = w["head"]
+            vector = (np.asarray(head["vector"], dtype=np.float32) if "vector" in head
+                      else shipped_head(head["file"]))
+            self.head = (int(head["layer"]), vector)
 
     def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
         t0 = time.perf_counter()
@@ -184,6 +195,16 @@ class ExtractAnswerer(Answerer):
                          ) -> tuple[list[Candidate], list[dict[str, float]]]:
         """The first stage's best candidates, each with the features the second stage
         scores: its first-stage score (relative to the best) and the generator's view."""
+        kept, features = self.first_stage(question, passages)
+        if kept and self.config.scored_candidates and isinstance(self.generator, Generator):
+            for f, lm in zip(features, self._likelihoods(question, kept), strict=True):
+                f.update(lm)
+        return kept, features
+
+    def first_stage(self, question: str, passages: Sequence[Passage]
+                    ) -> tuple[list[Candidate], list[dict[str, float]]]:
+        """The best ``scored_candidates`` spans by features alone, each with its score
+        relative to the best (``first_stage``)."""
         cfg = self.config
         dense = self._dense(question) if cfg.dense_sentences and self.embedder else None
         ranked = rank_sentences(question, passages, dense, cfg.dense_sentences)
@@ -194,11 +215,7 @@ class ExtractAnswerer(Answerer):
         first = np.array([self.features.score(c.features) for c in candidates])
         order = np.argsort(-first, kind="stable")[:max(1, cfg.scored_candidates)]
         kept = [candidates[i] for i in order]
-        features = [{"first_stage": float(first[i] - first[order[0]])} for i in order]
-        if cfg.scored_candidates and isinstance(self.generator, Generator):
-            for f, lm in zip(features, self._likelihoods(question, kept), strict=True):
-                f.update(lm)
-        return kept, features
+        return kept, [{"first_stage": float(first[i] - first[order[0]])} for i in order]
 
     def _dense(self, question: str) -> Callable[[list[str]], list[float]]:
         assert self.embedder is not None
@@ -216,13 +233,28 @@ class ExtractAnswerer(Answerer):
         answer ending right after it, and of its first token; and, when the weights use
         them, how much more likely the question makes the span than ``NULL_QUESTION``."""
         pmi = any(k.startswith("pmi_") for k in self.rescore.weights)
-        asked, *null = self.span_logprobs([question, NULL_QUESTION] if pmi else [question],
-                                          kept)
+        head = self.head if self._reads_head() else None
+        (asked, *null), states = self._span_scores(
+            [question, NULL_QUESTION] if pmi else [question], kept,
+            (head[0],) if head else ())
         out = [lm_features(lp, n) for lp, n, _ in asked]
+        if head and states[0] is not None:
+            scores = states[0][:, 0] @ head[1][:-1] + head[1][-1]
+            for f, score in zip(out, scores, strict=True):
+                f["lm_head"] = float(score)
         if null:
             for f, (lp, n, _) in zip(out, null[0], strict=True):
                 f.update(pmi_features(f, lm_features(lp, n)))
         return out
+
+    def _reads_head(self) -> bool:
+        """Whether the head fits this generator: it exposes hidden states of the size
+        the head was trained on (the packaged model's); otherwise the second stage
+        scores without it, as a feature the weights name but the answer lacks."""
+        if self.head is None or not isinstance(self.generator, Generator):
+            return False
+        size = self.generator.hidden_size if self.generator.exposes_states else None
+        return size == len(self.head[1]) - 1
 
     def span_logprobs(self, questions: Sequence[str], kept: Sequence[Candidate]
                       ) -> list[list[tuple[np.ndarray | None, int, list[int]]]]:
@@ -231,6 +263,20 @@ class ExtractAnswerer(Answerer):
         ``scored_sentences`` the generator is shown); how many tokens are the span's
         own; the token ids scored. The context comes before the question in the prompt,
         so it runs through the generator once for all ``questions``."""
+        return self._span_scores(questions, kept, ())[0]
+
+    def span_states(self, question: str, kept: Sequence[Candidate], layers: Sequence[int]
+                    ) -> tuple[list[tuple[np.ndarray | None, int, list[int]]], np.ndarray]:
+        """``span_logprobs`` for one question, and the generator's hidden states after
+        each span and the end of the answer: (len(kept), len(layers), hidden)."""
+        scores, states = self._span_scores([question], kept, tuple(layers))
+        assert states[0] is not None
+        return scores[0], states[0]
+
+    def _span_scores(self, questions: Sequence[str], kept: Sequence[Candidate],
+                     layers: tuple[int, ...]
+                     ) -> tuple[list[list[tuple[np.ndarray | None, int, list[int]]]],
+                                list[np.ndarray | None]]:
         assert self.generator is not None
         generator = self.generator
         sentences: list[EvidenceSentence] = []
@@ -244,14 +290,34 @@ class ExtractAnswerer(Answerer):
             generator.render(EXTRACT_INSTRUCTION, f"{context}\n\nQuestion: {q}")
             for q in questions])
         end = generator.end_of_answer_ids()
-        out = []
+        out: list[list[tuple[np.ndarray | None, int, list[int]]]] = []
+        hidden: list[np.ndarray | None] = []
         for state in states:
             ids = [generator.continuation_ids(state, c.text) + end for c in kept]
             # Scored together even when a sentence is not shown: one forward over the trie.
-            logprobs = generator.continuation_logprobs(state, ids)
+            if layers:
+                logprobs, h = generator.continuation_states(state, ids, layers)
+                hidden.append(h)
+            else:
+                logprobs = generator.continuation_logprobs(state, ids)
+                hidden.append(None)
             out.append([(lp if c.evidence in shown else None, len(seq) - len(end), seq)
                         for c, lp, seq in zip(kept, logprobs, ids, strict=True)])
-        return out
+        return out, hidden
+
+
+@cache
+def shipped_head(name: str) -> np.ndarray:
+    """A head's weights shipped in ``ragmem/data/`` (.npy, float32: the weights on the
+    generator's hidden state, then the bias)."""
+    path = resources.files("ragmem").joinpath(f"data/{name}")
+    try:
+        with path.open("rb") as f:
+            head = np.load(f, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise RagmemError(f"the extractive answerer's head {name} is missing or damaged "
+                          f"({error}); reinstall ragmem") from error
+    return np.asarray(head, dtype=np.float32)
 
 
 def lm_features(logprobs: np.ndarray | None, n: int) -> dict[str, float]:

@@ -116,6 +116,12 @@ class Generator(ABC):
 
     model_id: str
     resumes_prompts = False  # whether _resume can run more prompt after a _prefill cache
+    exposes_states = False  # whether _node_forward returns hidden states
+
+    @property
+    def hidden_size(self) -> int | None:
+        """The width of ``continuation_states``' hidden states; None without them."""
+        return None
 
     @abstractmethod
     def render(self, instruction: str, user: str) -> str:
@@ -218,22 +224,57 @@ class Generator(ABC):
         A continuation is text (see ``continuation_ids``) or token ids. All of them run
         in one forward over a trie of their tokens (shared prefixes once), attending to
         the prompt's cached keys and values."""
+        return self._score_continuations(state, continuations, ())[0]
+
+    def continuation_states(self, state: PromptState, continuations: Sequence[Continuation],
+                            layers: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``continuation_logprobs``, and the model's hidden states at each continuation's
+        last token, from the same forward: (len(continuations), len(layers), hidden)
+        float32, ``layers`` counted as transformers does (0: the embeddings; -1: the
+        last, after the final norm). What a small trained head reads: the state after
+        "question, context, span, end of answer" is the model's view of the span as the
+        answer. Only backends with ``exposes_states`` have it."""
+        if not self.exposes_states:
+            raise NotImplementedError(f"{type(self).__name__} does not expose hidden states")
+        logprobs, states = self._score_continuations(state, continuations, tuple(layers))
+        assert states is not None
+        return logprobs, states
+
+    def _score_continuations(self, state: PromptState, continuations: Sequence[Continuation],
+                             layers: tuple[int, ...]
+                             ) -> tuple[list[np.ndarray], np.ndarray | None]:
         sequences = [self._tokens(state, c) for c in continuations]
         if any(not s for s in sequences):
             raise ValueError("continuations must be non-empty")
         out = [np.empty(len(s), dtype=np.float32) for s in sequences]
+        hidden: np.ndarray | None = None
         for chunk in _chunks(sequences):
             trie = TokenTrie.build([sequences[i] for i in chunk])
             # Token j's log-prob is read from the distribution after its parent node.
             parents = sorted({trie.parents[n] for path in trie.paths for n in path} - {-1})
-            rows = self._node_logprobs(state, trie, parents) if parents else None
+            rows = np.empty((0, 0), dtype=np.float32)
+            if layers:
+                lasts = [path[-1] for path in trie.paths]
+                rows, states = self._node_forward(state, trie, parents, layers, lasts)
+                if hidden is None:
+                    hidden = np.empty((len(sequences), *states.shape[1:]), dtype=np.float32)
+                hidden[chunk] = states
+            elif parents:
+                rows = self._node_logprobs(state, trie, parents)
             row_of = {node: r for r, node in enumerate(parents)}
             for i, path in zip(chunk, trie.paths, strict=True):
                 for j, node in enumerate(path):
                     parent = trie.parents[node]
-                    dist = state.next_logprobs if parent < 0 else rows[row_of[parent]]  # type: ignore[index]
+                    dist = state.next_logprobs if parent < 0 else rows[row_of[parent]]
                     out[i][j] = dist[trie.tokens[node]]
-        return out
+        return out, hidden
+
+    def _node_forward(self, state: PromptState, trie: TokenTrie, nodes: Sequence[int],
+                      layers: tuple[int, ...], at: Sequence[int]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """``_node_logprobs`` for ``nodes``, and (len(at), len(layers), hidden) states of
+        the trie nodes ``at``."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose hidden states")
 
     def next_logprobs(self, state: PromptState, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
         """(len(prefixes), vocab) float32 log-probs of the token after each token prefix
@@ -510,6 +551,17 @@ class CausalGenerator(TransformersGenerator):
         """All trie nodes in one row after the cached prompt, each at position
         ``len(prompt) + depth`` and attending to the prompt and its own ancestors only
         (a 4D mask): a continuation sees exactly what it would see alone."""
+        return self._node_forward(state, trie, nodes, (), ())[0]
+
+    exposes_states = True
+
+    @property
+    def hidden_size(self) -> int | None:
+        return int(self._loaded().config.hidden_size)
+
+    def _node_forward(self, state: PromptState, trie: TokenTrie, nodes: Sequence[int],
+                      layers: tuple[int, ...], at: Sequence[int]
+                      ) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         model = self._loaded()
@@ -522,16 +574,26 @@ class CausalGenerator(TransformersGenerator):
             torch.from_numpy(~allowed), torch.finfo(dtype).min
         )
         positions = [prompt_len + d for d in trie.depths]
+        # logits_to_keep must not be empty (it would keep every row): one spare row.
+        keep = list(nodes) or [0]
         with torch.inference_mode():
-            logits = model(
+            output = model(
                 input_ids=torch.tensor([trie.tokens], device=device),
                 position_ids=torch.tensor([positions], device=device),
                 attention_mask=mask[None, None].to(device),
                 use_cache=True,
-                logits_to_keep=torch.tensor(list(nodes), device=device),
+                logits_to_keep=torch.tensor(keep, device=device),
+                output_hidden_states=bool(layers),
                 **{_cache_argument(model): _fork(state.cache)},
-            ).logits
-            return torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
+            )
+            logprobs = torch.log_softmax(output.logits[0].float(), dim=-1).cpu().numpy()
+            logprobs = logprobs[:len(nodes)]
+            if not layers:
+                return logprobs, np.empty((0,), dtype=np.float32)
+            rows = torch.tensor(list(at), device=device)
+            states = torch.stack([output.hidden_states[k][0, rows].float() for k in layers],
+                                 dim=1)
+            return logprobs, states.cpu().numpy()
 
 
 class Seq2SeqGenerator(TransformersGenerator):

@@ -6,9 +6,12 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
+from ragmem.generation import CausalGenerator, Generator, load_generator
 
 CORPUS = {
     "cats.txt": (
@@ -116,3 +119,44 @@ def keyword_embedder() -> KeywordEmbedder:
 @pytest.fixture
 def echo_generator() -> EchoGenerator:
     return EchoGenerator()
+
+
+WORDS = ("the cat sat on a mat . what did it do ? answer : dog ran far away big red "
+         "city bank cellar robbers were tunnelling into").split()
+
+
+def _word_tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
+                                   unk_token="<unk>", bos_token="<s>")
+
+
+@pytest.fixture(scope="session", params=["llama", "gpt2"])
+def tiny_causal(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Generator:
+    """A randomly initialised 2-layer decoder with a word-level tokenizer: rotary (Llama,
+    grouped-query attention) and learned absolute positions (GPT-2)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _word_tokenizer()
+    torch.manual_seed(0)
+    vocab = len(tokenizer)
+    if request.param == "llama":
+        model: Any = LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=256))
+    directory = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    generator = load_generator(str(directory), device="cpu")
+    assert isinstance(generator, CausalGenerator)
+    return generator

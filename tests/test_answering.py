@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from ragmem.answering import (
     NOT_FOUND,
@@ -103,9 +104,9 @@ def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
 class NullAwareAnswerer(ExtractAnswerer):
     """Scores each span -1 per token given the question and -3 given the null question."""
 
-    def span_logprobs(self, questions: Any, kept: Any) -> Any:
+    def _span_scores(self, questions: Any, kept: Any, layers: Any) -> Any:
         return [[(np.full(3, -3.0 if q == NULL_QUESTION else -1.0), 2, [1, 2, 9])
-                 for _ in kept] for q in questions]
+                 for _ in kept] for q in questions], [None for _ in questions]
 
 
 def test_pmi_features_only_when_the_weights_use_them() -> None:
@@ -156,3 +157,32 @@ def test_answerer_for_picks_the_mode() -> None:
     # A stand-in that cannot score spans, or another model: its own words.
     assert answerer_for(AnsweringConfig(), generator).mode == "generate"
     assert answerer_for(AnsweringConfig(), generator, generator_name="gpt2").mode == "generate"
+
+
+# The tiny Llama only: the tiny GPT-2's end-of-text id is outside its 30-word vocabulary.
+@pytest.mark.parametrize("tiny_causal", ["llama"], indirect=True)
+def test_a_trained_head_scores_each_span_from_the_generators_state(
+        tiny_causal: Any) -> None:
+    """The head reads the generator's state after "prompt, span, end of answer"; with
+    only its score in the second stage, the answer is the span it scores highest. A
+    head of another model's width is left out rather than misread."""
+    p = extraction_passage("t.txt", ["the robbers were tunnelling into the city bank cellar .",
+                                     "the cat sat on a big red mat ."])
+    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
+    buffer = wm.fill("what did the robbers do ?", [p])
+    rng = np.random.default_rng(0)
+    weights = hand_weights(0.0)
+    weights["rescore"] = {"weights": {"lm_head": 1.0}}
+    weights["head"] = {"layer": -1, "vector": rng.normal(size=tiny_causal.hidden_size + 1)}
+    answerer = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    kept, features = answerer.rescore_features(buffer.question, buffer.passages)
+    _, states = answerer.span_states(buffer.question, kept, (-1,))
+    head = np.asarray(weights["head"]["vector"], dtype=np.float32)
+    expected = states[:, 0] @ head[:-1] + head[-1]
+    np.testing.assert_allclose([f["lm_head"] for f in features], expected, rtol=1e-5)
+    answer = answerer.answer(buffer)
+    assert answer.text == kept[int(np.argmax(expected))].text
+    weights["head"]["vector"] = np.ones(tiny_causal.hidden_size + 5)
+    wrong = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    assert all("lm_head" not in f for f in wrong.rescore_features(buffer.question,
+                                                                   buffer.passages)[1])

@@ -6,7 +6,6 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -258,47 +257,6 @@ def test_token_trie_merges_shared_prefixes() -> None:
     assert ancestry[3].tolist() == [False, False, False, True, False]
 
 
-WORDS = ("the cat sat on a mat . what did it do ? answer : dog ran far away big red "
-         "city bank cellar robbers were tunnelling into").split()
-
-
-def _word_tokenizer() -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
-                                   unk_token="<unk>", bos_token="<s>")
-
-
-@pytest.fixture(scope="session", params=["llama", "gpt2"])
-def tiny_causal(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> Generator:
-    """A randomly initialised 2-layer decoder with a word-level tokenizer: rotary (Llama,
-    grouped-query attention) and learned absolute positions (GPT-2)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _word_tokenizer()
-    torch.manual_seed(0)
-    vocab = len(tokenizer)
-    if request.param == "llama":
-        model: Any = LlamaForCausalLM(LlamaConfig(
-            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
-    else:
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4,
-                                           n_positions=256))
-    directory = tmp_path_factory.mktemp(f"tiny-{request.param}")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    generator = load_generator(str(directory), device="cpu")
-    assert isinstance(generator, CausalGenerator)
-    return generator
-
-
 TINY_PROMPT = "the cat sat on a mat . what did it do ? answer :"
 TINY_OPTIONS = ["sat", "sat on a mat", "ran far away", "sat on a big red mat", "dog", "sat on"]
 
@@ -450,3 +408,21 @@ def test_prefill_shared_runs_the_common_start_once_and_matches_prefill(
         np.testing.assert_allclose(state.next_logprobs, alone.next_logprobs, atol=1e-4)
         (a,), (b,) = (tiny_causal.continuation_logprobs(s, [[5, 6, 7]]) for s in (state, alone))
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_continuation_states_are_the_full_forwards_hidden_states(tiny_causal: Generator) -> None:
+    import torch
+
+    state = tiny_causal.prefill(TINY_PROMPT)
+    logprobs, states = tiny_causal.continuation_states(state, TINY_OPTIONS, (1, -1))
+    assert states.shape == (len(TINY_OPTIONS), 2, tiny_causal.hidden_size)
+    for got, want in zip(logprobs, tiny_causal.continuation_logprobs(state, TINY_OPTIONS),
+                         strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    model = tiny_causal._loaded()  # type: ignore[attr-defined]
+    for option, row in zip(TINY_OPTIONS, states, strict=True):
+        ids = list(state.ids) + tiny_causal.continuation_ids(state, option)
+        with torch.inference_mode():
+            hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for k, layer in enumerate((1, -1)):
+            np.testing.assert_allclose(row[k], hidden[layer][0, -1].numpy(), atol=1e-4)

@@ -1,0 +1,370 @@
+"""A trained head on the generator's hidden state after each candidate span (issue 8).
+
+    python eval/answering/lm_head.py states --rows TRAIN.jsonl --out train-states.npz
+    python eval/answering/lm_head.py compare --states train-states.npz [--folds 5]
+
+The second stage scores the first stage's best spans with the generator: "context,
+question, span, end of answer" runs through it anyway (one forward over a token trie).
+The hidden state at the end-of-answer token is the model's whole view of the span as
+the answer; a linear head on it (576 numbers for SmolLM2-135M, shipped as .npy) reads
+that view directly instead of through the next-token log-probabilities alone.
+
+``states`` caches, per cached working memory, the kept candidates' second-stage
+features, token F1/EM against the gold, and their hidden states at a few layers.
+``compare`` fits, by k-fold cross-validation over questions (SQuAD train questions
+only: the rows cached by train_ranker.py are questions after the first 1,000), the
+shipped second stage with and without the head's score, per layer and l2, and prints
+top-1 EM and F1 with paired standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import gold_in, span_right  # noqa: E402
+from train_ranker import OUT, fit_confidence, fit_listwise, matrix, passages_of  # noqa: E402
+
+from ragmem.answering import ExtractAnswerer, lm_features, shipped_head  # noqa: E402
+from ragmem.config import AnsweringConfig, Config  # noqa: E402
+from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
+from ragmem.extraction import shipped_weights  # noqa: E402
+
+LAYERS = (8, 16, 20, 24, 27, 30)  # SmolLM2-135M: 30 blocks; 30 is after the final norm
+HEAD_FILE = "extractive-head.npy"
+
+
+def states(args: argparse.Namespace) -> None:
+    from ragmem.embedding import SentenceTransformerEmbedder
+    from ragmem.generation import load_generator
+
+    rows = [json.loads(line) for line in open(args.rows)][args.skip:args.skip + args.questions]
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    generator = load_generator(Config().generator.model)
+    answerer = ExtractAnswerer(generator, AnsweringConfig(mode="extract"), embedder)
+    layers = tuple(int(x) for x in args.layers.split(","))
+    group, feats, f1, em, hidden, texts = [], [], [], [], [], []
+    t0 = time.time()
+    for i, r in enumerate(rows):
+        kept, features = answerer.first_stage(r["question"], passages_of(r))
+        if kept:
+            scores, h = answerer.span_states(r["question"], kept, layers)
+            for c, f, (lp, n, _), hc in zip(kept, features, scores, h, strict=True):
+                group.append(i)
+                feats.append({**f, **lm_features(lp, n)})
+                f1.append(token_f1(c.text, r["answers"]))
+                em.append(float(exact_match(c.text, r["answers"])))
+                hidden.append(hc.astype(np.float16))
+                texts.append(c.text)
+        if i % 25 == 0:
+            print(f"{i}/{len(rows)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    names = sorted({k for f in feats for k in f})
+    np.savez_compressed(args.out, group=np.array(group), f1=np.array(f1), em=np.array(em),
+                        features=matrix(feats, names), names=np.array(names),
+                        hidden=np.stack(hidden), layers=np.array(layers),
+                        texts=np.array(texts), questions=np.array([r["qid"] for r in rows]))
+    print(f"{len(rows)} questions, {len(f1)} candidates, {time.time() - t0:.0f} s")
+
+
+def load(path: str) -> dict[str, Any]:
+    z = np.load(path)
+    return {k: z[k] for k in z.files}
+
+
+def groups_of(d: dict[str, Any], x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for g in np.unique(d["group"]):
+        rows = d["group"] == g
+        out.append((x[rows], d["f1"][rows]))
+    return out
+
+
+def design(d: dict[str, Any], base: list[str], layer: int | None,
+           head: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """The second stage's inputs: the shipped features, plus the head's score when
+    ``head`` is given (fitted separately on the state of ``layer``)."""
+    names = [str(n) for n in d["names"]]
+    x = d["features"][:, [names.index(b) for b in base]]
+    if head is None or layer is None:
+        return x, list(base)
+    li = list(d["layers"]).index(layer)
+    score = d["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1]
+    return np.concatenate([x, score[:, None]], axis=1), [*base, "lm_head"]
+
+
+def fit_head(d: dict[str, Any], rows: np.ndarray, layer: int, l2: float,
+             epochs: int = 300) -> np.ndarray:
+    """A listwise linear head on the layer's state (standardised inside, folded back):
+    weights then bias, so ``state @ w[:-1] + w[-1]`` is its score."""
+    li = list(d["layers"]).index(layer)
+    h = d["hidden"][rows, li].astype(np.float32)
+    mu, sd = h.mean(0), h.std(0) + 1e-3
+    z = (h - mu) / sd
+    groups = [(z[d["group"][rows] == g], d["f1"][rows][d["group"][rows] == g])
+              for g in np.unique(d["group"][rows])]
+    w = fit_listwise(groups, [str(k) for k in range(z.shape[1])], l2=l2, epochs=epochs)
+    v = np.array([w.get(str(k), 0.0) for k in range(z.shape[1])], dtype=np.float32)
+    return np.concatenate([v / sd, [-(mu / sd) @ v]]).astype(np.float32)
+
+
+def top1(groups: list[tuple[np.ndarray, np.ndarray]], ems: list[np.ndarray],
+         w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f1 = np.array([y[int(np.argmax(x @ w))] if len(y) else 0.0 for x, y in groups])
+    em = np.array([e[int(np.argmax(x @ w))] if len(e) else 0.0
+                   for (x, _), e in zip(groups, ems, strict=True)])
+    return em, f1
+
+
+def compare(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    d = load(args.states)
+    names = [str(n) for n in d["names"]]
+    base = [n for n in names if n in ("first_stage", "lm_tokens", "lm_end", "lm_first",
+                                      "lm_length", "lm_missing")]
+    qs = np.unique(d["group"])
+    fold_of = {g: k % args.folds for k, g in enumerate(qs)}
+    fold = np.array([fold_of[g] for g in d["group"]])
+    ems_all = [d["em"][d["group"] == g] for g in qs]
+    results: dict[str, Any] = {}
+    arms: list[tuple[str, int | None, float]] = [("shipped features", None, 0.0)]
+    arms += [(f"+ head on layer {layer}, l2 {l2:g}", layer, l2)
+             for layer in [int(x) for x in args.layers.split(",")]
+             for l2 in [float(x) for x in args.l2.split(",")]]
+    for name, layer, l2 in arms:
+        t0 = time.time()
+        em, f1 = np.zeros(len(qs)), np.zeros(len(qs))
+        for k in range(args.folds):
+            train = fold != k
+            head = None
+            if layer is not None:
+                # The head is fitted on half the training folds, the mix on the other
+                # half, so the mix sees the head's out-of-sample scores.
+                half = np.array([fold_of[g] % 2 == k % 2 for g in d["group"]]) & train
+                head = fit_head(d, np.where(half)[0], layer, l2)
+                mix_rows = train & ~half
+            else:
+                mix_rows = train
+            x, cols = design(d, base, layer, head)
+            w = fit_listwise(groups_of({**d, "group": d["group"][mix_rows],
+                                        "f1": d["f1"][mix_rows]}, x[mix_rows]), cols)
+            wv = np.array([w.get(c, 0.0) for c in cols], dtype=np.float32)
+            test_q = [j for j, g in enumerate(qs) if fold_of[g] == k]
+            groups = [(x[d["group"] == qs[j]], d["f1"][d["group"] == qs[j]]) for j in test_q]
+            e, f = top1(groups, [ems_all[j] for j in test_q], wv)
+            em[test_q], f1[test_q] = e, f
+        results[name] = {"em": float(em.mean()), "f1": float(f1.mean()),
+                         "per_question_f1": f1.tolist()}
+        base_f1 = np.array(results["shipped features"]["per_question_f1"])
+        diff = f1 - base_f1
+        print(f"{name:40s} EM {em.mean():.3f} F1 {f1.mean():.3f}  "
+              f"paired dF1 {diff.mean():+.3f} (SE {diff.std() / np.sqrt(len(diff)):.3f})"
+              f"  {time.time() - t0:.0f} s", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"states": args.states, "folds": args.folds,
+                                              "results": results}, indent=1) + "\n")
+
+
+def oof_head_scores(d: dict[str, Any], layer: int, l2: float, folds: int) -> np.ndarray:
+    """Each train candidate's head score from a head fitted without its question."""
+    qs = np.unique(d["group"])
+    fold_of = {g: k % folds for k, g in enumerate(qs)}
+    fold = np.array([fold_of[g] for g in d["group"]])
+    li = list(d["layers"]).index(layer)
+    out = np.zeros(len(fold), dtype=np.float32)
+    for k in range(folds):
+        head = fit_head(d, np.where(fold != k)[0], layer, l2)
+        rows = fold == k
+        out[rows] = d["hidden"][rows, li].astype(np.float32) @ head[:-1] + head[-1]
+    return out
+
+
+def candidates_of(answerer: ExtractAnswerer, rows_path: str, d: dict[str, Any]
+                  ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """The cached questions and their first-stage candidates (no generator needed: the
+    embedder and features decide them), checked against the cached texts."""
+    n = len(d["questions"])
+    rows = [json.loads(line) for line in open(rows_path)][:n]
+    kept_all = []
+    for g, r in enumerate(rows):
+        kept, _ = answerer.first_stage(r["question"], passages_of(r))
+        texts = [str(t) for t in d["texts"][d["group"] == g]]
+        assert [c.text for c in kept] == texts, f"first stage differs from the cache at {g}"
+        kept_all.append(kept)
+    return rows, kept_all
+
+
+def feature_dicts(d: dict[str, Any], head_scores: np.ndarray | None, g: int
+                  ) -> list[dict[str, float]]:
+    names = [str(n) for n in d["names"]]
+    rows = np.where(d["group"] == g)[0]
+    out = []
+    for i in rows:
+        f = {k: float(v) for k, v in zip(names, d["features"][i], strict=True)
+             if v != 0 or k == "first_stage"}
+        f = {k: v for k, v in f.items() if k != "lm_missing" or v}
+        if head_scores is not None:
+            f["lm_head"] = float(head_scores[i])
+        out.append(f)
+    return out
+
+
+def fit(args: argparse.Namespace) -> None:
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    torch.manual_seed(0)
+    cfg = AnsweringConfig(mode="extract")
+    old = json.loads(json.dumps(shipped_weights()))
+    train, absent = load(args.train), load(args.train_absent)
+    oof = oof_head_scores(train, args.layer, args.l2, args.folds)
+    head = fit_head(train, np.arange(len(train["f1"])), args.layer, args.l2)
+    li = list(absent["layers"]).index(args.layer)
+    absent_scores = absent["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1]
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    first_only = ExtractAnswerer(None, cfg, embedder, weights=old)
+    items: list[tuple[str, list[Any], list[dict[str, float]], list[float]]] = []
+    for kind, path, d, scores in (("answerable", args.train_rows, train, oof),
+                                  ("absent", args.train_absent_rows, absent, absent_scores)):
+        _, kept_all = candidates_of(first_only, path, d)
+        for g, kept in enumerate(kept_all):
+            f1 = d["f1"][d["group"] == g] if kind == "answerable" else np.zeros(len(kept))
+            use = None if args.no_head else scores
+            items.append((kind, kept, feature_dicts(d, use, g), [float(x) for x in f1]))
+    names = sorted({k for _, _, fs, _ in items for f in fs for k in f})
+    stage2 = fit_listwise([(matrix(fs, names), np.array(y, dtype=np.float32))
+                           for kind, _, fs, y in items if kind == "answerable" and fs], names)
+    weights = {**old, "rescore": {"weights": stage2}}
+    answerer = ExtractAnswerer(None, cfg, embedder, weights=weights)
+    cw, cb, threshold, table = fit_confidence(answerer, items, args.max_f1_loss)
+    trained = dict(old["trained"])
+    trained.update({
+        "command": trained["command"] + " ; then python " + " ".join(sys.argv),
+        "date": datetime.date.today().isoformat(),
+        "rescore_and_confidence": (
+            f"refitted on {len(np.unique(train['group']))} answerable and "
+            f"{len(np.unique(absent['group']))} absent train questions with the head's score "
+            f"(lm_head: a linear head on the generator's layer-{args.layer} state after the "
+            f"span and the end of the answer, listwise, l2 {args.l2}; out-of-fold scores "
+            f"for the fit)"),
+        "threshold_table": table})
+    out = {**old, "rescore": {"weights": stage2}, "confidence": {"weights": cw, "bias": cb},
+           "abstain_below": threshold, "trained": trained}
+    out.pop("head", None)
+    data = Path(args.out).parent
+    if not args.no_head:
+        out["head"] = {"file": HEAD_FILE, "layer": args.layer,
+                       "model": Config().generator.model, "size": int(len(head) - 1)}
+        np.save(data / HEAD_FILE, head.astype(np.float32), allow_pickle=False)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
+    print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {args.out} and "
+          f"{data / HEAD_FILE}", file=sys.stderr)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """The old and the new weights over the same test candidates and generator states."""
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    cfg = AnsweringConfig(mode="extract")
+    old = json.loads(Path(args.old).read_text())
+    new = json.loads(json.dumps(shipped_weights()))
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    judges = {"before (no head)": (ExtractAnswerer(None, cfg, embedder, weights=old), None)}
+    if args.control:
+        control = json.loads(Path(args.control).read_text())
+        judges["refitted without the head (control)"] = (
+            ExtractAnswerer(None, cfg, embedder, weights=control), None)
+    judges["with the head (shipped)"] = (ExtractAnswerer(None, cfg, embedder, weights=new),
+                                         shipped_head(new["head"]["file"]))
+    records: dict[str, dict[str, list[dict[str, float]]]] = {
+        n: {"answerable": [], "absent": []} for n in judges}
+    layer = int(new["head"]["layer"])
+    for kind, path, npz in (("answerable", args.rows, args.states),
+                            ("absent", args.absent, args.absent_states)):
+        d = load(npz)
+        li = list(d["layers"]).index(layer)
+        rows, kept_all = candidates_of(judges["before (no head)"][0], path, d)
+        for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
+            passages = passages_of(r)
+            for name, (judge, head) in judges.items():
+                scores = None if head is None else (
+                    d["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1])
+                fs = feature_dicts(d, scores, g)
+                best = judge.ranked(kept, fs)[0] if kept else None
+                said = best is not None and best.confidence >= judge.abstain_below
+                text = best.candidate.text if said and best else ""
+                records[name][kind].append({
+                    "abstained": float(not said),
+                    "em": float(exact_match(text, r["answers"])) if said else 0.0,
+                    "f1": token_f1(text, r["answers"]) if said else 0.0,
+                    "gold_in": float(gold_in(text, r["answers"])) if said else 0.0,
+                    "cite_span": float(span_right(best.candidate if said and best else None,
+                                                  r, passages))})
+    table = {}
+    for name, rec in records.items():
+        a, b = rec["answerable"], rec["absent"]
+        table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
+                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
+        if b:
+            table[name]["absent_abstained"] = round(statistics.fmean(x["abstained"] for x in b), 4)
+        print(name, json.dumps(table[name]), flush=True)
+    before, after = records["before (no head)"]["answerable"], records[
+        "with the head (shipped)"]["answerable"]
+    diff = [y["f1"] - x["f1"] for x, y in zip(before, after, strict=True)]
+    report = {"command": "python " + " ".join(sys.argv), "questions": len(before),
+              "absent_questions": len(records["before (no head)"]["absent"]),
+              "head": new["head"], "table": table,
+              "f1_gain_paired": {"mean": round(statistics.fmean(diff), 4),
+                                 "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}}
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("states")
+    s.add_argument("--rows", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--questions", type=int, default=800)
+    s.add_argument("--skip", type=int, default=0)
+    s.add_argument("--layers", default=",".join(map(str, LAYERS)))
+    c = sub.add_parser("compare")
+    c.add_argument("--states", required=True)
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--layers", default="16,24,30")
+    c.add_argument("--l2", default="1e-3,1e-2")
+    c.add_argument("--out")
+    f = sub.add_parser("fit", help="write the head and refit the second stage (train)")
+    f.add_argument("--train", required=True, help="states of the answerable train rows")
+    f.add_argument("--train-rows", required=True)
+    f.add_argument("--train-absent", required=True)
+    f.add_argument("--train-absent-rows", required=True)
+    f.add_argument("--layer", type=int, default=24)
+    f.add_argument("--l2", type=float, default=1e-2)
+    f.add_argument("--folds", type=int, default=5)
+    f.add_argument("--max-f1-loss", type=float, default=0.04)
+    f.add_argument("--no-head", action="store_true",
+                   help="refit on the same questions without the head (a control)")
+    f.add_argument("--out", default=str(OUT))
+    e = sub.add_parser("evaluate", help="old vs shipped weights on the test states")
+    e.add_argument("--rows", required=True)
+    e.add_argument("--states", required=True)
+    e.add_argument("--absent", required=True)
+    e.add_argument("--absent-states", required=True)
+    e.add_argument("--old", required=True, help="the weights file before the head")
+    e.add_argument("--control", help="weights refitted on the same data without the head")
+    e.add_argument("--out", required=True)
+    args = ap.parse_args()
+    {"states": states, "compare": compare, "fit": fit, "evaluate": evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
