@@ -186,3 +186,17 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
     wrong = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
     assert all("lm_head" not in f for f in wrong.rescore_features(buffer.question,
                                                                    buffer.passages)[1])
+
+
+def test_the_shipped_head_is_plain_numbers_for_the_packaged_generator() -> None:
+    from ragmem.answering import shipped_head
+    from ragmem.extraction import shipped_weights
+
+    spec = shipped_weights()["head"]
+    head = shipped_head(spec["file"])  # .npy read without pickle
+    assert head.dtype == np.float32 and head.shape == (spec["size"] + 1,)
+    assert np.isfinite(head).all() and spec["model"] == "SmolLM2-135M-Instruct"
+    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract"))
+    assert answerer.rescore.weights["lm_head"] > 0 and answerer.head is not None
+    # No generator to read states from: the second stage scores without the head.
+    assert not answerer._reads_head()
