@@ -4,8 +4,10 @@
 span of the evidence, located exactly in its document, so
 ``document.text[citation.start:citation.end] == answer.text``. The span is chosen in two
 stages: candidate spans of the best evidence sentences ranked by features
-(:mod:`ragmem.extraction`), then the best few rescored by the generator's
-log-likelihood of each span as the answer, prompt run once and reused for all
+(:mod:`ragmem.extraction`), then the best few rescored by the generator: the
+log-likelihood of each span as the answer, and a trained head (576 weights, shipped as
+.npy) reading the model's hidden state after "context, question, span, end of answer".
+Both come from one forward pass, the prompt run once and reused for all
 (``Generator.prefill``). When the chosen span's estimated chance of being right is too
 low, the answer abstains: "not found in the indexed documents", with the best evidence
 as a suggestion, never as a citation.

@@ -221,8 +221,10 @@ class AnsweringConfig(_Checked):
     # shipped with the weights (chosen on SQuAD train questions, eval/answering/).
     abstain_below: float | None = None
     # Also score each span under a question that asks nothing and rescore by the
-    # difference (its PMI with the question): +0.019 F1 on SQuAD test questions, but a
-    # second generator pass, ~1 s more per ask on 2 cores (eval/reports/answering.md).
+    # difference (its PMI with the question). Its weights predate the trained head and
+    # do not use it: F1 0.387 on SQuAD test questions against the default's 0.411, at
+    # ~0.7 s more per ask on 2 cores (eval/reports/answer-stage-models/). Kept for
+    # comparison; leave it off.
     pmi: bool = False
 
 
