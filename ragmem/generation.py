@@ -26,6 +26,7 @@ from ragmem.config import GeneratorConfig
 from ragmem.errors import ModelError
 from ragmem.gguf_cache import load_gguf
 from ragmem.models import load_error, resolve
+from ragmem.token_trie import TokenTrie, chunks, common_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 
 
 Continuation = str | Sequence[int]  # text as it follows the prompt, or its token ids
-
-# Most tokens run through the model in one scoring forward; more are split by continuation.
-MAX_TREE_TOKENS = 512
 # Prompt tokens re-tokenised with a continuation: enough to see any merge at the boundary.
 TAIL_TOKENS = 4
 
@@ -58,55 +56,6 @@ class PromptState:
     # together with them, so it gets the tokens it would have after the prompt.
     tail_text: str = field(default="", repr=False)
     tail_ids: tuple[int, ...] = field(default=(), repr=False)
-
-
-@dataclass(frozen=True)
-class TokenTrie:
-    """Token sequences merged on shared prefixes: one node per distinct prefix, so a
-    prefix shared by many continuations (``the City``, ``the City and ...``) is run once.
-
-        >>> trie = TokenTrie.build([[5, 6], [5, 7], [8]])
-        >>> trie.tokens, trie.parents, trie.depths, trie.paths
-        ((5, 6, 7, 8), (-1, 0, 0, -1), (0, 1, 1, 0), ((0, 1), (0, 2), (3,)))
-
-    A parent of -1 is the prompt itself.
-    """
-
-    tokens: tuple[int, ...]
-    parents: tuple[int, ...]
-    depths: tuple[int, ...]
-    paths: tuple[tuple[int, ...], ...]  # per sequence: the node of each of its tokens
-
-    @classmethod
-    def build(cls, sequences: Sequence[Sequence[int]]) -> TokenTrie:
-        tokens: list[int] = []
-        parents: list[int] = []
-        depths: list[int] = []
-        children: dict[tuple[int, int], int] = {}
-        paths = []
-        for sequence in sequences:
-            node, path = -1, []
-            for depth, token in enumerate(sequence):
-                key = (node, int(token))
-                if key not in children:
-                    children[key] = len(tokens)
-                    tokens.append(int(token))
-                    parents.append(node)
-                    depths.append(depth)
-                node = children[key]
-                path.append(node)
-            paths.append(tuple(path))
-        return cls(tuple(tokens), tuple(parents), tuple(depths), tuple(paths))
-
-    def ancestry(self) -> np.ndarray:
-        """(n, n) bool: ``[i, j]`` when node j is node i or one of its ancestors."""
-        n = len(self.tokens)
-        out = np.zeros((n, n), dtype=bool)
-        for i, parent in enumerate(self.parents):  # parents come before their children
-            if parent >= 0:
-                out[i] = out[parent]
-            out[i, i] = True
-        return out
 
 
 class Generator(ABC):
@@ -185,7 +134,7 @@ class Generator(ABC):
         if len(prompts) < 2 or not self.resumes_prompts:
             return [self.prefill(p) for p in prompts]
         encoded = [self._prompt_tokens(p) for p in prompts]
-        shared = _common_prefix([ids for ids, _, _ in encoded])
+        shared = common_prefix([ids for ids, _, _ in encoded])
         shared = min([shared, *(len(ids) - 1 for ids, _, _ in encoded)])  # each keeps a token
         if shared < 1:
             return [self.prefill(p) for p in prompts]
@@ -248,7 +197,7 @@ class Generator(ABC):
             raise ValueError("continuations must be non-empty")
         out = [np.empty(len(s), dtype=np.float32) for s in sequences]
         hidden: np.ndarray | None = None
-        for chunk in _chunks(sequences):
+        for chunk in chunks(sequences):
             trie = TokenTrie.build([sequences[i] for i in chunk])
             # Token j's log-prob is read from the distribution after its parent node.
             parents = sorted({trie.parents[n] for path in trie.paths for n in path} - {-1})
@@ -283,7 +232,7 @@ class Generator(ABC):
         out[:] = state.next_logprobs
         pending = [i for i, p in enumerate(prefixes) if len(p)]
         sequences = [list(prefixes[i]) for i in pending]
-        for chunk in _chunks(sequences):
+        for chunk in chunks(sequences):
             trie = TokenTrie.build([sequences[i] for i in chunk])
             lasts = sorted({path[-1] for path in trie.paths})
             rows = self._node_logprobs(state, trie, lasts)
@@ -732,32 +681,6 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
         if body:
             started = True
             yield body
-
-
-def _chunks(sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:
-    """Indices of ``sequences`` in runs of at most MAX_TREE_TOKENS tokens (at least one)."""
-    chunk: list[int] = []
-    size = 0
-    for i, sequence in enumerate(sequences):
-        if chunk and size + len(sequence) > MAX_TREE_TOKENS:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(i)
-        size += len(sequence)
-    if chunk:
-        yield chunk
-
-
-def _common_prefix(sequences: Sequence[Sequence[int]]) -> int:
-    """How many first items all of ``sequences`` share."""
-    if not sequences:
-        return 0
-    n = 0
-    for items in zip(*sequences, strict=False):
-        if any(x != items[0] for x in items[1:]):
-            break
-        n += 1
-    return n
 
 
 def _cache_argument(model: Any) -> str:

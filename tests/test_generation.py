@@ -16,7 +16,6 @@ from ragmem.generation import (
     CausalGenerator,
     Generator,
     Seq2SeqGenerator,
-    TokenTrie,
     from_config,
     load_generator,
 )
@@ -246,17 +245,6 @@ def full_logprobs(generator: Generator, ids: list[int]) -> np.ndarray:
         return torch.log_softmax(logits.float(), dim=-1).numpy()
 
 
-def test_token_trie_merges_shared_prefixes() -> None:
-    trie = TokenTrie.build([[5, 6], [5, 7], [8], [5, 6, 9]])
-    assert trie.tokens == (5, 6, 7, 8, 9)
-    assert trie.parents == (-1, 0, 0, -1, 1)
-    assert trie.depths == (0, 1, 1, 0, 2)
-    assert trie.paths == ((0, 1), (0, 2), (3,), (0, 1, 4))
-    ancestry = trie.ancestry()
-    assert ancestry[4].tolist() == [True, True, False, False, True]
-    assert ancestry[3].tolist() == [False, False, False, True, False]
-
-
 TINY_PROMPT = "the cat sat on a mat . what did it do ? answer :"
 TINY_OPTIONS = ["sat", "sat on a mat", "ran far away", "sat on a big red mat", "dog", "sat on"]
 
@@ -309,7 +297,7 @@ def test_many_continuations_are_split_into_chunks(
 
     state = tiny_causal.prefill(TINY_PROMPT)
     whole = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
-    monkeypatch.setattr(ragmem.generation, "MAX_TREE_TOKENS", 3)
+    monkeypatch.setattr(ragmem.token_trie, "MAX_TREE_TOKENS", 3)
     split = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(whole, split, strict=True))
 
