@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from options import gold_in, span_right  # noqa: E402
+from options import judged, judged_table, paired_f1_gain  # noqa: E402
 from train_ranker import OUT, fit_confidence, fit_listwise, matrix, passages_of  # noqa: E402
 
 from ragmem.answering import ExtractAnswerer, lm_features, shipped_head  # noqa: E402
@@ -306,38 +305,20 @@ def evaluate(args: argparse.Namespace) -> None:
         d = load(npz)
         li = list(d["layers"]).index(layer)
         rows, kept_all = candidates_of(judges["before (no head)"][0], path, d)
+        scores = {name: None if head is None else
+                  d["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1]
+                  for name, (_, head) in judges.items()}
         for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
             passages = passages_of(r)
-            for name, (judge, head) in judges.items():
-                scores = None if head is None else (
-                    d["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1])
-                fs = feature_dicts(d, scores, g)
-                best = judge.ranked(kept, fs)[0] if kept else None
-                said = best is not None and best.confidence >= judge.abstain_below
-                text = best.candidate.text if said and best else ""
-                records[name][kind].append({
-                    "abstained": float(not said),
-                    "em": float(exact_match(text, r["answers"])) if said else 0.0,
-                    "f1": token_f1(text, r["answers"]) if said else 0.0,
-                    "gold_in": float(gold_in(text, r["answers"])) if said else 0.0,
-                    "cite_span": float(span_right(best.candidate if said and best else None,
-                                                  r, passages))})
-    table = {}
-    for name, rec in records.items():
-        a, b = rec["answerable"], rec["absent"]
-        table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
-                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
-        if b:
-            table[name]["absent_abstained"] = round(statistics.fmean(x["abstained"] for x in b), 4)
-        print(name, json.dumps(table[name]), flush=True)
+            for name, (judge, _) in judges.items():
+                fs = feature_dicts(d, scores[name], g)
+                records[name][kind].append(judged(judge, kept, fs, r, passages))
+    table = judged_table(records)
     before, after = records["before (no head)"]["answerable"], records[
         "with the head (shipped)"]["answerable"]
-    diff = [y["f1"] - x["f1"] for x, y in zip(before, after, strict=True)]
     report = {"command": "python " + " ".join(sys.argv), "questions": len(before),
               "absent_questions": len(records["before (no head)"]["absent"]),
-              "head": new["head"], "table": table,
-              "f1_gain_paired": {"mean": round(statistics.fmean(diff), 4),
-                                 "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}}
+              "head": new["head"], "table": table, "f1_gain_paired": paired_f1_gain(before, after)}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 

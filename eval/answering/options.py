@@ -87,6 +87,45 @@ def span_right(c: Candidate | None, row: dict[str, Any], passages: list[Any]) ->
     return doc == row["doc_id"] and any(c.start < e and s < c.end for s, e in row["spans"])
 
 
+def judged(judge: ExtractAnswerer, kept: list[Any], features: list[dict[str, float]],
+           row: dict[str, Any], passages: list[Any]) -> dict[str, float]:
+    """What ``judge`` answers from these scored candidates, measured against the gold:
+    abstained, EM, F1, gold in answer, cited span overlapping the annotated answer."""
+    best = judge.ranked(kept, features)[0] if kept else None
+    said = best is not None and best.confidence >= judge.abstain_below
+    text = best.candidate.text if said and best else ""
+    return {"abstained": float(not said),
+            "em": float(exact_match(text, row["answers"])) if said else 0.0,
+            "f1": token_f1(text, row["answers"]) if said else 0.0,
+            "gold_in": float(gold_in(text, row["answers"])) if said else 0.0,
+            "cite_span": float(span_right(best.candidate if said and best else None,
+                                          row, passages))}
+
+
+def judged_table(records: dict[str, dict[str, list[dict[str, float]]]]
+                 ) -> dict[str, dict[str, float]]:
+    """Per judge: means over answerable questions, and abstention where absent."""
+    table = {}
+    for name, rec in records.items():
+        a, b = rec["answerable"], rec["absent"]
+        table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
+                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
+        if "answer_s" in a[0]:
+            table[name]["answer_stage_p50_s"] = round(
+                statistics.median(x["answer_s"] for x in a), 3)
+        if b:
+            table[name]["absent_abstained"] = round(statistics.fmean(x["abstained"] for x in b), 4)
+        print(name, json.dumps(table[name]), flush=True)
+    return table
+
+
+def paired_f1_gain(before: list[dict[str, float]], after: list[dict[str, float]]
+                   ) -> dict[str, float]:
+    diff = [y["f1"] - x["f1"] for x, y in zip(before, after, strict=True)]
+    return {"mean": round(statistics.fmean(diff), 4),
+            "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", required=True)

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import pickle
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from options import gold_in, span_right  # noqa: E402
+from options import judged, judged_table, paired_f1_gain  # noqa: E402
 from train_ranker import (  # noqa: E402
     OUT,
     fit_confidence,
@@ -46,7 +45,6 @@ from ragmem.answering import (  # noqa: E402
     pmi_features,
 )
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
-from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
 from ragmem.extraction import shipped_weights  # noqa: E402
 
 
@@ -139,33 +137,14 @@ def evaluate(args: argparse.Namespace) -> None:
         for name, judge in judges.items():
             fs = feats if "default" in name else [
                 {**f, **pmi_features(f, z)} for f, z in zip(feats, null, strict=True)]
-            best = judge.ranked(kept, fs)[0] if kept else None
-            said = best is not None and best.confidence >= judge.abstain_below
-            text = best.candidate.text if said and best else ""
             records[name][kind].append({
-                "abstained": float(not said),
-                "em": float(exact_match(text, r["answers"])) if said else 0.0,
-                "f1": token_f1(text, r["answers"]) if said else 0.0,
-                "gold_in": float(gold_in(text, r["answers"])) if said else 0.0,
-                "cite_span": float(span_right(best.candidate if said and best else None,
-                                              r, passages)),
+                **judged(judge, kept, fs, r, passages),
                 "answer_s": base_s + (0.0 if "default" in name else null_s)})
-    table = {}
-    for name, rec in records.items():
-        a, b = rec["answerable"], rec["absent"]
-        table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
-                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
-        table[name]["answer_stage_p50_s"] = round(statistics.median(x["answer_s"] for x in a), 3)
-        if b:
-            table[name]["absent_abstained"] = round(statistics.fmean(x["abstained"] for x in b), 4)
-        print(name, json.dumps(table[name]), flush=True)
-    diff = [y["f1"] - x["f1"] for x, y in zip(*(records[n]["answerable"] for n in judges),
-                                                 strict=True)]
+    table = judged_table(records)
+    gain = paired_f1_gain(*(records[n]["answerable"] for n in judges))
     report = {"command": "python " + " ".join(sys.argv), "questions": args.limit,
               "absent_questions": args.absent_limit, "null_question": NULL_QUESTION,
-              "table": table,
-              "f1_gain_paired": {"mean": round(statistics.fmean(diff), 4),
-                                 "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}}
+              "table": table, "f1_gain_paired": gain}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 
