@@ -33,7 +33,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from options import judged, judged_table, paired_f1_gain  # noqa: E402
-from train_ranker import OUT, fit_confidence, fit_listwise, matrix, passages_of  # noqa: E402
+from train_ranker import (  # noqa: E402
+    OUT,
+    fit_listwise,
+    matrix,
+    passages_of,
+    refit_second_stage,
+)
 
 from ragmem.answering import ExtractAnswerer, lm_features, shipped_head  # noqa: E402
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
@@ -252,12 +258,8 @@ def fit(args: argparse.Namespace) -> None:
             f1 = d["f1"][d["group"] == g] if kind == "answerable" else np.zeros(len(kept))
             use = None if args.no_head else scores
             items.append((kind, kept, feature_dicts(d, use, g), [float(x) for x in f1]))
-    names = sorted({k for _, _, fs, _ in items for f in fs for k in f})
-    stage2 = fit_listwise([(matrix(fs, names), np.array(y, dtype=np.float32))
-                           for kind, _, fs, y in items if kind == "answerable" and fs], names)
-    weights = {**old, "rescore": {"weights": stage2}}
-    answerer = ExtractAnswerer(None, cfg, embedder, weights=weights)
-    cw, cb, threshold, table = fit_confidence(answerer, items, args.max_f1_loss)
+    stage2, cw, cb, threshold, table = refit_second_stage(old, cfg, embedder, items,
+                                                          args.max_f1_loss)
     trained = dict(old["trained"])
     trained.update({
         "command": trained["command"] + " ; then python " + " ".join(sys.argv),

@@ -26,17 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from options import judged, judged_table, paired_f1_gain  # noqa: E402
-from train_ranker import (  # noqa: E402
-    OUT,
-    fit_confidence,
-    fit_listwise,
-    matrix,
-    passages_of,
-)
+from train_ranker import OUT, passages_of, refit_second_stage  # noqa: E402
 
 from ragmem.answering import (  # noqa: E402
     NULL_QUESTION,
@@ -65,12 +57,8 @@ def fit(args: argparse.Namespace) -> None:
             assert [c.text for c in kept] == texts, "first stage differs from the cache"
             feats = [{**f, **pmi_features(f, z)} for f, z in zip(feats, null, strict=True)]
             items.append((kind, kept, feats, f1 if kind == "answerable" else [0.0] * len(f1)))
-    names = sorted({k for _, _, fs, _ in items for f in fs for k in f})
-    stage2 = fit_listwise([(matrix(fs, names), np.array(y, dtype=np.float32))
-                           for kind, _, fs, y in items if kind == "answerable" and fs], names)
-    weights = {**old, "rescore": {"weights": stage2}}
-    answerer = ExtractAnswerer(None, cfg, embedder, weights=weights)
-    cw, cb, threshold, table = fit_confidence(answerer, items, args.max_f1_loss)
+    stage2, cw, cb, threshold, table = refit_second_stage(old, cfg, embedder, items,
+                                                          args.max_f1_loss)
     trained = dict(old["trained"])
     trained.update({
         "command": trained["command"] + " ; then python " + " ".join(sys.argv),
