@@ -202,14 +202,14 @@ class Generator(ABC):
             # Token j's log-prob is read from the distribution after its parent node.
             parents = sorted({trie.parents[n] for path in trie.paths for n in path} - {-1})
             rows = np.empty((0, 0), dtype=np.float32)
-            if layers:
+            if parents or layers:  # a trie of one-token continuations needs no forward
                 lasts = [path[-1] for path in trie.paths]
                 rows, states = self._node_forward(state, trie, parents, layers, lasts)
-                if hidden is None:
-                    hidden = np.empty((len(sequences), *states.shape[1:]), dtype=np.float32)
-                hidden[chunk] = states
-            elif parents:
-                rows = self._node_logprobs(state, trie, parents)
+                if layers:
+                    if hidden is None:
+                        hidden = np.empty((len(sequences), *states.shape[1:]),
+                                          dtype=np.float32)
+                    hidden[chunk] = states
             row_of = {node: r for r, node in enumerate(parents)}
             for i, path in zip(chunk, trie.paths, strict=True):
                 for j, node in enumerate(path):
@@ -222,8 +222,10 @@ class Generator(ABC):
                       layers: tuple[int, ...], at: Sequence[int]
                       ) -> tuple[np.ndarray, np.ndarray]:
         """``_node_logprobs`` for ``nodes``, and (len(at), len(layers), hidden) states of
-        the trie nodes ``at``."""
-        raise NotImplementedError(f"{type(self).__name__} does not expose hidden states")
+        the trie nodes ``at`` (empty when ``layers`` is)."""
+        if layers:
+            raise NotImplementedError(f"{type(self).__name__} does not expose hidden states")
+        return self._node_logprobs(state, trie, nodes), np.empty((0,), dtype=np.float32)
 
     def next_logprobs(self, state: PromptState, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
         """(len(prefixes), vocab) float32 log-probs of the token after each token prefix
