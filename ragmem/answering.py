@@ -205,8 +205,8 @@ class ExtractAnswerer(Answerer):
 
     def first_stage(self, question: str, passages: Sequence[Passage]
                     ) -> tuple[list[Candidate], list[dict[str, float]]]:
-        """The best ``scored_candidates`` spans by features alone, each with its score
-        relative to the best (``first_stage``)."""
+        """The best ``scored_candidates`` spans by features alone, each with its
+        features and its score relative to the best (``first_stage``)."""
         cfg = self.config
         dense = self._dense(question) if cfg.dense_sentences and self.embedder else None
         ranked = rank_sentences(question, passages, dense, cfg.dense_sentences)
@@ -217,7 +217,10 @@ class ExtractAnswerer(Answerer):
         first = np.array([self.features.score(c.features) for c in candidates])
         order = np.argsort(-first, kind="stable")[:max(1, cfg.scored_candidates)]
         kept = [candidates[i] for i in order]
-        return kept, [{"first_stage": float(first[i] - first[order[0]])} for i in order]
+        # The second stage sees the span's own features too: it reweighs them among the
+        # few kept spans, next to what the generator says (eval/answering/lm_head.py).
+        return kept, [{**candidates[i].features, "first_stage": float(first[i] - first[order[0]])}
+                      for i in order]
 
     def _dense(self, question: str) -> Callable[[list[str]], list[float]]:
         assert self.embedder is not None

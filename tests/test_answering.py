@@ -101,6 +101,22 @@ def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
     assert answer.to_dict()["abstained"] is True
 
 
+def test_the_second_stage_reweighs_the_kept_spans_own_features() -> None:
+    buffer, document = bank_buffer()
+    config = AnsweringConfig(mode="extract", scored_candidates=24)
+    by_first = ExtractAnswerer(None, config, weights=hand_weights(0.0)).answer(buffer)
+    weights = hand_weights(0.0)
+    weights["rescore"]["weights"] = {"first_stage": 0.1, "one_word": 10.0}
+    answer = ExtractAnswerer(None, config, weights=weights).answer(buffer)
+    kept, features = ExtractAnswerer(None, config, weights=weights).first_stage(
+        buffer.question, buffer.passages)
+    assert all(f["one_word"] == float(len(c.text.split()) == 1)
+               for c, f in zip(kept, features, strict=True))
+    assert len(by_first.text.split()) > 1 and len(answer.text.split()) == 1
+    (cite,) = answer.citations
+    assert document[cite.start:cite.end] == answer.text
+
+
 class NullAwareAnswerer(ExtractAnswerer):
     """Scores each span -1 per token given the question and -3 given the null question."""
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
+import pickle
 import sys
 import time
 from dataclasses import replace
@@ -199,12 +201,23 @@ def oof_head_scores(d: dict[str, Any], layer: int, l2: float, folds: int) -> np.
     return out
 
 
-def candidates_of(answerer: ExtractAnswerer, rows_path: str, d: dict[str, Any]
-                  ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+def candidates_of(answerer: ExtractAnswerer, rows_path: str, d: dict[str, Any],
+                  cache: str | None = None) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     """The cached questions and their first-stage candidates (no generator needed: the
-    embedder and features decide them), checked against the cached texts."""
+    embedder and features decide them), checked against the cached texts. ``cache``: a
+    folder to keep them in (a local pickle, keyed by the rows and the candidates)."""
     n = len(d["questions"])
     rows = [json.loads(line) for line in open(rows_path)][:n]
+    if cache:
+        key = hashlib.sha256(json.dumps([str(Path(rows_path).resolve()), n,
+                                         d["texts"].tolist()]).encode()).hexdigest()[:16]
+        path = Path(cache) / f"candidates-{key}.pkl"
+        if path.is_file():
+            return rows, pickle.loads(path.read_bytes())
+        _, kept_all = candidates_of(answerer, rows_path, d)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(kept_all))
+        return rows, kept_all
     # Near-tied first-stage scores can swap the last few places between runs (float
     # rounding in the embedder), so candidates are matched to the cache by text, in
     # the cache's order, out of a wider list.
@@ -222,14 +235,18 @@ def candidates_of(answerer: ExtractAnswerer, rows_path: str, d: dict[str, Any]
     return rows, kept_all
 
 
-def feature_dicts(d: dict[str, Any], head_scores: np.ndarray | None, g: int
-                  ) -> list[dict[str, float]]:
+def feature_dicts(d: dict[str, Any], head_scores: np.ndarray | None, g: int,
+                  kept: list[Any]) -> list[dict[str, float]]:
+    """The second stage's features of question ``g``'s candidates, as the answerer
+    builds them: the span's own (first-stage) features, the cached first-stage score
+    and likelihoods, and the head's score when given."""
     names = [str(n) for n in d["names"]]
     rows = np.where(d["group"] == g)[0]
     out = []
-    for i in rows:
-        f = {k: float(v) for k, v in zip(names, d["features"][i], strict=True)
-             if v != 0 or k == "first_stage"}
+    for i, c in zip(rows, kept, strict=True):
+        f = dict(c.features)
+        f |= {k: float(v) for k, v in zip(names, d["features"][i], strict=True)
+              if v != 0 or k == "first_stage"}
         f = {k: v for k, v in f.items() if k != "lm_missing" or v}
         if head_scores is not None:
             f["lm_head"] = float(head_scores[i])
@@ -253,13 +270,17 @@ def fit(args: argparse.Namespace) -> None:
     items: list[tuple[str, list[Any], list[dict[str, float]], list[float]]] = []
     for kind, path, d, scores in (("answerable", args.train_rows, train, oof),
                                   ("absent", args.train_absent_rows, absent, absent_scores)):
-        _, kept_all = candidates_of(first_only, path, d)
+        _, kept_all = candidates_of(first_only, path, d, args.cache)
         for g, kept in enumerate(kept_all):
             f1 = d["f1"][d["group"] == g] if kind == "answerable" else np.zeros(len(kept))
             use = None if args.no_head else scores
-            items.append((kind, kept, feature_dicts(d, use, g), [float(x) for x in f1]))
+            fs = feature_dicts(d, use, g, kept)
+            if args.no_joint:  # the second stage as before: first-stage score, generator
+                fs = [{k: v for k, v in f.items() if k == "first_stage" or k.startswith("lm_")}
+                      for f in fs]
+            items.append((kind, kept, fs, [float(x) for x in f1]))
     stage2, cw, cb, threshold, table = refit_second_stage(old, cfg, embedder, items,
-                                                          args.max_f1_loss)
+                                                          args.max_f1_loss, args.mix_l2)
     trained = dict(old["trained"])
     trained.update({
         "command": trained["command"] + " ; then python " + " ".join(sys.argv),
@@ -269,7 +290,8 @@ def fit(args: argparse.Namespace) -> None:
             f"{len(np.unique(absent['group']))} absent train questions with the head's score "
             f"(lm_head: a linear head on the generator's layer-{args.layer} state after the "
             f"span and the end of the answer, listwise, l2 {args.l2}; out-of-fold scores "
-            f"for the fit)"),
+            f"for the fit)" + ("" if args.no_joint else
+                               f"; with the span's first-stage features, l2 {args.mix_l2}")),
         "threshold_table": table})
     out = {**old, "rescore": {"weights": stage2}, "confidence": {"weights": cw, "bias": cb},
            "abstain_below": threshold, "trained": trained}
@@ -278,49 +300,70 @@ def fit(args: argparse.Namespace) -> None:
     if not args.no_head:
         out["head"] = {"file": HEAD_FILE, "layer": args.layer,
                        "model": Config().generator.model, "size": int(len(head) - 1)}
-        np.save(data / HEAD_FILE, head.astype(np.float32), allow_pickle=False)
+        if Path(args.out).resolve() == OUT.resolve():
+            np.save(data / HEAD_FILE, head.astype(np.float32), allow_pickle=False)
+        else:  # an arm to compare, not the shipped weights: the head travels inline
+            del out["head"]["file"]
+            out["head"]["vector"] = [float(x) for x in head]
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
-    wrote = args.out if args.no_head else f"{args.out} and {data / HEAD_FILE}"
+    wrote = f"{args.out} and {data / HEAD_FILE}" if "file" in out.get("head", {}) else args.out
     print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {wrote}", file=sys.stderr)
 
 
+def head_of(weights: dict[str, Any]) -> tuple[int, np.ndarray] | None:
+    """The (layer, head) a weights file's second stage reads, or None without one."""
+    head = weights.get("head")
+    if head is None:
+        return None
+    vector = (np.asarray(head["vector"], dtype=np.float32) if "vector" in head
+              else shipped_head(head["file"]))
+    return int(head["layer"]), vector
+
+
 def evaluate(args: argparse.Namespace) -> None:
-    """The old and the new weights over the same test candidates and generator states."""
+    """Weights files side by side over the same test candidates and generator states:
+    the one before the head, a control, any ``--also``, and the shipped weights."""
     from ragmem.embedding import SentenceTransformerEmbedder
 
     cfg = AnsweringConfig(mode="extract")
-    old = json.loads(Path(args.old).read_text())
-    new = json.loads(json.dumps(shipped_weights()))
     embedder = SentenceTransformerEmbedder(Config().embedder.model)
-    judges = {"before (no head)": (ExtractAnswerer(None, cfg, embedder, weights=old), None)}
+    files = {"before (no head)": json.loads(Path(args.old).read_text())}
     if args.control:
-        control = json.loads(Path(args.control).read_text())
-        judges["refitted without the head (control)"] = (
-            ExtractAnswerer(None, cfg, embedder, weights=control), None)
-    judges["with the head (shipped)"] = (ExtractAnswerer(None, cfg, embedder, weights=new),
-                                         shipped_head(new["head"]["file"]))
+        files["refitted without the head (control)"] = json.loads(
+            Path(args.control).read_text())
+    for also in args.also:
+        name, _, path = also.partition("=")
+        files[name] = json.loads(Path(path).read_text())
+    new = json.loads(json.dumps(shipped_weights()))
+    files["with the head (shipped)"] = new
+    judges = {name: (ExtractAnswerer(None, cfg, embedder, weights=w), head_of(w))
+              for name, w in files.items()}
     records: dict[str, dict[str, list[dict[str, float]]]] = {
         n: {"answerable": [], "absent": []} for n in judges}
-    layer = int(new["head"]["layer"])
     for kind, path, npz in (("answerable", args.rows, args.states),
                             ("absent", args.absent, args.absent_states)):
         d = load(npz)
-        li = list(d["layers"]).index(layer)
-        rows, kept_all = candidates_of(judges["before (no head)"][0], path, d)
+        rows, kept_all = candidates_of(judges["before (no head)"][0], path, d, args.cache)
         scores = {name: None if head is None else
-                  d["hidden"][:, li].astype(np.float32) @ head[:-1] + head[-1]
+                  d["hidden"][:, list(d["layers"]).index(head[0])].astype(np.float32)
+                  @ head[1][:-1] + head[1][-1]
                   for name, (_, head) in judges.items()}
         for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
             passages = passages_of(r)
             for name, (judge, _) in judges.items():
-                fs = feature_dicts(d, scores[name], g)
+                fs = feature_dicts(d, scores[name], g, kept)
                 records[name][kind].append(judged(judge, kept, fs, r, passages))
     table = judged_table(records)
-    before, after = records["before (no head)"]["answerable"], records[
-        "with the head (shipped)"]["answerable"]
+    before = records["before (no head)"]["answerable"]
     report = {"command": "python " + " ".join(sys.argv), "questions": len(before),
               "absent_questions": len(records["before (no head)"]["absent"]),
-              "head": new["head"], "table": table, "f1_gain_paired": paired_f1_gain(before, after)}
+              "head": new["head"], "table": table,
+              "f1_gain_paired": paired_f1_gain(
+                  before, records["with the head (shipped)"]["answerable"]),
+              "f1_gain_paired_over": {
+                  name: paired_f1_gain(rec["answerable"],
+                                       records["with the head (shipped)"]["answerable"])
+                  for name, rec in records.items() if name != "with the head (shipped)"}}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 
@@ -350,7 +393,11 @@ def main() -> None:
     f.add_argument("--max-f1-loss", type=float, default=0.04)
     f.add_argument("--no-head", action="store_true",
                    help="refit on the same questions without the head (a control)")
+    f.add_argument("--no-joint", action="store_true",
+                   help="second stage on the first-stage score alone, not the span's features")
+    f.add_argument("--mix-l2", type=float, default=1e-3, help="the second stage's l2")
     f.add_argument("--out", default=str(OUT))
+    f.add_argument("--cache", help="a folder to keep the first-stage candidates in")
     e = sub.add_parser("evaluate", help="old vs shipped weights on the test states")
     e.add_argument("--rows", required=True)
     e.add_argument("--states", required=True)
@@ -358,7 +405,10 @@ def main() -> None:
     e.add_argument("--absent-states", required=True)
     e.add_argument("--old", required=True, help="the weights file before the head")
     e.add_argument("--control", help="weights refitted on the same data without the head")
+    e.add_argument("--also", action="append", default=[], metavar="NAME=WEIGHTS.json",
+                   help="more weights to compare (a head inline as head.vector)")
     e.add_argument("--out", required=True)
+    e.add_argument("--cache", help="a folder to keep the first-stage candidates in")
     args = ap.parse_args()
     {"states": states, "compare": compare, "fit": fit, "evaluate": evaluate}[args.command](args)
 

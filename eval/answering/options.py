@@ -87,6 +87,15 @@ def span_right(c: Candidate | None, row: dict[str, Any], passages: list[Any]) ->
     return doc == row["doc_id"] and any(c.start < e and s < c.end for s, e in row["spans"])
 
 
+def passage_right(c: Candidate | None, row: dict[str, Any], passages: list[Any]) -> bool:
+    """The harness's citation accuracy: the cited passage holds an annotated gold span."""
+    if c is None:
+        return False
+    p = passages[c.evidence.passage]
+    return p.doc_id == row["doc_id"] and any(p.start <= s and e <= p.end
+                                             for s, e in row["spans"])
+
+
 def judged(judge: ExtractAnswerer, kept: list[Any], features: list[dict[str, float]],
            row: dict[str, Any], passages: list[Any]) -> dict[str, float]:
     """What ``judge`` answers from these scored candidates, measured against the gold:
@@ -99,7 +108,9 @@ def judged(judge: ExtractAnswerer, kept: list[Any], features: list[dict[str, flo
             "f1": token_f1(text, row["answers"]) if said else 0.0,
             "gold_in": float(gold_in(text, row["answers"])) if said else 0.0,
             "cite_span": float(span_right(best.candidate if said and best else None,
-                                          row, passages))}
+                                          row, passages)),
+            "cite_passage": float(passage_right(best.candidate if said and best else None,
+                                                row, passages))}
 
 
 def judged_table(records: dict[str, dict[str, list[dict[str, float]]]]
@@ -109,7 +120,8 @@ def judged_table(records: dict[str, dict[str, list[dict[str, float]]]]
     for name, rec in records.items():
         a, b = rec["answerable"], rec["absent"]
         table[name] = {m: round(statistics.fmean(x[m] for x in a), 4)
-                       for m in ("em", "f1", "gold_in", "cite_span", "abstained")}
+                       for m in ("em", "f1", "gold_in", "cite_span", "cite_passage", "abstained")
+                       if m in a[0]}
         if "answer_s" in a[0]:
             table[name]["answer_stage_p50_s"] = round(
                 statistics.median(x["answer_s"] for x in a), 3)

@@ -148,14 +148,16 @@ def fit_confidence(answerer: ExtractAnswerer,
 def refit_second_stage(old: dict[str, Any], cfg: AnsweringConfig, embedder: Any,
                        items: Sequence[tuple[str, Sequence[Any], Sequence[dict[str, float]],
                                              Sequence[float]]],
-                       max_f1_loss: float) -> tuple[dict[str, float], dict[str, float], float,
-                                                     float, list[dict[str, float]]]:
+                       max_f1_loss: float, l2: float = 1e-3
+                       ) -> tuple[dict[str, float], dict[str, float], float, float,
+                                  list[dict[str, float]]]:
     """The second stage (listwise, answerable items) and the confidence and threshold
     (both kinds) refitted on ``(kind, kept, features, f1)`` items, the first stage of
     ``old`` kept: rescore weights, confidence weights and bias, threshold, its table."""
     names = sorted({k for _, _, fs, _ in items for f in fs for k in f})
     stage2 = fit_listwise([(matrix(fs, names), np.array(y, dtype=np.float32))
-                           for kind, _, fs, y in items if kind == "answerable" and fs], names)
+                           for kind, _, fs, y in items if kind == "answerable" and fs], names,
+                          l2=l2)
     answerer = ExtractAnswerer(None, cfg, embedder,
                                weights={**old, "rescore": {"weights": stage2}})
     cw, cb, threshold, table = fit_confidence(answerer, items, max_f1_loss)
