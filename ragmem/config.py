@@ -222,7 +222,7 @@ class AnsweringConfig(_Checked):
     abstain_below: float | None = None
     # Also score each span under a question that asks nothing and rescore by the
     # difference (its PMI with the question). Its weights predate the trained head and
-    # do not use it: F1 0.387 on SQuAD test questions against the default's 0.411, at
+    # do not use it: F1 0.387 on SQuAD test questions against the default's 0.477, at
     # ~0.7 s more per ask on 2 cores (eval/reports/answer-stage-models/). Kept for
     # comparison; leave it off.
     pmi: bool = False

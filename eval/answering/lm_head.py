@@ -187,6 +187,69 @@ def compare(args: argparse.Namespace) -> None:
                                               "results": results}, indent=1) + "\n")
 
 
+def second_stage(args: argparse.Namespace) -> None:
+    """What else the second stage could read, beside the head (train only, k-fold): the
+    span's own first-stage features, and the embedder's view of the span against the
+    question (cosine; a head on their elementwise product). Each arm refits the mix by
+    k-fold over questions on the head's out-of-fold scores; paired against "+ head"."""
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    torch.manual_seed(0)
+    d = load(args.states)
+    names = [str(n) for n in d["names"]]
+    base = [n for n in names if n in ("first_stage", "lm_tokens", "lm_end", "lm_first",
+                                      "lm_length", "lm_missing")]
+    x0 = d["features"][:, [names.index(b) for b in base]]
+    head = oof_head_scores(d, args.layer, args.l2, args.folds)[:, None]
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    first_only = ExtractAnswerer(None, AnsweringConfig(mode="extract"), embedder,
+                                 weights=json.loads(json.dumps(shipped_weights())))
+    _, kept_all = candidates_of(first_only, args.rows, d, args.cache)
+    span_names = sorted({k for kept in kept_all for c in kept for k in c.features})
+    spans = matrix([c.features for kept in kept_all for c in kept], span_names)
+    arms = {"shipped features": (x0, base, 1e-3),
+            "+ head": (np.c_[x0, head], [*base, "lm_head"], 1e-3)}
+    for l2 in (1e-3, 1e-2):
+        arms[f"+ head + the span's own features, l2 {l2:g}"] = (
+            np.c_[x0, head, spans], [*base, "lm_head", *span_names], l2)
+    if args.span_embeddings:
+        rows = {r["qid"]: r for r in map(json.loads, open(args.rows))}
+        qv = embedder.embed([rows[str(q)]["question"] for q in d["questions"]])[d["group"]]
+        sv = embedder.embed([str(t) for t in d["texts"]])
+        one = {**d, "layers": np.array([0])}
+        arms["+ head + cosine(question, span)"] = (
+            np.c_[x0, head, (qv * sv).sum(1)], [*base, "lm_head", "cosine"], 1e-3)
+        for l2 in (1e-2, 1e-1):
+            product = oof_head_scores({**one, "hidden": (qv * sv)[:, None]}, 0, l2, args.folds)
+            arms[f"+ head + a head on question x span embeddings, l2 {l2:g}"] = (
+                np.c_[x0, head, product], [*base, "lm_head", "embedding_head"], 1e-3)
+    qs = np.unique(d["group"])
+    fold_of = {g: k % args.folds for k, g in enumerate(qs)}
+    ems = [d["em"][d["group"] == g] for g in qs]
+    results: dict[str, Any] = {}
+    for name, (x, cols, l2) in arms.items():
+        em, f1 = np.zeros(len(qs)), np.zeros(len(qs))
+        for k in range(args.folds):
+            train = np.array([fold_of[g] != k for g in d["group"]])
+            w = fit_listwise(groups_of({**d, "group": d["group"][train],
+                                        "f1": d["f1"][train]}, x[train]), cols, l2=l2)
+            wv = np.array([w.get(c, 0.0) for c in cols], dtype=np.float32)
+            test_q = [j for j, g in enumerate(qs) if fold_of[g] == k]
+            groups = [(x[d["group"] == qs[j]], d["f1"][d["group"] == qs[j]]) for j in test_q]
+            em[test_q], f1[test_q] = top1(groups, [ems[j] for j in test_q], wv)
+        results[name] = {"em": float(em.mean()), "f1": float(f1.mean()),
+                         "per_question_f1": f1.tolist()}
+        ref = np.array(results.get("+ head", results[name])["per_question_f1"])
+        diff = f1 - ref
+        print(f"{name:55s} EM {em.mean():.3f} F1 {f1.mean():.3f}  vs + head "
+              f"{diff.mean():+.3f} (SE {diff.std() / np.sqrt(len(diff)):.3f})", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "command": "python " + " ".join(sys.argv), "states": args.states,
+            "folds": args.folds, "head": {"layer": args.layer, "l2": args.l2},
+            "results": results}, indent=1) + "\n")
+
+
 def oof_head_scores(d: dict[str, Any], layer: int, l2: float, folds: int) -> np.ndarray:
     """Each train candidate's head score from a head fitted without its question."""
     qs = np.unique(d["group"])
@@ -382,6 +445,16 @@ def main() -> None:
     c.add_argument("--layers", default="16,24,30")
     c.add_argument("--l2", default="1e-3,1e-2")
     c.add_argument("--out")
+    t = sub.add_parser("second-stage", help="what else the second stage could read (train)")
+    t.add_argument("--states", required=True)
+    t.add_argument("--rows", required=True, help="the cached rows the states were made from")
+    t.add_argument("--layer", type=int, default=20)
+    t.add_argument("--l2", type=float, default=1e-2)
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--span-embeddings", action="store_true",
+                   help="also the embedder's view of each span (embeds every candidate)")
+    t.add_argument("--cache", help="a folder to keep the first-stage candidates in")
+    t.add_argument("--out")
     f = sub.add_parser("fit", help="write the head and refit the second stage (train)")
     f.add_argument("--train", required=True, help="states of the answerable train rows")
     f.add_argument("--train-rows", required=True)
@@ -410,7 +483,8 @@ def main() -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--cache", help="a folder to keep the first-stage candidates in")
     args = ap.parse_args()
-    {"states": states, "compare": compare, "fit": fit, "evaluate": evaluate}[args.command](args)
+    {"states": states, "compare": compare, "second-stage": second_stage, "fit": fit,
+     "evaluate": evaluate}[args.command](args)
 
 
 if __name__ == "__main__":
