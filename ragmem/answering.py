@@ -4,9 +4,10 @@
 span of the evidence, located exactly in its document, so
 ``document.text[citation.start:citation.end] == answer.text``. The span is chosen in two
 stages: candidate spans of the best evidence sentences ranked by features
-(:mod:`ragmem.extraction`), then the best few rescored by the generator: the
-log-likelihood of each span as the answer, and a trained head (576 weights, shipped as
-.npy) reading the model's hidden state after "context, question, span, end of answer".
+(:mod:`ragmem.extraction`), then the best few rescored: their own features reweighed
+beside the generator's view, which is the log-likelihood of each span as the answer
+and a trained head (576 weights, shipped as .npy) reading the model's hidden state
+after "context, question, span, end of answer".
 Both come from one forward pass, the prompt run once and reused for all
 (``Generator.prefill``). When the chosen span's estimated chance of being right is too
 low, the answer abstains: "not found in the indexed documents", with the best evidence
