@@ -43,13 +43,15 @@ from train_ranker import (  # noqa: E402
     refit_second_stage,
 )
 
-from ragmem.answering import ExtractAnswerer, lm_features, shipped_head  # noqa: E402
+from ragmem.answering import ExtractAnswerer, lm_features  # noqa: E402
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
 from ragmem.evaluation.metrics import exact_match, token_f1  # noqa: E402
 from ragmem.extraction import shipped_weights  # noqa: E402
 
 LAYERS = (8, 16, 20, 24, 27, 30)  # SmolLM2-135M: 30 blocks; 30 is after the final norm
 HEAD_FILE = "extractive-head.npy"
+# The second stage's inputs before the head: first-stage score and the likelihoods.
+BASE = ("first_stage", "lm_tokens", "lm_end", "lm_first", "lm_length", "lm_missing")
 
 
 def states(args: argparse.Namespace) -> None:
@@ -138,12 +140,23 @@ def top1(groups: list[tuple[np.ndarray, np.ndarray]], ems: list[np.ndarray],
     return em, f1
 
 
+def held_out_top1(d: dict[str, Any], x: np.ndarray, cols: list[str], mix_rows: np.ndarray,
+                  test_q: list[int], qs: np.ndarray, ems: list[np.ndarray], l2: float = 1e-3
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The second stage's mix fitted on the candidates in ``mix_rows``; top-1 EM and F1
+    of the questions ``test_q`` (indices into ``qs``) under it."""
+    w = fit_listwise(groups_of({**d, "group": d["group"][mix_rows], "f1": d["f1"][mix_rows]},
+                               x[mix_rows]), cols, l2=l2)
+    wv = np.array([w.get(c, 0.0) for c in cols], dtype=np.float32)
+    groups = [(x[d["group"] == qs[j]], d["f1"][d["group"] == qs[j]]) for j in test_q]
+    return top1(groups, [ems[j] for j in test_q], wv)
+
+
 def compare(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     d = load(args.states)
     names = [str(n) for n in d["names"]]
-    base = [n for n in names if n in ("first_stage", "lm_tokens", "lm_end", "lm_first",
-                                      "lm_length", "lm_missing")]
+    base = [n for n in names if n in BASE]
     qs = np.unique(d["group"])
     fold_of = {g: k % args.folds for k, g in enumerate(qs)}
     fold = np.array([fold_of[g] for g in d["group"]])
@@ -168,13 +181,8 @@ def compare(args: argparse.Namespace) -> None:
             else:
                 mix_rows = train
             x, cols = design(d, base, layer, head)
-            w = fit_listwise(groups_of({**d, "group": d["group"][mix_rows],
-                                        "f1": d["f1"][mix_rows]}, x[mix_rows]), cols)
-            wv = np.array([w.get(c, 0.0) for c in cols], dtype=np.float32)
             test_q = [j for j, g in enumerate(qs) if fold_of[g] == k]
-            groups = [(x[d["group"] == qs[j]], d["f1"][d["group"] == qs[j]]) for j in test_q]
-            e, f = top1(groups, [ems_all[j] for j in test_q], wv)
-            em[test_q], f1[test_q] = e, f
+            em[test_q], f1[test_q] = held_out_top1(d, x, cols, mix_rows, test_q, qs, ems_all)
         results[name] = {"em": float(em.mean()), "f1": float(f1.mean()),
                          "per_question_f1": f1.tolist()}
         base_f1 = np.array(results["shipped features"]["per_question_f1"])
@@ -197,8 +205,7 @@ def second_stage(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     d = load(args.states)
     names = [str(n) for n in d["names"]]
-    base = [n for n in names if n in ("first_stage", "lm_tokens", "lm_end", "lm_first",
-                                      "lm_length", "lm_missing")]
+    base = [n for n in names if n in BASE]
     x0 = d["features"][:, [names.index(b) for b in base]]
     head = oof_head_scores(d, args.layer, args.l2, args.folds)[:, None]
     embedder = SentenceTransformerEmbedder(Config().embedder.model)
@@ -231,12 +238,8 @@ def second_stage(args: argparse.Namespace) -> None:
         em, f1 = np.zeros(len(qs)), np.zeros(len(qs))
         for k in range(args.folds):
             train = np.array([fold_of[g] != k for g in d["group"]])
-            w = fit_listwise(groups_of({**d, "group": d["group"][train],
-                                        "f1": d["f1"][train]}, x[train]), cols, l2=l2)
-            wv = np.array([w.get(c, 0.0) for c in cols], dtype=np.float32)
             test_q = [j for j, g in enumerate(qs) if fold_of[g] == k]
-            groups = [(x[d["group"] == qs[j]], d["f1"][d["group"] == qs[j]]) for j in test_q]
-            em[test_q], f1[test_q] = top1(groups, [ems[j] for j in test_q], wv)
+            em[test_q], f1[test_q] = held_out_top1(d, x, cols, train, test_q, qs, ems, l2)
         results[name] = {"em": float(em.mean()), "f1": float(f1.mean()),
                          "per_question_f1": f1.tolist()}
         ref = np.array(results.get("+ head", results[name])["per_question_f1"])
@@ -373,16 +376,6 @@ def fit(args: argparse.Namespace) -> None:
     print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {wrote}", file=sys.stderr)
 
 
-def head_of(weights: dict[str, Any]) -> tuple[int, np.ndarray] | None:
-    """The (layer, head) a weights file's second stage reads, or None without one."""
-    head = weights.get("head")
-    if head is None:
-        return None
-    vector = (np.asarray(head["vector"], dtype=np.float32) if "vector" in head
-              else shipped_head(head["file"]))
-    return int(head["layer"]), vector
-
-
 def evaluate(args: argparse.Namespace) -> None:
     """Weights files side by side over the same test candidates and generator states:
     the one before the head, a control, any ``--also``, and the shipped weights."""
@@ -399,21 +392,21 @@ def evaluate(args: argparse.Namespace) -> None:
         files[name] = json.loads(Path(path).read_text())
     new = json.loads(json.dumps(shipped_weights()))
     files["with the head (shipped)"] = new
-    judges = {name: (ExtractAnswerer(None, cfg, embedder, weights=w), head_of(w))
-              for name, w in files.items()}
+    judges = {name: ExtractAnswerer(None, cfg, embedder, weights=w) for name, w in files.items()}
     records: dict[str, dict[str, list[dict[str, float]]]] = {
         n: {"answerable": [], "absent": []} for n in judges}
     for kind, path, npz in (("answerable", args.rows, args.states),
                             ("absent", args.absent, args.absent_states)):
         d = load(npz)
-        rows, kept_all = candidates_of(judges["before (no head)"][0], path, d, args.cache)
-        scores = {name: None if head is None else
-                  d["hidden"][:, list(d["layers"]).index(head[0])].astype(np.float32)
-                  @ head[1][:-1] + head[1][-1]
-                  for name, (_, head) in judges.items()}
+        rows, kept_all = candidates_of(judges["before (no head)"], path, d, args.cache)
+        # Each judge's own head, as ExtractAnswerer loads it (inline or shipped file).
+        scores = {name: None if judge.head is None else
+                  d["hidden"][:, list(d["layers"]).index(judge.head[0])].astype(np.float32)
+                  @ judge.head[1][:-1] + judge.head[1][-1]
+                  for name, judge in judges.items()}
         for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
             passages = passages_of(r)
-            for name, (judge, _) in judges.items():
+            for name, judge in judges.items():
                 fs = feature_dicts(d, scores[name], g, kept)
                 records[name][kind].append(judged(judge, kept, fs, r, passages))
     table = judged_table(records)

@@ -41,7 +41,12 @@ from train_ranker import passages_of  # noqa: E402
 
 from ragmem.answering import ExtractAnswerer, lm_features  # noqa: E402
 from ragmem.config import AnsweringConfig, Config  # noqa: E402
-from ragmem.evaluation.metrics import exact_match, normalize_answer, token_f1  # noqa: E402
+from ragmem.evaluation.metrics import (  # noqa: E402
+    contains_gold,
+    exact_match,
+    normalize_answer,
+    token_f1,
+)
 from ragmem.extraction import Candidate, rank_sentences, sentence_candidates  # noqa: E402
 
 
@@ -91,9 +96,7 @@ def passage_right(c: Candidate | None, row: dict[str, Any], passages: list[Any])
     """The harness's citation accuracy: the cited passage holds an annotated gold span."""
     if c is None:
         return False
-    p = passages[c.evidence.passage]
-    return p.doc_id == row["doc_id"] and any(p.start <= s and e <= p.end
-                                             for s, e in row["spans"])
+    return contains_gold([passages[c.evidence.passage]], row["doc_id"], row["spans"])
 
 
 def judged(judge: ExtractAnswerer, kept: list[Any], features: list[dict[str, float]],
