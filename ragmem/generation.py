@@ -1,37 +1,30 @@
-"""Prompt -> text: causal and seq2seq generators over transformers, loaded on first use.
+"""Prompt -> text: the ``Generator`` interface, and the factories that pick a backend.
 
     >>> generator = load_generator("SmolLM2-135M-Instruct")       # doctest: +SKIP
     >>> prompt = generator.render("Answer briefly.", "What is 2 + 2?")  # doctest: +SKIP
     >>> generator.generate(prompt, max_new_tokens=8)               # doctest: +SKIP
     '2 + 2 = 4.'
 
-Decoding is greedy, so the same prompt always gives the same text. A packaged GGUF model
-is dequantised once and kept as safetensors under ``cache_home() / "models"``: reading
-the GGUF takes tens of seconds, the cache well under one.
+Decoding is greedy, so the same prompt always gives the same text. Continuation scoring
+(``prefill``, ``continuation_logprobs``) is written once here, on two steps each backend
+provides: ``ragmem.torch_generation`` (transformers causal and seq2seq models, the
+default) and ``ragmem.llamacpp`` (the GGUF through llama.cpp, an optional extra). The
+factories import a backend when it is asked for: its module imports this one.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ragmem.config import GeneratorConfig
 from ragmem.errors import ModelError
-from ragmem.gguf_cache import load_gguf
 from ragmem.models import load_error, resolve
 from ragmem.token_trie import TokenTrie, chunks, common_prefix
-
-if TYPE_CHECKING:
-    import torch
-    from tokenizers import Tokenizer
-
 
 Continuation = str | Sequence[int]  # text as it follows the prompt, or its token ids
 # Prompt tokens re-tokenised with a continuation: enough to see any merge at the boundary.
@@ -264,368 +257,14 @@ class Generator(ABC):
 
 
 
-class TransformersGenerator(Generator):
-    """Everything of a transformers model but its class, prompt format and scoring steps."""
-
-    default_context_length = 2048  # when the model config names no limit
-
-    def __init__(self, name_or_path: str, device: str | None = None,
-                 repetition_penalty: float = 1.0, quantization: str = "none",
-                 threads: int | None = None) -> None:
-        self.model_id = name_or_path
-        self._device = device
-        self.repetition_penalty = repetition_penalty
-        self.quantization = quantization
-        self.threads = threads
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._counter: Tokenizer | None = None
-        self._lock = threading.Lock()
-
-    @staticmethod
-    @abstractmethod
-    def _auto_class() -> Any:
-        """The transformers Auto class that loads this kind of model."""
-
-    def _adds_special_tokens(self, text: str) -> bool:
-        return True
-
-    # -- shared -----------------------------------------------------------------------
-    @property
-    def context_length(self) -> int:
-        config = self._loaded().config
-        for key in ("max_position_embeddings", "n_positions"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return self.default_context_length
-
-    def count_tokens(self, text: str) -> int:
-        self._loaded()
-        assert self._counter is not None
-        return len(self._counter.encode(text, add_special_tokens=self._adds_special_tokens(text)))
-
-    def generate(self, prompt: str, max_new_tokens: int) -> str:
-        import torch
-
-        model = self._loaded()
-        inputs = self._encode(prompt)
-        with torch.inference_mode():
-            output = model.generate(**inputs, generation_config=self._greedy(max_new_tokens))
-        new = output[0, inputs["input_ids"].shape[1]:] if self._echoes_prompt() else output[0]
-        return str(self._tokenizer.decode(new, skip_special_tokens=True)).strip()
-
-    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        model = self._loaded()
-        inputs = self._encode(prompt)
-        streamer = TextIteratorStreamer(
-            self._tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():  # thread-local, so entered in the thread
-                    model.generate(
-                        **inputs, generation_config=self._greedy(max_new_tokens), streamer=streamer
-                    )
-            except BaseException as error:  # handed to the caller below
-                failure.append(error)
-                streamer.end()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        yield from stripped(streamer)
-        thread.join()
-        if failure:
-            raise failure[0]
-
-    def _plain_ids(self, text: str) -> list[int]:
-        self._loaded()
-        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
-        self._loaded()
-        encoded = self._tokenizer(prompt, add_special_tokens=self._adds_special_tokens(prompt),
-                                  return_offsets_mapping=True)
-        ids = list(encoded["input_ids"])
-        k = min(TAIL_TOKENS, len(ids))
-        if k == 0:
-            return ids, "", ()
-        start = encoded["offset_mapping"][len(ids) - k][0]
-        return ids, prompt[start:], tuple(ids[-k:])
-
-    def _echoes_prompt(self) -> bool:
-        return not self._loaded().config.is_encoder_decoder
-
-    def _encode(self, text: str) -> dict[str, torch.Tensor]:
-        encoded = self._tokenizer(
-            text, return_tensors="pt", add_special_tokens=self._adds_special_tokens(text)
-        )
-        return {k: v.to(self._model.device) for k, v in encoded.items()}
-
-    def end_of_answer_ids(self) -> list[int]:
-        eos = self._loaded().generation_config.eos_token_id
-        if eos is None:
-            eos = self._tokenizer.eos_token_id
-        if isinstance(eos, list | tuple):  # several end tokens: the first ends a turn
-            eos = eos[0]
-        if eos is None:
-            raise NotImplementedError(f"{self.model_id} has no end-of-sequence token")
-        return [int(eos)]
-
-    def _greedy(self, max_new_tokens: int) -> Any:
-        from transformers import GenerationConfig
-
-        # Only the model's special-token ids: its own sampling settings must not apply.
-        base = self._model.generation_config
-        ids = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
-        special = {k: getattr(base, k, None) for k in ids}
-        if special["pad_token_id"] is None:
-            special["pad_token_id"] = self._tokenizer.pad_token_id or special["eos_token_id"]
-        return GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            repetition_penalty=self.repetition_penalty,
-            **{k: v for k, v in special.items() if v is not None},
-        )
-
-    def _loaded(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                self._load()
-            return self._model
-
-    def _load(self) -> None:
-        import torch
-
-        resolved = resolve(self.model_id, "generator")
-        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.float32
-        if device.startswith("cuda"):
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        try:
-            if resolved.gguf_file is not None:
-                model, tokenizer = load_gguf(resolved, self._auto_class(), dtype)
-            else:
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-                model = self._auto_class().from_pretrained(resolved.path, dtype=dtype)
-        except (OSError, ValueError) as error:  # not found, or not a model
-            raise load_error(resolved, error) from error
-        if model.config.is_encoder_decoder != isinstance(self, Seq2SeqGenerator):
-            found = "an encoder-decoder" if model.config.is_encoder_decoder else "a decoder-only"
-            raise ModelError(
-                f"{self.model_id} is {found} model, not for {type(self).__name__}; "
-                "load it with load_generator(), which picks the class from its config"
-            )
-        model = model.to(device).eval()
-        if self.quantization == "int8":
-            if device != "cpu":
-                raise ModelError(
-                    f"int8 quantisation runs on the CPU only, not {device}; "
-                    "set generator.device = 'cpu' or generator.quantization = 'none'"
-                )
-            model = _quantise_int8(model)
-        elif self.quantization != "none":
-            raise ModelError(f"generator.quantization must be 'none' or 'int8', "
-                             f"got {self.quantization!r}")
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)  # process-wide: torch has no other knob
-        self._model = model
-        self._tokenizer = tokenizer
-        # A private copy for counting: no truncation state, no warnings on long inputs.
-        backend = tokenizer.backend_tokenizer
-        self._counter = backend.__class__.from_str(backend.to_str())
-        self._counter.no_truncation()
-        self._counter.no_padding()
-
-
-class CausalGenerator(TransformersGenerator):
-    """A decoder-only model (AutoModelForCausalLM); its chat template when it has one."""
-
-    @staticmethod
-    def _auto_class() -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
-    def render(self, instruction: str, user: str) -> str:
-        self._loaded()
-        if getattr(self._tokenizer, "chat_template", None):
-            messages = [
-                {"role": "system", "content": instruction},
-                {"role": "user", "content": user},
-            ]
-            return str(
-                self._tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
-                )
-            )
-        return f"{instruction}\n\n{user}\nAnswer:"
-
-    def _adds_special_tokens(self, text: str) -> bool:
-        # A rendered chat template already starts with BOS; don't add a second one.
-        bos = self._tokenizer.bos_token
-        return not (bos and text.startswith(bos))
-
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-        from transformers import DynamicCache
-
-        model = self._loaded()
-        cache = DynamicCache(config=model.config)
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
-                           logits_to_keep=1, **{_cache_argument(model): cache}).logits
-            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), cache
-
-    resumes_prompts = True
-
-    def _resume(self, cache: Any, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-
-        model = self._loaded()
-        resumed = _fork(cache)  # positions follow from the cache's length
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
-                           logits_to_keep=1, **{_cache_argument(model): resumed}).logits
-            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), resumed
-
-    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
-                       nodes: Sequence[int]) -> np.ndarray:
-        """All trie nodes in one row after the cached prompt, each at position
-        ``len(prompt) + depth`` and attending to the prompt and its own ancestors only
-        (a 4D mask): a continuation sees exactly what it would see alone."""
-        return self._node_forward(state, trie, nodes, (), ())[0]
-
-    exposes_states = True
-
-    @property
-    def hidden_size(self) -> int | None:
-        return int(self._loaded().config.hidden_size)
-
-    def _node_forward(self, state: PromptState, trie: TokenTrie, nodes: Sequence[int],
-                      layers: tuple[int, ...], at: Sequence[int]
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        model = self._loaded()
-        device = model.device
-        n, prompt_len = len(trie.tokens), len(state.ids)
-        allowed = np.ones((n, prompt_len + n), dtype=bool)
-        allowed[:, prompt_len:] = trie.ancestry()
-        dtype = model.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(
-            torch.from_numpy(~allowed), torch.finfo(dtype).min
-        )
-        positions = [prompt_len + d for d in trie.depths]
-        # logits_to_keep must not be empty (it would keep every row): one spare row.
-        keep = list(nodes) or [0]
-        with torch.inference_mode():
-            output = model(
-                input_ids=torch.tensor([trie.tokens], device=device),
-                position_ids=torch.tensor([positions], device=device),
-                attention_mask=mask[None, None].to(device),
-                use_cache=True,
-                logits_to_keep=torch.tensor(keep, device=device),
-                output_hidden_states=bool(layers),
-                **{_cache_argument(model): _fork(state.cache)},
-            )
-            logprobs = torch.log_softmax(output.logits[0].float(), dim=-1).cpu().numpy()
-            logprobs = logprobs[:len(nodes)]
-            if not layers:
-                return logprobs, np.empty((0,), dtype=np.float32)
-            rows = torch.tensor(list(at), device=device)
-            states = torch.stack([output.hidden_states[k][0, rows].float() for k in layers],
-                                 dim=1)
-            return logprobs, states.cpu().numpy()
-
-
-class Seq2SeqGenerator(TransformersGenerator):
-    """An encoder-decoder model (AutoModelForSeq2SeqLM), such as T5 or BART."""
-
-    # T5 has relative positions and no hard limit; 512 is what it was trained on.
-    default_context_length = 512
-
-    @staticmethod
-    def _auto_class() -> Any:
-        from transformers import AutoModelForSeq2SeqLM
-
-        return AutoModelForSeq2SeqLM
-
-    def render(self, instruction: str, user: str) -> str:
-        return f"{instruction}\n\n{user}"
-
-    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
-        # The answer is the decoder's: nothing of the prompt precedes it.
-        self._loaded()
-        return self._encode(prompt)["input_ids"][0].tolist(), "", ()
-
-    def _option_ids(self, state: PromptState, option: str) -> list[int]:
-        # With its EOS: the model must also say the answer ends there.
-        ids = list(self._tokenizer(option)["input_ids"])
-        if not self._plain_ids(option):
-            raise ValueError(f"continuation {option!r} has no tokens; pass non-empty text")
-        return ids
-
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-
-        model = self._loaded()
-        input_ids = torch.tensor([ids], device=model.device)
-        mask = torch.ones_like(input_ids)
-        with torch.inference_mode():
-            encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
-        cache = (encoded.last_hidden_state, mask)
-        return self._decode(cache, [[]])[0], cache
-
-    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
-                       nodes: Sequence[int]) -> np.ndarray:
-        prefixes = []
-        for node in nodes:
-            path = []
-            while node >= 0:
-                path.append(trie.tokens[node])
-                node = trie.parents[node]
-            prefixes.append(path[::-1])
-        return self._decode(state.cache, prefixes)
-
-    def _decode(self, cache: Any, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
-        """Decoder log-probs after each prefix: one right-padded row each, the encoder
-        output shared (expanded, not copied) across the rows."""
-        import torch
-        from transformers.modeling_outputs import BaseModelOutput
-
-        model = self._loaded()
-        hidden, mask = cache
-        start = model.config.decoder_start_token_id
-        pad = model.config.pad_token_id or 0
-        width = 1 + max(len(p) for p in prefixes)
-        rows = [[start, *p] + [pad] * (width - 1 - len(p)) for p in prefixes]
-        n = len(rows)
-        with torch.inference_mode():
-            logits = model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
-                attention_mask=mask.expand(n, -1),
-                decoder_input_ids=torch.tensor(rows, device=hidden.device),
-                use_cache=False,
-            ).logits
-            last = logits[torch.arange(n), torch.tensor([len(p) for p in prefixes])]
-            return torch.log_softmax(last.float(), dim=-1).cpu().numpy()
-
-
 def load_generator(name_or_path: str, device: str | None = None,
                    repetition_penalty: float | None = None, quantization: str = "none",
                    threads: int | None = None) -> Generator:
     """A transformers generator for ``name_or_path`` (see ``models.resolve``); the weights
     load on first use. The class follows the model config: encoder-decoder ->
     Seq2SeqGenerator."""
+    from ragmem.torch_generation import CausalGenerator, Seq2SeqGenerator
+
     if repetition_penalty is None:
         repetition_penalty = GeneratorConfig().repetition_penalty
     resolved = resolve(name_or_path, "generator")
@@ -656,20 +295,6 @@ def from_config(cfg: GeneratorConfig) -> Generator:
                           quantization=cfg.quantization, threads=cfg.threads)
 
 
-def _quantise_int8(model: Any) -> Any:
-    """Linear layers with int8 weights, activations quantised per call (fbgemm/onednn)."""
-    import warnings
-
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch deprecates the eager-mode API in favour of torchao, which is not installed;
-        # the kernels are the same ones, so the warnings say nothing about these results.
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-
-
 def stripped(pieces: Iterator[str]) -> Iterator[str]:
     """``pieces`` of generated text re-cut so they join to the stripped text: trailing
     whitespace is held back until more text follows, leading whitespace dropped."""
@@ -683,17 +308,3 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
         if body:
             started = True
             yield body
-
-
-def _cache_argument(model: Any) -> str:
-    """transformers 5 renamed ``past_key_values`` to ``cache``; take what the model has."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
-def _fork(cache: Any) -> Any:
-    """A cache that can grow without touching ``cache``: its layers append by rebinding
-    (``torch.cat``), so copies of the layer objects share the prompt's tensors unchanged."""
-    fork = copy.copy(cache)
-    fork.layers = [copy.copy(layer) for layer in cache.layers]
-    return fork

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragmem.generation import CausalGenerator, Generator, load_generator
+from ragmem.generation import Generator, load_generator
+from ragmem.torch_generation import CausalGenerator
 
 CORPUS = {
     "cats.txt": (

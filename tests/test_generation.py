@@ -12,13 +12,8 @@ import pytest
 
 from ragmem import gguf_cache
 from ragmem.config import GeneratorConfig
-from ragmem.generation import (
-    CausalGenerator,
-    Generator,
-    Seq2SeqGenerator,
-    from_config,
-    load_generator,
-)
+from ragmem.generation import Generator, from_config, load_generator
+from ragmem.torch_generation import CausalGenerator, Seq2SeqGenerator
 
 CAPITALS = {"france": "paris", "germany": "berlin", "italy": "rome", "spain": "madrid"}
 
