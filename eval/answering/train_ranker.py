@@ -48,14 +48,16 @@ OUT = Path(__file__).resolve().parents[2] / "ragmem" / "data" / "extractive.json
 FIRST_UNSEEN = 1000  # questions before this index are never used here
 
 
-def cache_working_memories(path: Path, n: int, seed: int, absent: bool) -> None:
-    """The default pipeline's working memory for ``n`` sampled questions, as JSON lines."""
+def cache_working_memories(path: Path, n: int, seed: int, absent: bool,
+                           test: bool = False) -> None:
+    """The default pipeline's working memory for ``n`` sampled questions, as JSON lines;
+    ``test``: the first ``n`` questions instead (the reported part, for evaluation only)."""
     from ragmem.evaluation.indexes import open_index
 
     data = load_squad(SQUAD)
     pool = list(range(FIRST_UNSEEN, len(data.examples)))
     random.Random(seed).shuffle(pool)
-    chosen = [data.examples[i] for i in sorted(pool[:n])]
+    chosen = list(data.examples[:n]) if test else [data.examples[i] for i in sorted(pool[:n])]
     assistant, _ = open_index(data.name, data.documents, Config().with_env())
     all_docs = sorted({d.doc_id for d in data.documents})
     with assistant, path.open("w") as f:
