@@ -156,15 +156,19 @@ def judged(rows: Sequence[Row], policy: Policy, abstain: bool = True) -> list[di
             out.append({"em": 0.0, "f1": 0.0, "gold_in_answer": 0.0, "citation": 0.0,
                         "abstained": 1.0})
             continue
-        doc, start, end = r["passages"][s["passage"]]
-        out.append({
-            "em": exact_match(s["text"], r["answers"]),
+        out.append({**span_scores(r, s), "abstained": 0.0})
+    return out
+
+
+def span_scores(r: Row, s: dict[str, Any]) -> dict[str, float]:
+    """Span ``s`` of question ``r`` as the answer, scored as the harness scores it: EM,
+    F1, gold in answer, and citation (its passage holds an annotated gold span)."""
+    doc, start, end = r["passages"][s["passage"]]
+    return {"em": exact_match(s["text"], r["answers"]),
             "f1": token_f1(s["text"], r["answers"]),
             "gold_in_answer": float(answer_in_text(s["text"], r["answers"])),
             "citation": float(any(span_hit(doc, start, end, r["doc_id"], [tuple(x)])
-                                  for x in r["spans"])),
-            "abstained": 0.0})
-    return out
+                                  for x in r["spans"]))}
 
 
 def summary(per: Sequence[dict[str, float]]) -> dict[str, float]:

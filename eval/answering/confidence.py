@@ -33,16 +33,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregate import paired, summary  # noqa: E402
+from aggregate import paired, span_scores, summary  # noqa: E402
 from train_ranker import choose_threshold, fit_logistic, matrix  # noqa: E402
 
-from ragmem.evaluation.metrics import (  # noqa: E402
-    answer_in_text,
-    exact_match,
-    normalize_answer,
-    span_hit,
-    token_f1,
-)
+from ragmem.evaluation.metrics import normalize_answer  # noqa: E402
 from ragmem.extraction import Ranker  # noqa: E402
 
 Row = dict[str, Any]
@@ -78,13 +72,7 @@ SIGNALS = {"refit": shipped_signals, "refit + retrieval": retrieval_signals,
 
 def scores(r: Row) -> dict[str, float]:
     """The best span's scores as the harness counts them, when it answers."""
-    s = r["ranked"][0]
-    doc, start, end = r["passages"][s["passage"]]
-    return {"em": exact_match(s["text"], r["answers"]),
-            "f1": token_f1(s["text"], r["answers"]),
-            "gold_in_answer": float(answer_in_text(s["text"], r["answers"])),
-            "citation": float(any(span_hit(doc, start, end, r["doc_id"], [tuple(x)])
-                                  for x in r["spans"]))}
+    return span_scores(r, r["ranked"][0])
 
 
 def judged(rows: Sequence[Row], confidence: Sequence[float], threshold: float
