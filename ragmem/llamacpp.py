@@ -61,7 +61,8 @@ class LlamaCppGenerator(Generator):
                                         bos_token=self._piece(llm.token_bos()))
         messages = [{"role": "system", "content": instruction},
                     {"role": "user", "content": user}]
-        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type, unused-ignore]  # typed only with the extra
+        # The ignore is for llama_cpp's types, which exist only with the extra installed.
+        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type, unused-ignore]
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))

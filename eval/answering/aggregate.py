@@ -30,17 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import statistics
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_ranker import FIRST_UNSEEN, SQUAD  # noqa: E402
+from options import paired_gain  # noqa: E402
+from train_ranker import SQUAD, working_memories  # noqa: E402
 
 from ragmem.config import Config  # noqa: E402
 from ragmem.evaluation.datasets import load_squad  # noqa: E402
@@ -51,7 +50,6 @@ from ragmem.evaluation.metrics import (  # noqa: E402
     span_hit,
     token_f1,
 )
-from ragmem.types import Filter  # noqa: E402
 
 Row = dict[str, Any]
 Policy = Callable[[list[dict[str, Any]]], int | None]
@@ -63,25 +61,13 @@ def rank(part: str, n: int, absent: bool, out: Path, keep: int = 24) -> None:
     from ragmem.evaluation.indexes import open_index
 
     data = load_squad(SQUAD)
-    if part == "test":
-        chosen = list(data.examples[:n])
-    else:
-        # train_ranker.py's seed-1 sample; the absent questions are its first ones too.
-        pool = list(range(FIRST_UNSEEN, len(data.examples)))
-        random.Random(1).shuffle(pool)
-        chosen = [data.examples[i] for i in sorted(pool[:n])]
     assistant, _ = open_index(data.name, data.documents, Config().with_env())
-    all_docs = sorted({d.doc_id for d in data.documents})
     rows: list[Row] = []
     with assistant:
         answerer = assistant.answerer
         assert isinstance(answerer, ExtractAnswerer)
-        t0 = time.perf_counter()
-        for i, e in enumerate(chosen):
-            where = Filter(doc_ids=tuple(d for d in all_docs if d != e.doc_id)) \
-                if absent else None
-            passages = assistant.retriever.passages(e.question, where=where)
-            buffer = assistant.working_memory.fill(e.question, passages)
+        # Train: train_ranker.py's seed-1 sample (the absent questions are its first ones).
+        for e, buffer in working_memories(assistant, data, n, 1, absent, part == "test"):
             spans = answerer.spans(e.question, buffer.passages)
             rows.append({
                 "qid": e.qid, "question": e.question, "answers": list(e.answers),
@@ -96,9 +82,6 @@ def rank(part: str, n: int, absent: bool, out: Path, keep: int = 24) -> None:
                             "first_raw": answerer.features.score(s.candidate.features)}
                            for s in spans[:keep]],
                 "abstain_below": answerer.abstain_below})
-            if i % 50 == 0:
-                print(f"  {part}{' absent' if absent else ''}: {i}/{len(chosen)} "
-                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     out.write_text(json.dumps({"part": part, "absent": absent, "rows": rows}))
 
 
@@ -145,41 +128,35 @@ def nested(beta: float) -> Policy:
 
 
 def judged(rows: Sequence[Row], policy: Policy, abstain: bool = True) -> list[dict[str, float]]:
-    """Per question: EM, F1, gold in answer, citation (the cited passage holds a gold
-    span, as the harness scores it) and abstention, for the span ``policy`` picks."""
+    """Per question, the ``outcome`` of the span ``policy`` picks; it answers when its own
+    confidence clears the threshold (always, without ``abstain``)."""
     out = []
     for r in rows:
         i = policy(r["ranked"])
         s = r["ranked"][i] if i is not None else None
-        # The chosen span answers when its own confidence clears the threshold.
-        if s is None or (abstain and s["confidence"] < r["abstain_below"]):
-            out.append({"em": 0.0, "f1": 0.0, "gold_in_answer": 0.0, "citation": 0.0,
-                        "abstained": 1.0})
-            continue
-        out.append({**span_scores(r, s), "abstained": 0.0})
+        answers = s is not None and (not abstain or s["confidence"] >= r["abstain_below"])
+        out.append(outcome(r, s if answers else None))
     return out
 
 
-def span_scores(r: Row, s: dict[str, Any]) -> dict[str, float]:
-    """Span ``s`` of question ``r`` as the answer, scored as the harness scores it: EM,
-    F1, gold in answer, and citation (its passage holds an annotated gold span)."""
+def outcome(r: Row, s: dict[str, Any] | None) -> dict[str, float]:
+    """Span ``s`` of question ``r`` as the answer (``None``: it abstains), scored as the
+    harness scores it: EM, F1, gold in answer, citation (its passage holds an annotated
+    gold span) and abstention."""
+    if s is None:
+        return {"em": 0.0, "f1": 0.0, "gold_in_answer": 0.0, "citation": 0.0,
+                "abstained": 1.0}
     doc, start, end = r["passages"][s["passage"]]
     return {"em": exact_match(s["text"], r["answers"]),
             "f1": token_f1(s["text"], r["answers"]),
             "gold_in_answer": float(answer_in_text(s["text"], r["answers"])),
-            "citation": float(any(span_hit(doc, start, end, r["doc_id"], [tuple(x)])
-                                  for x in r["spans"]))}
+            "citation": float(span_hit(doc, start, end, r["doc_id"],
+                                       [tuple(x) for x in r["spans"]])),
+            "abstained": 0.0}
 
 
 def summary(per: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.fmean(p[k] for p in per), 4) for k in per[0]}
-
-
-def paired(a: Sequence[dict[str, float]], b: Sequence[dict[str, float]], key: str
-           ) -> dict[str, float]:
-    d = [x[key] - y[key] for x, y in zip(a, b, strict=True)]
-    se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
-    return {"gain": round(statistics.fmean(d), 4), "se": round(se, 4)}
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -207,11 +184,11 @@ def evaluate(args: argparse.Namespace) -> None:
     base_test = judged(test, top1)
     for name, policy in policies.items():
         tr, te = judged(train, policy), judged(test, policy)
-        report["train"][name] = {**summary(tr), "f1_gain": paired(tr, base_train, "f1")}
+        report["train"][name] = {**summary(tr), "f1_gain": paired_gain(base_train, tr)}
         report["test"][name] = {
-            **summary(te), "f1_gain": paired(te, base_test, "f1"),
-            "gold_gain": paired(te, base_test, "gold_in_answer"),
-            "citation_gain": paired(te, base_test, "citation"),
+            **summary(te), "f1_gain": paired_gain(base_test, te),
+            "gold_gain": paired_gain(base_test, te, "gold_in_answer"),
+            "citation_gain": paired_gain(base_test, te, "citation"),
             "no_threshold": summary(judged(test, policy, abstain=False)),
             "abstained_absent": summary(judged(absent, policy))["abstained"] if absent
             else None}

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregate import paired, span_scores, summary  # noqa: E402
+from aggregate import outcome, summary  # noqa: E402
+from options import paired_gain  # noqa: E402
 from train_ranker import choose_threshold, fit_logistic, matrix  # noqa: E402
 
 from ragmem.evaluation.metrics import normalize_answer  # noqa: E402
@@ -70,21 +71,12 @@ SIGNALS = {"refit": shipped_signals, "refit + retrieval": retrieval_signals,
            "refit + both": lambda r: {**retrieval_signals(r), **agreement_signals(r)}}
 
 
-def scores(r: Row) -> dict[str, float]:
-    """The best span's scores as the harness counts them, when it answers."""
-    return span_scores(r, r["ranked"][0])
-
-
 def judged(rows: Sequence[Row], confidence: Sequence[float], threshold: float
            ) -> list[dict[str, float]]:
-    out = []
-    for r, c in zip(rows, confidence, strict=True):
-        if not r["ranked"] or c < threshold:
-            out.append({"em": 0.0, "f1": 0.0, "gold_in_answer": 0.0, "citation": 0.0,
-                        "abstained": 1.0})
-        else:
-            out.append({**scores(r), "abstained": 0.0})
-    return out
+    """Per question, the ``outcome`` of its best span, which answers when the confidence
+    clears ``threshold``."""
+    return [outcome(r, r["ranked"][0] if r["ranked"] and c >= threshold else None)
+            for r, c in zip(rows, confidence, strict=True)]
 
 
 def main() -> None:
@@ -95,15 +87,16 @@ def main() -> None:
     args = ap.parse_args()
 
     def load(path: str) -> list[Row]:
-        return [r for r in json.loads(Path(path).read_text())["rows"]]
+        return list(json.loads(Path(path).read_text())["rows"])
 
     train, train_absent = load(args.train), load(args.train_absent)
     test, test_absent = load(args.test), load(args.test_absent)
-    fit_rows = [r for r in train + train_absent if r["ranked"]]
-    kinds = np.array(["answerable"] * sum(bool(r["ranked"]) for r in train)
-                     + ["absent"] * sum(bool(r["ranked"]) for r in train_absent))
-    f1 = np.array([scores(r)["f1"] if k == "answerable" else 0.0
-                   for r, k in zip(fit_rows, kinds, strict=True)])
+    labelled = [(r, k) for rows, k in ((train, "answerable"), (train_absent, "absent"))
+                for r in rows if r["ranked"]]
+    fit_rows = [r for r, _ in labelled]
+    kinds = np.array([k for _, k in labelled])
+    f1 = np.array([outcome(r, r["ranked"][0])["f1"] if k == "answerable" else 0.0
+                   for r, k in labelled])
     right = (f1 >= 0.5).astype(np.float32)
 
     report: dict[str, Any] = {
@@ -136,8 +129,8 @@ def main() -> None:
         report["arms"][name] = {
             "abstain_below": threshold, **summary(per),
             "abstained_absent": round(float(np.mean(np.array(c_absent) < threshold)), 4),
-            "f1_gain": paired(per, base, "f1"),
-            "citation_gain": paired(per, base, "citation"),
+            "f1_gain": paired_gain(base, per),
+            "citation_gain": paired_gain(base, per, "citation"),
             "weights": weights}
         # The whole trade-off on test, for the plot: every threshold, not only the chosen.
         report["arms"][name]["curve"] = [

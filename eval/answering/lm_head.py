@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from options import judged, judged_table, paired_f1_gain  # noqa: E402
+from options import judged, judged_table, paired_gain  # noqa: E402
 from train_ranker import (  # noqa: E402
     OUT,
     fit_listwise,
@@ -414,10 +414,10 @@ def evaluate(args: argparse.Namespace) -> None:
     report = {"command": "python " + " ".join(sys.argv), "questions": len(before),
               "absent_questions": len(records["before (no head)"]["absent"]),
               "head": new["head"], "table": table,
-              "f1_gain_paired": paired_f1_gain(
+              "f1_gain_paired": paired_gain(
                   before, records["with the head (shipped)"]["answerable"]),
               "f1_gain_paired_over": {
-                  name: paired_f1_gain(rec["answerable"],
+                  name: paired_gain(rec["answerable"],
                                        records["with the head (shipped)"]["answerable"])
                   for name, rec in records.items() if name != "with the head (shipped)"}}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

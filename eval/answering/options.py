@@ -31,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,10 @@ def judged_table(records: dict[str, dict[str, list[dict[str, float]]]]
     return table
 
 
-def paired_f1_gain(before: list[dict[str, float]], after: list[dict[str, float]]
-                   ) -> dict[str, float]:
-    diff = [y["f1"] - x["f1"] for x, y in zip(before, after, strict=True)]
+def paired_gain(before: Sequence[dict[str, float]], after: Sequence[dict[str, float]],
+                key: str = "f1") -> dict[str, float]:
+    """Mean per-question gain of ``after`` over ``before`` in ``key``, with its SE."""
+    diff = [y[key] - x[key] for x, y in zip(before, after, strict=True)]
     return {"mean": round(statistics.fmean(diff), 4),
             "se": round(statistics.stdev(diff) / len(diff) ** 0.5, 4)}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from options import judged, judged_table, paired_f1_gain  # noqa: E402
+from options import judged, judged_table, paired_gain  # noqa: E402
 from train_ranker import OUT, passages_of, refit_second_stage  # noqa: E402
 
 from ragmem.answering import (  # noqa: E402
@@ -129,7 +129,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 **judged(judge, kept, fs, r, passages),
                 "answer_s": base_s + (0.0 if "default" in name else null_s)})
     table = judged_table(records)
-    gain = paired_f1_gain(*(records[n]["answerable"] for n in judges))
+    gain = paired_gain(*(records[n]["answerable"] for n in judges))
     report = {"command": "python " + " ".join(sys.argv), "questions": args.limit,
               "absent_questions": args.absent_limit, "null_question": NULL_QUESTION,
               "table": table, "f1_gain_paired": gain}

@@ -29,43 +29,58 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ragmem.answering import ExtractAnswerer, confidence_signals
 from ragmem.config import AnsweringConfig, Config
-from ragmem.evaluation.datasets import load_squad
+from ragmem.evaluation.datasets import QADataset, QAExample, load_squad
 from ragmem.evaluation.metrics import token_f1
 from ragmem.extraction import Ranker, rank_sentences, sentence_candidates
 from ragmem.types import Filter, Passage, Sentence
+
+if TYPE_CHECKING:
+    from ragmem.assistant import Assistant
+    from ragmem.working_memory import Buffer
 
 SQUAD = "/work/shared/datasets/squad_v1.1_dev/dev-v1.1.json"
 OUT = Path(__file__).resolve().parents[2] / "ragmem" / "data" / "extractive.json"
 FIRST_UNSEEN = 1000  # questions before this index are never used here
 
 
-def cache_working_memories(path: Path, n: int, seed: int, absent: bool,
-                           test: bool = False) -> None:
-    """The default pipeline's working memory for ``n`` sampled questions, as JSON lines;
-    ``test``: the first ``n`` questions instead (the reported part, for evaluation only)."""
-    from ragmem.evaluation.indexes import open_index
-
-    data = load_squad(SQUAD)
+def working_memories(assistant: Assistant, data: QADataset, n: int, seed: int, absent: bool,
+                     test: bool = False) -> Iterator[tuple[QAExample, Buffer]]:
+    """The default pipeline's working memory for ``n`` questions of ``data``: a seeded
+    sample of those after the first ``FIRST_UNSEEN``, or with ``test`` the first ``n``
+    (the reported part, for evaluation only). ``absent``: each question asked with its
+    own article filtered out of the search."""
     pool = list(range(FIRST_UNSEEN, len(data.examples)))
     random.Random(seed).shuffle(pool)
     chosen = list(data.examples[:n]) if test else [data.examples[i] for i in sorted(pool[:n])]
-    assistant, _ = open_index(data.name, data.documents, Config().with_env())
     all_docs = sorted({d.doc_id for d in data.documents})
+    t0 = time.perf_counter()
+    for i, e in enumerate(chosen):
+        where = Filter(doc_ids=tuple(d for d in all_docs if d != e.doc_id)) if absent else None
+        passages = assistant.retriever.passages(e.question, where=where)
+        yield e, assistant.working_memory.fill(e.question, passages)
+        if i % 50 == 0:
+            print(f"  {'absent' if absent else 'answerable'}: {i + 1}/{len(chosen)} "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+
+def cache_working_memories(path: Path, n: int, seed: int, absent: bool,
+                           test: bool = False) -> None:
+    """``working_memories`` as JSON lines."""
+    from ragmem.evaluation.indexes import open_index
+
+    data = load_squad(SQUAD)
+    assistant, _ = open_index(data.name, data.documents, Config().with_env())
     with assistant, path.open("w") as f:
-        for i, e in enumerate(chosen):
-            where = Filter(doc_ids=tuple(d for d in all_docs if d != e.doc_id)) \
-                if absent else None
-            passages = assistant.retriever.passages(e.question, where=where)
-            buffer = assistant.working_memory.fill(e.question, passages)
+        for e, buffer in working_memories(assistant, data, n, seed, absent, test):
             f.write(json.dumps({
                 "qid": e.qid, "question": e.question, "answers": list(e.answers),
                 "doc_id": e.doc_id, "spans": [list(s) for s in e.spans],
@@ -73,8 +88,6 @@ def cache_working_memories(path: Path, n: int, seed: int, absent: bool,
                               "sentences": [[s.index, s.start, s.end, s.text]
                                             for s in p.sentences]}
                              for p in buffer.passages]}) + "\n")
-            if i % 50 == 0:
-                print(f"  cached {i}/{len(chosen)}", file=sys.stderr, flush=True)
 
 
 def passages_of(row: dict[str, Any]) -> list[Passage]:
