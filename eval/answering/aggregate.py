@@ -5,6 +5,7 @@
     python eval/answering/aggregate.py rank --part test --n 300 --absent --out ABSENT.json
     python eval/answering/aggregate.py evaluate --train TRAIN.json --test TEST.json \\
         --absent ABSENT.json --out eval/reports/answer-stage-models/aggregate.json
+    python eval/answering/aggregate.py cite --train TRAIN.json --test TEST.json
 
 ``rank`` runs the shipped pipeline (retrieve, fill, ``ExtractAnswerer.spans``) and
 keeps each question's whole ranked list: every kept span with its share, confidence and
@@ -23,6 +24,10 @@ the differences are the policies', not the machine's:
 
 Train: SQuAD v1.1 dev questions after the first 1,000 (train_ranker.py's seed-1 sample);
 test: the first 500, and the first 300 asked with their article filtered out.
+
+``cite`` keeps the answer and asks where to cite it: when the chosen text occurs at
+several places among the kept spans, the occurrence with the best sentence, retrieval,
+first-stage or head score instead of the best-ranked one.
 """
 
 from __future__ import annotations
@@ -197,6 +202,43 @@ def evaluate(args: argparse.Namespace) -> None:
     print(text)
 
 
+# Where to cite the chosen text among the kept spans with the same normalised text.
+PLACES: dict[str, Callable[[dict[str, Any]], float]] = {
+    "best-ranked (shipped)": lambda s: s["share"],
+    "best sentence by words": lambda s: s["features"]["lexical"],
+    "best sentence by words + cosine": lambda s: (s["features"]["lexical"]
+                                                  + s["features"].get("dense", 0.0)),
+    "best retrieval score": lambda s: s["features"]["passage_score"],
+    "best first-stage score": lambda s: s["first_raw"],
+    "best head score": lambda s: s["features"].get("lm_head", float("-inf")),
+}
+
+
+def cite(args: argparse.Namespace) -> None:
+    report: dict[str, Any] = {"command": "python " + " ".join(sys.argv)}
+    for part in ("train", "test"):
+        rows = json.loads(Path(getattr(args, part)).read_text())["rows"]
+        answered = [r for r in rows if r["ranked"]
+                    and r["ranked"][0]["confidence"] >= r["abstain_below"]]
+        several = sum(len({(s["passage"], s["start"]) for s in r["ranked"]
+                           if normalize_answer(s["text"])
+                           == normalize_answer(r["ranked"][0]["text"])}) > 1
+                      for r in answered)
+        report[part] = {"questions": len(rows), "several_places": several}
+        for name, key in PLACES.items():
+            hits = []
+            for r in rows:
+                if r not in answered:
+                    hits.append(0.0)  # an abstention cites nothing: a miss, as in the harness
+                    continue
+                chosen = normalize_answer(r["ranked"][0]["text"])
+                same = [s for s in r["ranked"] if normalize_answer(s["text"]) == chosen]
+                # max keeps the first (best-ranked) of equal keys
+                hits.append(outcome(r, max(same, key=key))["citation"])
+            report[part][name] = round(statistics.fmean(hits), 4)
+    print(json.dumps(report, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -210,9 +252,14 @@ def main() -> None:
     e.add_argument("--test", required=True)
     e.add_argument("--absent")
     e.add_argument("--out", required=True)
+    c = sub.add_parser("cite", help="where to cite the chosen text (citation accuracy)")
+    c.add_argument("--train", required=True)
+    c.add_argument("--test", required=True)
     args = ap.parse_args()
     if args.cmd == "rank":
         rank(args.part, args.n, args.absent, Path(args.out))
+    elif args.cmd == "cite":
+        cite(args)
     else:
         evaluate(args)
 
