@@ -6,8 +6,9 @@ span of the evidence, located exactly in its document, so
 stages: candidate spans of the best evidence sentences ranked by features
 (:mod:`ragmem.extraction`), then the best few rescored: their own features reweighed
 beside the generator's view, which is the log-likelihood of each span as the answer
-and a trained head (576 weights, shipped as .npy) reading the model's hidden state
-after "context, question, span, end of answer".
+and two small trained heads (``StateHead``: a linear one, 577 numbers, and one with 8
+GELU units, 5,209 numbers; plain arrays in ``ragmem/data/``) reading the model's hidden
+state after "context, question, span, end of answer".
 Both come from one forward pass, the prompt run once and reused for all
 (``Generator.prefill``). When the chosen span's estimated chance of being right is too
 low, the answer abstains: "not found in the indexed documents", with the best evidence
@@ -61,6 +62,9 @@ EXTRACT_INSTRUCTION = ("Answer the question with a short phrase copied exactly f
 # 0.022 +- 0.011 on train questions; opt-in (AnsweringConfig.pmi), as it doubles the
 # generator's work (eval/reports/answer-stage-models/).
 NULL_QUESTION = "What is it?"
+# The second stage's features read from the generator's state, and the key of each
+# one's head in the weights file.
+HEADS = {"lm_head": "head", "mlp_head": "mlp_head"}
 
 
 class Answerer(ABC):
@@ -147,14 +151,12 @@ class ExtractAnswerer(Answerer):
         self.confidence = Ranker(w["confidence"]["weights"], w["confidence"].get("bias", 0.0))
         threshold = self.config.abstain_below
         self.abstain_below = float(w["abstain_below"] if threshold is None else threshold)
-        # The trained head on the generator's state after each span, when the second
-        # stage uses it (eval/answering/lm_head.py fits both).
-        self.head: tuple[int, np.ndarray] | None = None
-        if "lm_head" in self.rescore.weights and "head" in w:
-            head = w["head"]
-            vector = (np.asarray(head["vector"], dtype=np.float32) if "vector" in head
-                      else shipped_head(head["file"]))
-            self.head = (int(head["layer"]), vector)
+        # Trained heads on the generator's state after each span, each feeding the
+        # second stage the feature it is named by, when the weights use that feature
+        # (eval/answering/lm_head.py and mlp_head.py fit them).
+        self.heads: dict[str, StateHead] = {
+            feature: StateHead.from_spec(w[key]) for feature, key in HEADS.items()
+            if feature in self.rescore.weights and key in w}
 
     def answer(self, buffer: Buffer, timings: Timings | None = None) -> Answer:
         t0 = time.perf_counter()
@@ -239,28 +241,29 @@ class ExtractAnswerer(Answerer):
         answer ending right after it, and of its first token; and, when the weights use
         them, how much more likely the question makes the span than ``NULL_QUESTION``."""
         pmi = any(k.startswith("pmi_") for k in self.rescore.weights)
-        head = self.head if self._reads_head() else None
+        heads = self._readable_heads()
+        layers = tuple(sorted({h.layer for h in heads.values()}))
         (asked, *null), states = self._span_scores(
-            [question, NULL_QUESTION] if pmi else [question], kept,
-            (head[0],) if head else ())
+            [question, NULL_QUESTION] if pmi else [question], kept, layers)
         out = [lm_features(lp, n) for lp, n, _ in asked]
-        if head and states[0] is not None:
-            scores = states[0][:, 0] @ head[1][:-1] + head[1][-1]
-            for f, score in zip(out, scores, strict=True):
-                f["lm_head"] = float(score)
+        if heads and states[0] is not None:
+            for feature, head in heads.items():
+                scores = head.score(states[0][:, layers.index(head.layer)])
+                for f, score in zip(out, scores, strict=True):
+                    f[feature] = float(score)
         if null:
             for f, (lp, n, _) in zip(out, null[0], strict=True):
                 f.update(pmi_features(f, lm_features(lp, n)))
         return out
 
-    def _reads_head(self) -> bool:
-        """Whether the head fits this generator: it exposes hidden states of the size
-        the head was trained on (the packaged model's); otherwise the second stage
-        scores without it, as a feature the weights name but the answer lacks."""
-        if self.head is None or not isinstance(self.generator, Generator):
-            return False
+    def _readable_heads(self) -> dict[str, StateHead]:
+        """The heads that fit this generator: it exposes hidden states of the size they
+        were trained on (the packaged model's). A head that does not fit is left out:
+        the second stage scores without its feature, as one the answer lacks."""
+        if not self.heads or not isinstance(self.generator, Generator):
+            return {}
         size = self.generator.hidden_size if self.generator.exposes_states else None
-        return size == len(self.head[1]) - 1
+        return {k: h for k, h in self.heads.items() if h.size == size}
 
     def span_logprobs(self, questions: Sequence[str], kept: Sequence[Candidate]
                       ) -> list[list[tuple[np.ndarray | None, int, list[int]]]]:
@@ -312,18 +315,72 @@ class ExtractAnswerer(Answerer):
         return out, hidden
 
 
+@dataclass(frozen=True)
+class StateHead:
+    """A small trained head on the generator's hidden state at ``layer``: ``linear``
+    (the weights, then the bias) plus, when given, GELU units: ``hidden`` (units, size
+    + 1: each unit's weights, then its bias) and ``out`` (each unit's weight, then the
+    bias). Plain numbers, shipped as .npy or .npz and read without pickle."""
+
+    layer: int
+    linear: np.ndarray
+    hidden: np.ndarray | None = None
+    out: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.linear) - 1
+
+    def score(self, states: np.ndarray) -> np.ndarray:
+        """(n, size) states -> (n,) scores."""
+        scores = states @ self.linear[:-1] + self.linear[-1]
+        if self.hidden is not None and self.out is not None:
+            u = states @ self.hidden[:, :-1].T + self.hidden[:, -1]
+            # GELU, tanh form: what the head was trained with (eval/answering/mlp_head.py)
+            g = 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
+            scores = scores + g @ self.out[:-1] + self.out[-1]
+        return np.asarray(scores, dtype=np.float32)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> StateHead:
+        """From a weights file's entry: the numbers inline (``vector``: the linear
+        weights; or ``linear``, ``hidden``, ``out``), or a file in ``ragmem/data/``
+        (.npy: the linear weights; .npz: ``linear``, ``hidden``, ``out``)."""
+        layer = int(spec["layer"])
+        if "vector" in spec:
+            return cls(layer, np.asarray(spec["vector"], dtype=np.float32))
+        name = spec.get("file", "inline")
+        arrays = spec if "linear" in spec else shipped_head(name)
+        if not isinstance(arrays, dict):
+            return cls(layer, arrays)
+        try:
+            linear, hidden, out = (np.asarray(arrays[k], dtype=np.float32)
+                                   for k in ("linear", "hidden", "out"))
+        except KeyError as error:
+            raise RagmemError(f"the extractive answerer's head {name} lacks {error}; "
+                              "reinstall ragmem") from error
+        if linear.ndim != 1 or hidden.shape != (len(out) - 1, len(linear)):
+            raise RagmemError(f"the extractive answerer's head {name} has arrays of "
+                              f"mismatched shapes {linear.shape}, {hidden.shape}, "
+                              f"{out.shape}; reinstall ragmem")
+        return cls(layer, linear, hidden, out)
+
+
 @cache
-def shipped_head(name: str) -> np.ndarray:
-    """A head's weights shipped in ``ragmem/data/`` (.npy, float32: the weights on the
-    generator's hidden state, then the bias)."""
+def shipped_head(name: str) -> np.ndarray | dict[str, np.ndarray]:
+    """A head's weights shipped in ``ragmem/data/``, float32: .npy, the weights on the
+    generator's hidden state, then the bias; .npz, named arrays (``StateHead``)."""
     path = resources.files("ragmem").joinpath(f"data/{name}")
     try:
         with path.open("rb") as f:
-            head = np.load(f, allow_pickle=False)
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return np.asarray(loaded, dtype=np.float32)
+            with loaded:
+                return {k: np.asarray(loaded[k], dtype=np.float32) for k in loaded.files}
     except (OSError, ValueError) as error:
         raise RagmemError(f"the extractive answerer's head {name} is missing or damaged "
                           f"({error}); reinstall ragmem") from error
-    return np.asarray(head, dtype=np.float32)
 
 
 def lm_features(logprobs: np.ndarray | None, n: int) -> dict[str, float]:

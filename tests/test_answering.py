@@ -16,6 +16,7 @@ from ragmem.answering import (
     answerer_for,
 )
 from ragmem.config import AnsweringConfig, WorkingMemoryConfig
+from ragmem.errors import RagmemError
 from ragmem.types import Answer, Timings
 from ragmem.working_memory import Buffer, WorkingMemory
 from tests.conftest import EchoGenerator
@@ -204,15 +205,62 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
                                                                    buffer.passages)[1])
 
 
-def test_the_shipped_head_is_plain_numbers_for_the_packaged_generator() -> None:
-    from ragmem.answering import shipped_head
+@pytest.mark.parametrize("tiny_causal", ["llama"], indirect=True)  # as the test above
+def test_a_head_with_gelu_units_scores_as_its_torch_form_and_feeds_the_second_stage(
+        tiny_causal: Any) -> None:
+    """The MLP head (linear + GELU units, tanh form, as mlp_head.py trains it) scores
+    each span's state as torch would, and its feature decides the answer alone."""
+    import torch
+
+    from ragmem.answering import StateHead
+
+    size, units = tiny_causal.hidden_size, 3
+    rng = np.random.default_rng(1)
+    spec = {"layer": -1, "linear": rng.normal(size=size + 1).tolist(),
+            "hidden": rng.normal(size=(units, size + 1)).tolist(),
+            "out": rng.normal(size=units + 1).tolist()}
+    head = StateHead.from_spec(spec)
+    states = rng.normal(size=(5, size)).astype(np.float32)
+    t = torch.from_numpy(states)
+    w1 = torch.tensor(spec["hidden"], dtype=torch.float32)
+    out = torch.tensor(spec["out"], dtype=torch.float32)
+    lin = torch.tensor(spec["linear"], dtype=torch.float32)
+    gelu = torch.nn.functional.gelu(t @ w1[:, :-1].T + w1[:, -1], approximate="tanh")
+    expected = (t @ lin[:-1] + lin[-1] + gelu @ out[:-1] + out[-1]).numpy()
+    np.testing.assert_allclose(head.score(states), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RagmemError, match="mismatched shapes"):  # a damaged head: one line
+        StateHead.from_spec({**spec, "out": spec["out"][:-1]})
+
+    p = extraction_passage("t.txt", ["the robbers were tunnelling into the city bank cellar .",
+                                     "the cat sat on a big red mat ."])
+    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
+    buffer = wm.fill("what did the robbers do ?", [p])
+    weights = hand_weights(0.0)
+    weights["rescore"] = {"weights": {"mlp_head": 1.0}}
+    weights["mlp_head"] = spec
+    answerer = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    kept, features = answerer.rescore_features(buffer.question, buffer.passages)
+    _, span_states = answerer.span_states(buffer.question, kept, (-1,))
+    scores = head.score(span_states[:, 0])
+    np.testing.assert_allclose([f["mlp_head"] for f in features], scores, rtol=1e-4)
+    assert answerer.answer(buffer).text == kept[int(np.argmax(scores))].text
+
+
+def test_the_shipped_heads_are_plain_numbers_for_the_packaged_generator() -> None:
+    from ragmem.answering import HEADS, StateHead
     from ragmem.extraction import shipped_weights
 
-    spec = shipped_weights()["head"]
-    head = shipped_head(spec["file"])  # .npy read without pickle
-    assert head.dtype == np.float32 and head.shape == (spec["size"] + 1,)
-    assert np.isfinite(head).all() and spec["model"] == "SmolLM2-135M-Instruct"
+    weights = shipped_weights()
     answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract"))
-    assert answerer.rescore.weights["lm_head"] > 0 and answerer.head is not None
-    # No generator to read states from: the second stage scores without the head.
-    assert not answerer._reads_head()
+    assert "head" in weights
+    for feature, key in HEADS.items():
+        if key not in weights:
+            continue
+        spec = weights[key]
+        head = StateHead.from_spec(spec)  # .npy or .npz, read without pickle
+        arrays = [head.linear, *([head.hidden, head.out] if head.hidden is not None else [])]
+        assert head.size == spec["size"] and spec["model"] == "SmolLM2-135M-Instruct"
+        assert all(a.dtype == np.float32 and np.isfinite(a).all() for a in arrays)
+        assert answerer.rescore.weights[feature] != 0 and feature in answerer.heads
+    # No generator to read states from: the second stage scores without the heads.
+    assert not answerer._readable_heads()

@@ -1,5 +1,5 @@
-"""The package's shape: every module imports on its own, imports form no cycle, and only
-``ragmem/memory/`` speaks SQL or reaches the docstore."""
+"""The package's shape: every module imports on its own, imports form no cycle, only
+``ragmem/memory/`` speaks SQL or reaches the docstore, and every data file ships."""
 
 from __future__ import annotations
 
@@ -114,3 +114,16 @@ def test_only_the_memory_package_speaks_sql_or_touches_the_docstore() -> None:
                     and node.func.id == "Docstore":
                 offenders.append(f"{name}:{node.lineno} Docstore(...)")
     assert offenders == []
+
+
+def test_every_shipped_data_file_is_package_data() -> None:
+    """A file under ragmem/data/ that no package-data glob names is missing from a
+    wheel, and the answerer then fails to load its weights."""
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text("utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["ragmem"]
+    for path in (PACKAGE / "data").iterdir():
+        relative = path.relative_to(PACKAGE).as_posix()
+        assert any(fnmatch.fnmatch(relative, g) for g in globs), f"{relative} is not package data"

@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,26 +146,12 @@ def compare(args: argparse.Namespace) -> None:
     """k-fold over train questions: the shipped second stage (first-stage score,
     likelihoods, the head after the span, the span's own features) with and without a
     head on the context states; each head's scores out of fold."""
-    from ragmem.embedding import SentenceTransformerEmbedder
-
     torch.manual_seed(0)
     ctx = load(args.ctx)
     full = load(args.states)
     d = restricted(full, int(ctx["questions"]))
     assert len(ctx["hidden"]) == len(d["f1"]), "the context states are of other candidates"
-    names = [str(n) for n in d["names"]]
-    base = [n for n in names if n in BASE]
-    x0 = d["features"][:, [names.index(b) for b in base]]
-    head = oof_head_scores(d, 20, 0.01, args.folds)[:, None]
-    embedder = SentenceTransformerEmbedder(Config().embedder.model)
-    first_only = ExtractAnswerer(None, AnsweringConfig(mode="extract"), embedder,
-                                 weights=json.loads(json.dumps(shipped_weights())))
-    _, kept_all = candidates_of(first_only, args.rows, full, args.cache)
-    kept_all = kept_all[:int(ctx["questions"])]
-    span_names = sorted({k for kept in kept_all for c in kept for k in c.features})
-    spans = matrix([c.features for kept in kept_all for c in kept], span_names)
-    shipped = np.c_[x0, head, spans]
-    cols = [*base, "lm_head", *span_names]
+    shipped, cols = shipped_design(d, full, args.rows, args.cache, args.folds)
     arms: dict[str, tuple[np.ndarray, list[str]]] = {"shipped second stage": (shipped, cols)}
     for layer in args.layers.split(","):
         for kinds in args.kinds.split(","):
@@ -174,31 +161,69 @@ def compare(args: argparse.Namespace) -> None:
                 name = f"+ context head, layer {layer}, {kinds}, l2 {l2:g}"
                 arms[name] = (np.c_[shipped, score], [*cols, "context_head"])
                 print(f"  {name}: fitted in {time.time() - t0:.0f} s", file=sys.stderr)
+    results = cv_second_stage(d, arms, args.folds)
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "command": "python " + " ".join(sys.argv), "questions": len(results),
+            "folds": args.folds, "results": results}, indent=1) + "\n")
+
+
+def shipped_design(d: dict[str, Any], full: dict[str, Any], rows: str, cache: str | None,
+                   folds: int) -> tuple[np.ndarray, list[str]]:
+    """The shipped second stage's inputs for ``d``'s candidates (the first ``n``
+    questions of ``full``): first-stage score, likelihoods, the head after the span
+    (layer 20, l2 0.01, out of fold) and the span's own features."""
+    from ragmem.embedding import SentenceTransformerEmbedder
+
+    names = [str(n) for n in d["names"]]
+    base = [n for n in names if n in BASE]
+    x0 = d["features"][:, [names.index(b) for b in base]]
+    head = oof_head_scores(d, 20, 0.01, folds)[:, None]
+    embedder = SentenceTransformerEmbedder(Config().embedder.model)
+    first_only = ExtractAnswerer(None, AnsweringConfig(mode="extract"), embedder,
+                                 weights=json.loads(json.dumps(shipped_weights())))
+    _, kept_all = candidates_of(first_only, rows, full, cache)
+    kept_all = kept_all[:len(np.unique(d["group"]))]
+    span_names = sorted({k for kept in kept_all for c in kept for k in c.features})
+    spans = matrix([c.features for kept in kept_all for c in kept], span_names)
+    return np.c_[x0, head, spans], [*base, "lm_head", *span_names]
+
+
+def cv_second_stage(d: dict[str, Any], arms: dict[str, tuple[np.ndarray, list[str]]],
+                    folds: int) -> dict[str, Any]:
+    """Each arm's second stage (l2 0.01) by k-fold over questions: top-1 EM and F1,
+    printed with the paired F1 difference to the first arm."""
     qs = np.unique(d["group"])
-    fold_of = {g: k % args.folds for k, g in enumerate(qs)}
+    fold_of = {g: k % folds for k, g in enumerate(qs)}
     ems = [d["em"][d["group"] == g] for g in qs]
     results: dict[str, Any] = {}
+    first = next(iter(arms))
     for name, (x, c) in arms.items():
         em, f1 = np.zeros(len(qs)), np.zeros(len(qs))
-        for k in range(args.folds):
+        for k in range(folds):
             train = np.array([fold_of[g] != k for g in d["group"]])
             test_q = [j for j, g in enumerate(qs) if fold_of[g] == k]
             em[test_q], f1[test_q] = held_out_top1(d, x, c, train, test_q, qs, ems, 0.01)
         results[name] = {"em": float(em.mean()), "f1": float(f1.mean()),
                          "per_question_f1": f1.tolist()}
-        diff = f1 - np.array(results["shipped second stage"]["per_question_f1"])
-        print(f"{name:55s} EM {em.mean():.3f} F1 {f1.mean():.3f}  vs shipped "
+        diff = f1 - np.array(results[first]["per_question_f1"])
+        print(f"{name:55s} EM {em.mean():.3f} F1 {f1.mean():.3f}  vs {first} "
               f"{diff.mean():+.3f} (SE {diff.std() / np.sqrt(len(diff)):.3f})", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps({
-            "command": "python " + " ".join(sys.argv), "questions": len(qs),
-            "folds": args.folds, "results": results}, indent=1) + "\n")
+    return results
 
 
-def fit_and_test(args: argparse.Namespace) -> None:
-    """Refit the second stage, confidence and threshold on the same train questions
-    with and without the context head (the shipped recipe otherwise: the head after
-    the span on layer 20, l2 0.01, mix l2 0.01), then judge both on the test states."""
+Scores = Callable[[str, dict[str, Any]], np.ndarray]
+
+
+def refit_and_judge(states_dir: str, cache: str | None, n: int, feature: str,
+                    train_extra: np.ndarray, extra_of: Scores, out: str,
+                    meta: dict[str, Any]) -> dict[str, Any]:
+    """Refit the second stage, confidence and threshold on the first ``n`` train
+    questions (and the absent ones) with and without one more feature, the shipped
+    recipe otherwise (the head after the span: layer 20, l2 0.01; mix l2 0.01), then
+    judge both and the shipped weights on the test states. ``train_extra``: the
+    feature's out-of-fold scores of the train candidates; ``extra_of(kind, d)``: its
+    scores of another file's candidates (``kind``: train-absent, test, test-absent)."""
     from ragmem.embedding import SentenceTransformerEmbedder
 
     torch.manual_seed(0)
@@ -206,80 +231,96 @@ def fit_and_test(args: argparse.Namespace) -> None:
     old = json.loads(json.dumps(shipped_weights()))
     embedder = SentenceTransformerEmbedder(Config().embedder.model)
     first_only = ExtractAnswerer(None, cfg, embedder, weights=old)
-    H, C = Path(args.states_dir), Path(args.ctx_dir)
+    H = Path(states_dir)
     full = load(str(H / "train.npz"))
-    ctx = load(str(C / "train.npz"))
-    n = int(ctx["questions"])
     train = restricted(full, n)
-    x_ctx = flat(ctx, args.layer, args.kinds)
-    lm_oof = oof_head_scores(train, 20, 0.01, args.folds)
+    lm_oof = oof_head_scores(train, 20, 0.01, 5)
     lm = fit_head(train, np.arange(len(train["f1"])), 20, 0.01)
-    ctx_oof = oof(train, x_ctx, args.l2, args.folds)
-    one = {"group": train["group"], "f1": train["f1"], "hidden": x_ctx[:, None],
-           "layers": np.array([0])}
-    cx = fit_head(one, np.arange(len(train["f1"])), 0, args.l2)
 
-    def scored(kind: str) -> tuple[dict[str, Any], list[Any], list[Any], np.ndarray,
-                                   np.ndarray]:
+    def scored(kind: str, m: int | None = None
+               ) -> tuple[dict[str, Any], list[Any], list[Any], np.ndarray, np.ndarray]:
         d = load(str(H / f"{kind}.npz"))
-        rows, kept_all = candidates_of(first_only, str(H / f"{kind}.jsonl"), d, args.cache)
-        c = load(str(C / f"{kind}.npz"))
-        m = int(c["questions"])
+        rows, kept_all = candidates_of(first_only, str(H / f"{kind}.jsonl"), d, cache)
+        m = len(rows) if m is None else m
         d = restricted(d, m)
         lm_s = d["hidden"][:, list(d["layers"]).index(20)].astype(np.float32) @ lm[:-1] + lm[-1]
-        return d, rows[:m], kept_all[:m], lm_s, flat(c, args.layer, args.kinds) @ cx[:-1] + cx[-1]
+        return d, rows[:m], kept_all[:m], lm_s, extra_of(kind, d)
 
-    _, kept_all = candidates_of(first_only, str(H / "train.jsonl"), full, args.cache)
-    ab, _, ab_kept, ab_lm, ab_ctx = scored("train-absent")
+    _, kept_all = candidates_of(first_only, str(H / "train.jsonl"), full, cache)
+    ab, _, ab_kept, ab_lm, ab_extra = scored("train-absent")
+    with_it = f"refitted, with {feature}"
+    control_name = f"refitted, no {feature} (control)"
     weights: dict[str, dict[str, Any]] = {}
-    for arm, use_ctx in (("refitted, no context head (control)", False),
-                         ("refitted, with the context head", True)):
+    for arm, use in ((control_name, False), (with_it, True)):
         items = []
-        for kind, d, kept_of, lm_s, ctx_s in (("answerable", train, kept_all[:n], lm_oof, ctx_oof),
-                                              ("absent", ab, ab_kept, ab_lm, ab_ctx)):
+        for kind, d, kept_of, lm_s, extra in (
+                ("answerable", train, kept_all[:n], lm_oof, train_extra),
+                ("absent", ab, ab_kept, ab_lm, ab_extra)):
             for g, kept in enumerate(kept_of):
                 rows = np.where(d["group"] == g)[0]
                 f1 = d["f1"][rows] if kind == "answerable" else np.zeros(len(kept))
                 fs = feature_dicts(d, lm_s, g, kept)
-                if use_ctx:
+                if use:
                     for f, i in zip(fs, rows, strict=True):
-                        f["context_head"] = float(ctx_s[i])
+                        f[feature] = float(extra[i])
                 items.append((kind, kept, fs, [float(x) for x in f1]))
-        stage2, cw, cb, threshold, _ = refit_second_stage(old, cfg, embedder, items, 0.04, 0.01)
+        stage2, cw, cb, threshold, table = refit_second_stage(old, cfg, embedder, items, 0.04,
+                                                              0.01)
         weights[arm] = {**old, "rescore": {"weights": stage2},
-                        "confidence": {"weights": cw, "bias": cb}, "abstain_below": threshold}
+                        "confidence": {"weights": cw, "bias": cb}, "abstain_below": threshold,
+                        "trained": {**old["trained"], "threshold_table": table}}
         print(f"{arm}: threshold {threshold}", file=sys.stderr, flush=True)
     judges = {"shipped": ExtractAnswerer(None, cfg, embedder, weights=old)}
     judges |= {a: ExtractAnswerer(None, cfg, embedder, weights=w) for a, w in weights.items()}
     records: dict[str, dict[str, list[dict[str, float]]]] = {
         a: {"answerable": [], "absent": []} for a in judges}
-    shipped_head = judges["shipped"].head
-    assert shipped_head is not None
+    shipped_head = judges["shipped"].heads["lm_head"]
     for kind, name in (("answerable", "test"), ("absent", "test-absent")):
-        d, rows, kept_of, lm_s, ctx_s = scored(name)
-        ship_s = (d["hidden"][:, list(d["layers"]).index(shipped_head[0])].astype(np.float32)
-                  @ shipped_head[1][:-1] + shipped_head[1][-1])
+        d, rows, kept_of, lm_s, extra = scored(name)
+        ship_s = shipped_head.score(
+            d["hidden"][:, list(d["layers"]).index(shipped_head.layer)].astype(np.float32))
         for g, (r, kept) in enumerate(zip(rows, kept_of, strict=True)):
             passages = passages_of(r)
             idx = np.where(d["group"] == g)[0]
             for a, judge in judges.items():
                 fs = feature_dicts(d, ship_s if a == "shipped" else lm_s, g, kept)
-                if "context_head" in judge.rescore.weights:
+                if feature in judge.rescore.weights:
                     for f, i in zip(fs, idx, strict=True):
-                        f["context_head"] = float(ctx_s[i])
+                        f[feature] = float(extra[i])
                 records[a][kind].append(judged(judge, kept, fs, r, passages))
     table = judged_table(records)
-    control = records["refitted, no context head (control)"]["answerable"]
-    report = {"command": "python " + " ".join(sys.argv), "train_questions": n,
-              "context_head": {"layer": args.layer, "kinds": args.kinds, "l2": args.l2},
+    report = {"command": "python " + " ".join(sys.argv), "train_questions": n, **meta,
               "table": table,
-              "f1_gain_paired_over_control": paired_gain(
-                  control, records["refitted, with the context head"]["answerable"]),
+              "f1_gain_paired_over_control": paired_gain(records[control_name]["answerable"],
+                                                         records[with_it]["answerable"]),
               "stage2": {a: w["rescore"]["weights"] for a, w in weights.items()}}
     for a, row in table.items():
         print(a, row)
     print("paired over control", report["f1_gain_paired_over_control"])
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    Path(out).write_text(json.dumps(report, indent=1) + "\n")
+    return {"weights": weights[with_it], "report": report, "linear_head": lm}
+
+
+def fit_and_test(args: argparse.Namespace) -> None:
+    """The context head (fitted on the questions its states cover) as the feature."""
+    C = Path(args.ctx_dir)
+    full = load(str(Path(args.states_dir) / "train.npz"))
+    ctx = load(str(C / "train.npz"))
+    n = int(ctx["questions"])
+    train = restricted(full, n)
+    x_ctx = flat(ctx, args.layer, args.kinds)
+    one = {"group": train["group"], "f1": train["f1"], "hidden": x_ctx[:, None],
+           "layers": np.array([0])}
+    cx = fit_head(one, np.arange(len(train["f1"])), 0, args.l2)
+
+    def extra_of(kind: str, d: dict[str, Any]) -> np.ndarray:
+        c = load(str(C / f"{kind}.npz"))
+        assert int(c["questions"]) == len(np.unique(d["group"]))
+        return flat(c, args.layer, args.kinds) @ cx[:-1] + cx[-1]
+
+    refit_and_judge(args.states_dir, args.cache, n, "context_head",
+                    oof(train, x_ctx, args.l2, args.folds), extra_of, args.out,
+                    {"context_head": {"layer": args.layer, "kinds": args.kinds, "l2": args.l2}})
 
 
 def main() -> None:

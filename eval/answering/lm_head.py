@@ -400,9 +400,9 @@ def evaluate(args: argparse.Namespace) -> None:
         d = load(npz)
         rows, kept_all = candidates_of(judges["before (no head)"], path, d, args.cache)
         # Each judge's own head, as ExtractAnswerer loads it (inline or shipped file).
-        scores = {name: None if judge.head is None else
-                  d["hidden"][:, list(d["layers"]).index(judge.head[0])].astype(np.float32)
-                  @ judge.head[1][:-1] + judge.head[1][-1]
+        scores = {name: None if "lm_head" not in judge.heads else judge.heads["lm_head"].score(
+                  d["hidden"][:, list(d["layers"]).index(judge.heads["lm_head"].layer)]
+                  .astype(np.float32))
                   for name, judge in judges.items()}
         for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
             passages = passages_of(r)
