@@ -347,18 +347,14 @@ def fit(args: argparse.Namespace) -> None:
             items.append((kind, kept, fs, [float(x) for x in f1]))
     stage2, cw, cb, threshold, table = refit_second_stage(old, cfg, embedder, items,
                                                           args.max_f1_loss, args.mix_l2)
-    trained = dict(old["trained"])
-    trained.update({
-        "command": trained["command"] + " ; then python " + " ".join(sys.argv),
-        "date": datetime.date.today().isoformat(),
-        "rescore_and_confidence": (
-            f"refitted on {len(np.unique(train['group']))} answerable and "
-            f"{len(np.unique(absent['group']))} absent train questions with the head's score "
-            f"(lm_head: a linear head on the generator's layer-{args.layer} state after the "
-            f"span and the end of the answer, listwise, l2 {args.l2}; out-of-fold scores "
-            f"for the fit)" + ("" if args.no_joint else
-                               f"; with the span's first-stage features, l2 {args.mix_l2}")),
-        "threshold_table": table})
+    trained = trained_record(old["trained"], (
+        f"refitted on {len(np.unique(train['group']))} answerable and "
+        f"{len(np.unique(absent['group']))} absent train questions with the head's score "
+        f"(lm_head: a linear head on the generator's layer-{args.layer} state after the "
+        f"span and the end of the answer, listwise, l2 {args.l2}; out-of-fold scores "
+        f"for the fit)" + ("" if args.no_joint else
+                           f"; with the span's first-stage features, l2 {args.mix_l2}")))
+    trained["threshold_table"] = table
     out = {**old, "rescore": {"weights": stage2}, "confidence": {"weights": cw, "bias": cb},
            "abstain_below": threshold, "trained": trained}
     out.pop("head", None)
@@ -374,6 +370,13 @@ def fit(args: argparse.Namespace) -> None:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
     wrote = f"{args.out} and {data / HEAD_FILE}" if "file" in out.get("head", {}) else args.out
     print(f"stage 2: {stage2}\nabstain_below {threshold}; wrote {wrote}", file=sys.stderr)
+
+
+def trained_record(trained: dict[str, Any], how: str) -> dict[str, Any]:
+    """The weights file's ``trained`` entry after a refit: this command appended to the
+    ones before it, today's date, and ``how`` the rescoring and confidence were fitted."""
+    return {**trained, "command": trained["command"] + " ; then python " + " ".join(sys.argv),
+            "date": datetime.date.today().isoformat(), "rescore_and_confidence": how}
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -16,7 +16,6 @@ over SQuAD train questions.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -33,7 +32,7 @@ from context_head import (  # noqa: E402
     restricted,
     shipped_design,
 )
-from lm_head import load  # noqa: E402
+from lm_head import load, trained_record  # noqa: E402
 from train_ranker import padded_groups  # noqa: E402
 
 from ragmem.answering import StateHead  # noqa: E402
@@ -155,16 +154,12 @@ def write_weights(out: Path, weights: dict[str, Any], linear: np.ndarray,
     out.mkdir(parents=True, exist_ok=True)
     model = Config().generator.model
     size = int(len(linear) - 1)
-    trained = dict(weights["trained"])
-    trained.update({
-        "command": trained["command"] + " ; then python " + " ".join(sys.argv),
-        "date": datetime.date.today().isoformat(),
-        "rescore_and_confidence": (
-            f"refitted on {args.questions} answerable and the absent train questions with "
-            f"two heads on the generator's layer-20 state after the span: lm_head (linear, "
-            f"l2 0.01) and mlp_head (linear + {args.hidden} GELU units, l2 {args.l2:g}, "
-            f"{args.epochs} epochs), out-of-fold scores for the fit; with the span's "
-            f"first-stage features, mix l2 0.01")})
+    trained = trained_record(weights["trained"], (
+        f"refitted on {args.questions} answerable and the absent train questions with "
+        f"two heads on the generator's layer-20 state after the span: lm_head (linear, "
+        f"l2 0.01) and mlp_head (linear + {args.hidden} GELU units, l2 {args.l2:g}, "
+        f"{args.epochs} epochs), out-of-fold scores for the fit; with the span's "
+        f"first-stage features, mix l2 0.01"))
     np.save(out / LINEAR_FILE, linear.astype(np.float32), allow_pickle=False)
     np.savez(out / HEAD_FILE, **head)
     shipped = {**weights, "trained": trained,
