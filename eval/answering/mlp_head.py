@@ -1,5 +1,5 @@
-"""A small MLP head on the generator's state after each span, in place of the linear one
-(issue 8, fourth round).
+"""A small MLP head on the generator's state after each span, beside the linear head or
+in place of it (issue 8, fourth round; shipped beside it, 8 units).
 
     python eval/answering/mlp_head.py compare --states train.npz --rows train.jsonl --cache CANDS
     python eval/answering/mlp_head.py fit-and-test --states-dir H --cache CANDS --out REPORT \\
@@ -10,7 +10,9 @@ The shipped head is linear on the layer-20 state (577 numbers), and refitting it
 linear read has levelled off. This asks whether a nonlinear read of the same state
 does better: linear + ``hidden`` GELU units (576 x hidden more numbers), listwise like
 the shipped head, its scores out of fold, fed to the shipped second stage by k-fold
-over SQuAD train questions.
+over SQuAD train questions (``compare``). ``fit-and-test`` fits the chosen head on all
+of them, refits the second stage with and without it, judges both on the test part and
+writes the weights as ``ragmem/data/`` ships them (``ragmem.answering.StateHead``).
 """
 
 from __future__ import annotations
