@@ -37,6 +37,7 @@ from lm_head import (  # noqa: E402
     held_out_top1,
     load,
     oof_head_scores,
+    stacked,
 )
 from options import judged, judged_table, paired_gain  # noqa: E402
 from train_ranker import matrix, passages_of, refit_second_stage  # noqa: E402
@@ -129,10 +130,15 @@ def flat(ctx: dict[str, Any], layer: str, kinds: str) -> np.ndarray:
     return h.reshape(len(h), -1)
 
 
+def as_states(d: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
+    """``d``'s candidates with ``x`` (one row each) as their only layer, 0, so that
+    lm_head.py's head fitting reads it."""
+    return {"group": d["group"], "f1": d["f1"], "hidden": x[:, None], "layers": np.array([0])}
+
+
 def oof(d: dict[str, Any], x: np.ndarray, l2: float, folds: int) -> np.ndarray:
     """Each candidate's score from a head on ``x`` fitted without its question."""
-    return oof_head_scores({"group": d["group"], "f1": d["f1"], "hidden": x[:, None],
-                            "layers": np.array([0])}, 0, l2, folds)
+    return oof_head_scores(as_states(d, x), 0, l2, folds)
 
 
 def restricted(d: dict[str, Any], n: int) -> dict[str, Any]:
@@ -237,14 +243,11 @@ def refit_and_judge(states_dir: str, cache: str | None, n: int, feature: str,
     lm_oof = oof_head_scores(train, 20, 0.01, 5)
     lm = fit_head(train, np.arange(len(train["f1"])), 20, 0.01)
 
-    def scored(kind: str, m: int | None = None
+    def scored(kind: str
                ) -> tuple[dict[str, Any], list[Any], list[Any], np.ndarray, np.ndarray]:
         d = load(str(H / f"{kind}.npz"))
         rows, kept_all = candidates_of(first_only, str(H / f"{kind}.jsonl"), d, cache)
-        m = len(rows) if m is None else m
-        d = restricted(d, m)
-        lm_s = d["hidden"][:, list(d["layers"]).index(20)].astype(np.float32) @ lm[:-1] + lm[-1]
-        return d, rows[:m], kept_all[:m], lm_s, extra_of(kind, d)
+        return d, rows, kept_all, stacked(d, 20) @ lm[:-1] + lm[-1], extra_of(kind, d)
 
     _, kept_all = candidates_of(first_only, str(H / "train.jsonl"), full, cache)
     ab, _, ab_kept, ab_lm, ab_extra = scored("train-absent")
@@ -277,8 +280,7 @@ def refit_and_judge(states_dir: str, cache: str | None, n: int, feature: str,
     shipped_head = judges["shipped"].heads["lm_head"]
     for kind, name in (("answerable", "test"), ("absent", "test-absent")):
         d, rows, kept_of, lm_s, extra = scored(name)
-        ship_s = shipped_head.score(
-            d["hidden"][:, list(d["layers"]).index(shipped_head.layer)].astype(np.float32))
+        ship_s = shipped_head.score(stacked(d, shipped_head.layer))
         for g, (r, kept) in enumerate(zip(rows, kept_of, strict=True)):
             passages = passages_of(r)
             idx = np.where(d["group"] == g)[0]
@@ -309,9 +311,7 @@ def fit_and_test(args: argparse.Namespace) -> None:
     n = int(ctx["questions"])
     train = restricted(full, n)
     x_ctx = flat(ctx, args.layer, args.kinds)
-    one = {"group": train["group"], "f1": train["f1"], "hidden": x_ctx[:, None],
-           "layers": np.array([0])}
-    cx = fit_head(one, np.arange(len(train["f1"])), 0, args.l2)
+    cx = fit_head(as_states(train, x_ctx), np.arange(len(train["f1"])), 0, args.l2)
 
     def extra_of(kind: str, d: dict[str, Any]) -> np.ndarray:
         c = load(str(C / f"{kind}.npz"))

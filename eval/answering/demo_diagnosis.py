@@ -27,7 +27,7 @@ from typing import Any
 from ragmem import Assistant
 from ragmem.answering import ExtractAnswerer
 from ragmem.config import Config
-from ragmem.extraction import rank_sentences
+from ragmem.extraction import EvidenceSentence, rank_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -44,6 +44,18 @@ def flat(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def demo_questions() -> list[dict[str, Any]]:
+    """ragmem/demo/questions.jsonl: question, answers, doc_id, evidence."""
+    lines = (ROOT / "ragmem/demo/questions.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def evidence_rank(ranked: list[EvidenceSentence], q: dict[str, Any]) -> int | None:
+    """Where ``q``'s evidence sentence is in ``ranked`` (None: not there)."""
+    evidence = flat(q["evidence"])[:30]
+    return next((i for i, e in enumerate(ranked) if evidence in flat(e.sentence.text)), None)
+
+
 def diagnose(assistant: Assistant, q: dict[str, Any]) -> dict[str, Any]:
     answerer = assistant.answerer
     assert isinstance(answerer, ExtractAnswerer)
@@ -55,8 +67,7 @@ def diagnose(assistant: Assistant, q: dict[str, Any]) -> dict[str, Any]:
                                            assistant.retriever.passages(q["question"]))
     ranked = rank_sentences(q["question"], buffer.passages, answerer._dense(q["question"]),
                             answerer.config.dense_sentences)
-    sentence = next((i for i, e in enumerate(ranked) if evidence in flat(e.sentence.text)),
-                    None)
+    sentence = evidence_rank(ranked, q)
     kept, _ = answerer.first_stage(q["question"], buffer.passages)
     answer = answerer.answer(buffer)
     return {"question": q["question"], "evidence_window_rank": window,
@@ -71,8 +82,7 @@ def main() -> None:
     ap.add_argument("--index", default="demo")
     ap.add_argument("--out")
     args = ap.parse_args()
-    lines = (ROOT / "ragmem/demo/questions.jsonl").read_text("utf-8").splitlines()
-    questions = [json.loads(line) for line in lines if line.strip()]
+    questions = demo_questions()
     report: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "settings": {}}
     for name, overrides in SETTINGS.items():
         with Assistant.open(args.index, Config().with_overrides(overrides)) as assistant:

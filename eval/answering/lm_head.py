@@ -403,10 +403,9 @@ def evaluate(args: argparse.Namespace) -> None:
         d = load(npz)
         rows, kept_all = candidates_of(judges["before (no head)"], path, d, args.cache)
         # Each judge's own head, as ExtractAnswerer loads it (inline or shipped file).
-        scores = {name: None if "lm_head" not in judge.heads else judge.heads["lm_head"].score(
-                  d["hidden"][:, list(d["layers"]).index(judge.heads["lm_head"].layer)]
-                  .astype(np.float32))
-                  for name, judge in judges.items()}
+        heads = {name: judge.heads.get("lm_head") for name, judge in judges.items()}
+        scores = {name: None if head is None else head.score(stacked(d, head.layer))
+                  for name, head in heads.items()}
         for g, (r, kept) in enumerate(zip(rows, kept_all, strict=True)):
             passages = passages_of(r)
             for name, judge in judges.items():

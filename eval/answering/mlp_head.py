@@ -34,7 +34,7 @@ from context_head import (  # noqa: E402
     restricted,
     shipped_design,
 )
-from lm_head import load, trained_record  # noqa: E402
+from lm_head import load, stacked, trained_record  # noqa: E402
 from train_ranker import padded_groups  # noqa: E402
 
 from ragmem.answering import StateHead  # noqa: E402
@@ -91,7 +91,7 @@ def gelu_head(head: dict[str, np.ndarray], states: np.ndarray) -> np.ndarray:
 
 
 def oof_mlp(d: dict[str, Any], hidden: int, l2: float, epochs: int, folds: int) -> np.ndarray:
-    h = d["hidden"][:, list(d["layers"]).index(20)].astype(np.float32)
+    h = stacked(d, 20)
     qs = np.unique(d["group"])
     fold_of = {g: k % folds for k, g in enumerate(qs)}
     fold = np.array([fold_of[g] for g in d["group"]])
@@ -133,12 +133,11 @@ def fit_and_test(args: argparse.Namespace) -> None:
     (.npz of plain arrays) and the weights written to ``--weights-dir``."""
     H = Path(args.states_dir)
     train = restricted(load(str(H / "train.npz")), args.questions)
-    li = list(train["layers"]).index(20)
-    head = fit_mlp(train["hidden"][:, li].astype(np.float32), train["f1"], train["group"],
-                   args.hidden, args.l2, args.epochs)
+    head = fit_mlp(stacked(train, 20), train["f1"], train["group"], args.hidden, args.l2,
+                   args.epochs)
 
     def extra_of(kind: str, d: dict[str, Any]) -> np.ndarray:
-        return gelu_head(head, d["hidden"][:, list(d["layers"]).index(20)].astype(np.float32))
+        return gelu_head(head, stacked(d, 20))
 
     result = refit_and_judge(args.states_dir, args.cache, args.questions, FEATURE,
                              oof_mlp(train, args.hidden, args.l2, args.epochs, args.folds),

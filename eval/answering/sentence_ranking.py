@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -95,7 +93,7 @@ def main() -> None:
         table[name] = {f"top{k}": round(float(v), 4) for k, v in zip(ks, rec, strict=True)}
         print(f"{name:42s} " + "  ".join(f"@{k} {v:.3f}" for k, v in zip(ks, rec, strict=True)))
     extraction.DENSE_WEIGHT = 1.0
-    demo = demo_ranks(args.demo_index, embedder, arms) if args.demo_index else None
+    demo = demo_ranks(args.demo_index, arms) if args.demo_index else None
     if args.out:
         Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv),
                                               "in_memory": float(found.mean()),
@@ -119,34 +117,27 @@ def passage_prior(gamma: float) -> Reorder:
     return lambda ranked: sorted(ranked, key=lambda e: -(_score(e) + gamma / (1 + e.passage)))
 
 
-def demo_ranks(index: str, embedder: Any, arms: dict[str, tuple[int, float, Reorder | None]]
+def demo_ranks(index: str, arms: dict[str, tuple[int, float, Reorder | None]]
                ) -> dict[str, list[int | None]]:
     """Per ordering, the rank of each demo question's evidence sentence in its working
     memory (None: not in it), under the shipped retrieval."""
+    from demo_diagnosis import demo_questions, evidence_rank
+
     from ragmem import Assistant
+    from ragmem.answering import ExtractAnswerer
 
-    def flat(text: str) -> str:
-        return re.sub(r"\s+", " ", text).strip()
-
-    root = Path(__file__).resolve().parents[2]
-    lines = (root / "ragmem/demo/questions.jsonl").read_text("utf-8").splitlines()
     out: dict[str, list[int | None]] = {name: [] for name, arm in arms.items() if arm[0] == 12}
     with Assistant.open(index) as assistant:
-        for q in (json.loads(line) for line in lines if line.strip()):
+        answerer = assistant.answerer
+        assert isinstance(answerer, ExtractAnswerer)
+        for q in demo_questions():
             buffer = assistant.working_memory.fill(
                 q["question"], assistant.retriever.passages(q["question"]))
-
-            def dense(ts: list[str], question: str = q["question"]) -> list[float]:
-                v = embedder.embed([question, *ts])
-                return [float(x) for x in v[1:] @ v[0]]
-
-            shipped = rank_sentences(q["question"], buffer.passages, dense, 12)
-            evidence = flat(q["evidence"])[:30]
+            shipped = rank_sentences(q["question"], buffer.passages,
+                                     answerer._dense(q["question"]), 12)
             for name in out:
                 reorder = arms[name][2]
-                ranked = reorder(shipped) if reorder else shipped
-                out[name].append(next((k for k, e in enumerate(ranked)
-                                       if evidence in flat(e.sentence.text)), None))
+                out[name].append(evidence_rank(reorder(shipped) if reorder else shipped, q))
     for name, ranks in out.items():
         print(f"demo {name:42s} {ranks}")
     return out
