@@ -168,10 +168,10 @@ class Assistant:
               progress: Callable[[IndexProgress], None] | None = None,
               engine: str | None = None) -> IndexStats:
         """Add new and changed documents (by content hash); with ``sync``, also remove
-        documents whose files are gone. Bad files, and bad lines of a .jsonl, are reported
-        in ``failed`` as ``(where, reason)`` and skipped. ``engine``: "local" (this
-        process) or "ray" (Ray Data reads, chunks and embeds; ``ragmem.distributed``);
-        None: ``config.ingest.engine``."""
+        the documents under ``paths`` whose files are gone. Bad files, and bad lines of
+        a .jsonl, are reported in ``failed`` as ``(where, reason)`` and skipped.
+        ``engine``: "local" (this process) or "ray" (Ray Data reads, chunks and embeds;
+        ``ragmem.distributed``); None: ``config.ingest.engine``."""
         config = self.config if engine is None else \
             self.config.with_overrides({"ingest": {"engine": engine}})  # checked
         runner = ray_engine(config, self.memory.manifest) \

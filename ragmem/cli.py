@@ -129,7 +129,8 @@ def cli() -> None:
               "milvus (pip install 'ragmem[scale]').")
 @click.option("--uri", help="With --store milvus: a milvus-lite path ending in .db, or a "
               "server, http://HOST:19530 (default: milvus-lite inside the index folder).")
-@click.option("--sync", is_flag=True, help="Also remove documents whose files are gone.")
+@click.option("--sync", is_flag=True, help="Also remove the documents under PATHS whose "
+              "files are gone (documents indexed from other paths are kept).")
 @click.option("--engine", type=click.Choice(["local", "ray"]),
               help="Who reads, chunks and embeds: this process (local, the default) or a "
               "Ray cluster (ray: $RAY_ADDRESS, else a local Ray; pip install 'ragmem[scale]').")

@@ -21,6 +21,7 @@ result, and what a write promises, are the same.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,41 @@ def read_source(root: Path, file: Path, max_bytes: int) -> Source:
     return str(file), docs, problems
 
 
+def owned_and_gone(unseen: Iterable[str], paths: Mapping[str, str],
+                   roots: Sequence[str | Path], read_cleanly: set[str]) -> list[str]:
+    """What a ``sync`` run may remove, of the stored documents no source of it holds
+    (``unseen``): a document whose source file (``paths``: doc_id -> its stored,
+    absolute path) lies under one of the run's ``roots`` (a folder, or a file itself)
+    and is gone, or was read without a problem in this run (so it no longer holds the
+    document: a .jsonl that dropped a record). Documents of other roots, and of files
+    that are there but could not be read this time, are kept.
+
+    >>> owned_and_gone(["a/x.txt", "b/y.txt"], {"a/x.txt": "/no/a/x.txt",
+    ...                "b/y.txt": "/no/b/y.txt"}, ["/no/a"], set())
+    ['a/x.txt']
+    """
+    under = [variant for root in roots for variant in _variants(str(root))]
+    gone = []
+    for doc_id in sorted(unseen):
+        path = paths.get(doc_id, "")
+        # A path that is not absolute (a document added from memory, not a file) has
+        # no root: it is never a sync's to remove.
+        if not os.path.isabs(path):
+            continue
+        if not any(v == r or v.startswith(r.rstrip(os.sep) + os.sep)
+                   for v in _variants(path) for r in under):
+            continue
+        if not os.path.lexists(path) or any(v in read_cleanly for v in _variants(path)):
+            gone.append(doc_id)
+    return gone
+
+
+def _variants(path: str) -> set[str]:
+    # As given (what a document stores: ``Document.path`` is absolute, links kept) and
+    # with links resolved: a root named through a link still owns its documents.
+    return {os.path.abspath(path), os.path.realpath(path)}
+
+
 def is_unchanged(doc: Document, known: Mapping[str, str]) -> bool:
     return known.get(doc.doc_id) == doc.content_hash
 
@@ -146,17 +182,19 @@ class Indexer:
               progress: Callable[[IndexProgress], None] | None = None,
               engine: Engine | None = None) -> IndexStats:
         """Add new and changed documents of ``paths`` (files or folders); with ``sync``,
-        also remove stored documents that none of the files holds any more. Bad files,
-        and bad lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``.
+        also remove the stored documents under ``paths`` whose files are gone (see
+        ``owned_and_gone``; documents of other paths are kept). Bad files, and bad
+        lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``.
         ``engine`` reads, chunks and embeds instead of this process (the write stays
         here)."""
         files = discover(paths)
         if engine is None:
             sources = (read_source(root, file, self.max_file_bytes) for root, file in files)
-            return self.ingest(sources, len(files), sync=sync, progress=progress)
+            return self.ingest(sources, len(files), sync=sync, roots=paths, progress=progress)
         self._check_chunking()  # before an engine starts a cluster for nothing
         known = self.memory.content_hashes()
-        return self._write(engine.run(files, known), known, len(files), sync, progress)
+        return self._write(engine.run(files, known), known, len(files),
+                           paths if sync else None, progress)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
@@ -176,11 +214,14 @@ class Indexer:
         return n
 
     def ingest(self, sources: Iterable[Source], total: int, *, sync: bool = False,
+               roots: Sequence[str | Path] = (),
                progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
-        """The work of ``index`` over already-read sources; ``total`` is for progress."""
+        """The work of ``index`` over already-read sources (named by their file's path);
+        ``total`` is for progress. ``sync`` removes only documents under ``roots``."""
         self._check_chunking()
         known = self.memory.content_hashes()
-        return self._write(self._events(sources, known), known, total, sync, progress)
+        return self._write(self._events(sources, known), known, total,
+                           roots if sync else None, progress)
 
     def _events(self, sources: Iterable[Source], known: Mapping[str, str]) -> Iterator[Event]:
         """The local engine: chunk new and changed documents here and embed their windows
@@ -217,12 +258,14 @@ class Indexer:
             yield from flush()
 
     def _write(self, events: Iterable[Event], known: Mapping[str, str], total: int,
-               sync: bool, progress: Callable[[IndexProgress], None] | None) -> IndexStats:
+               sync_roots: Sequence[str | Path] | None,
+               progress: Callable[[IndexProgress], None] | None) -> IndexStats:
         """Store what ``events`` brings in one writer batch (all or nothing), count it,
-        and with ``sync`` remove the documents no source holds any more."""
+        and, given ``sync_roots``, remove the documents under them whose files are gone."""
         start = time.perf_counter()
         failed: list[tuple[str, str]] = []
         seen: set[str] = set()
+        read_cleanly: set[str] = set()
         n_sources = added = updated = unchanged = n_sent = n_win = 0
         with self.memory.writer() as writer:
             for event in events:
@@ -231,6 +274,8 @@ class Indexer:
                     continue
                 n_sources += 1
                 failed.extend((e.where, e.reason) for e in event.problems)
+                if sync_roots is not None and not event.problems:
+                    read_cleanly.update(_variants(event.name))
                 for doc_id, content_hash in event.documents:
                     seen.add(doc_id)
                     if known.get(doc_id) == content_hash:
@@ -245,8 +290,9 @@ class Indexer:
                     progress(IndexProgress(n_sources, max(total, n_sources), n_sent, n_win,
                                            time.perf_counter() - start, event.name))
             removed = 0
-            if sync:
-                for doc_id in sorted(set(known) - seen):
+            if sync_roots is not None and (unseen := set(known) - seen):
+                paths = {d.doc_id: d.path for d in self.memory.documents()}
+                for doc_id in owned_and_gone(unseen, paths, sync_roots, read_cleanly):
                     writer.remove(doc_id)
                     removed += 1
         return IndexStats(n_sources, added, updated, unchanged, removed, n_sent, n_win,

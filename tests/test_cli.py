@@ -95,3 +95,18 @@ def test_library_errors_name_python_fixes_and_the_cli_names_commands() -> None:
     assert "ragmem.memory.check.repair(Path('idx'))" in str(error)
     assert one_line(error) == ("idx/vectors-1.faiss is damaged; run: ragmem check idx "
                                "--repair", 1)
+
+
+def test_sync_keeps_the_documents_of_other_folders(runner: CliRunner, tmp_path: Path) -> None:
+    for folder, name in (("a", "moon.txt"), ("b", "mars.txt"), ("b", "venus.txt")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text(f"{name} is about a place in the sky.")
+    for folder in ("a", "b"):
+        r = runner.invoke(cli, ["index", str(tmp_path / folder), "--index", "t"])
+        assert r.exit_code == 0, r.output
+    (tmp_path / "b" / "venus.txt").unlink()
+    r = runner.invoke(cli, ["index", str(tmp_path / "b"), "--index", "t", "--sync", "--json"])
+    assert json.loads(r.stdout)["removed"] == 1
+    r = runner.invoke(cli, ["info", "t", "--json", "--documents"])
+    assert [d["doc_id"] for d in json.loads(r.stdout)["documents_list"]] == ["mars.txt",
+                                                                             "moon.txt"]

@@ -67,3 +67,65 @@ def test_a_request_for_other_chunking_is_refused(tmp_path: Path) -> None:
         indexer.add_documents(docs(1))
     assert memory.counts()["documents"] == 0
     assert np.array_equal(memory.vectors.ids(), [])
+
+
+def milvus_lite() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("pymilvus", "milvus_lite"))
+
+
+STORES = ["faiss", pytest.param("milvus", marks=pytest.mark.skipif(
+    not milvus_lite(), reason="the Milvus store needs pip install 'ragmem[scale]'"))]
+
+
+def folders(root: Path, **files: str) -> dict[str, Path]:
+    """``a="x.txt y.txt"`` -> the folder ``root/a`` holding x.txt and y.txt (real files)."""
+    out = {}
+    for folder, names in files.items():
+        (root / folder).mkdir(parents=True)
+        for name in names.split():
+            (root / folder / name).write_text(f"{name} is a file of {folder}. It says so.")
+        out[folder] = root / folder
+    return out
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_sync_removes_only_gone_files_under_the_roots_of_its_run(tmp_path: Path,
+                                                                 store: str) -> None:
+    from ragmem.config import IndexConfig
+    from ragmem.memory import create_memory, open_memory
+
+    src = folders(tmp_path / "src", a="a1.txt a2.txt", b="b1.txt b2.txt b3.txt")
+
+    def run(paths: list[Path], sync: bool = False) -> tuple[int, list[str]]:
+        # A fresh open each run: what sync may remove must come from what is stored.
+        memory = open_memory(tmp_path / "i")
+        try:
+            stats = Indexer(memory, KeywordEmbedder()).index(paths, sync=sync)
+            return stats.removed, sorted(memory.content_hashes())
+        finally:
+            memory.close()
+
+    create_memory(tmp_path / "i", embedder="keyword-test", dim=256,
+                  chunking=vars(ChunkingConfig()), config=IndexConfig(store=store)).close()
+    run([src["a"]])
+    run([src["b"]])
+    (src["a"] / "a2.txt").unlink()
+    (src["b"] / "b2.txt").unlink()
+    everything = ["a1.txt", "a2.txt", "b1.txt", "b2.txt", "b3.txt"]
+    # One file given: its folder's other documents are not this run's to remove.
+    assert run([src["b"] / "b1.txt"], sync=True) == (0, everything)
+    # b is synced: a's documents stay, a2.txt too (a is not a root of this run).
+    assert run([src["b"]], sync=True) == (1, ["a1.txt", "a2.txt", "b1.txt", "b3.txt"])
+    assert run([src["a"]], sync=True) == (1, ["a1.txt", "b1.txt", "b3.txt"])
+
+
+def test_sync_keeps_a_document_whose_file_is_there_but_unreadable(tmp_path: Path) -> None:
+    src = folders(tmp_path / "src", a="a1.txt a2.txt")
+    indexer = Indexer(memory_at(tmp_path / "i"), KeywordEmbedder())
+    indexer.index([src["a"]])
+    (src["a"] / "a2.txt").write_bytes(b"\x00\x01\x02" * 100)  # not text any more
+    stats = indexer.index([src["a"]], sync=True)
+    assert stats.removed == 0 and [Path(w).name for w, _ in stats.failed] == ["a2.txt"]
+    assert sorted(indexer.memory.content_hashes()) == ["a1.txt", "a2.txt"]
