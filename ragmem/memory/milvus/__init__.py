@@ -4,6 +4,7 @@ FAISS store, kept in Milvus collections (pip install 'ragmem[scale]').
 Importing this package does not import pymilvus; opening a memory does.
 """
 
-from ragmem.memory.milvus.store import MilvusMemory, MilvusWriter
+from ragmem.memory.milvus.store import MilvusMemory
+from ragmem.memory.milvus.writing import MilvusWriter
 
 __all__ = ["MilvusMemory", "MilvusWriter"]

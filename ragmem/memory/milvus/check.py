@@ -11,8 +11,9 @@
 
 ``repair`` deletes rows without a header, removes documents whose rows disagree with
 their header (a torn write: index their sources again to restore them), writes a lost
-copy of the manifest into Milvus, and rebuilds a lost manifest from that copy when the
-index's milvus-lite folder is in the index folder. Milvus's own storage is Milvus's to
+copy of the manifest into Milvus, rebuilds a lost manifest from that copy when the
+index's milvus-lite folder is in the index folder, and compacts the windows (so that
+keyword scores count only live rows; a server is asked to). Milvus's own storage is Milvus's to
 check; this finds what ragmem's writes can leave behind.
 """
 
@@ -204,6 +205,9 @@ def repair(directory: Path, embedder: Embedder | None = None, *,
                 memory.delete(sorted(torn))
                 notes.append(f"removed {len(torn)} documents whose rows disagreed with their "
                              f"header ({_few(torn)}); index their sources again")
+            # Rows deleted above (and by earlier edits) leave BM25's statistics only once
+            # compacted away (ragmem.memory.milvus.lite): keyword scores of a clean build.
+            memory.compact()
             write_manifest(directory, replace(memory.manifest, counts=memory.counts()))
         finally:
             memory.close()

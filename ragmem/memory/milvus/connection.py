@@ -27,14 +27,13 @@ from ragmem.memory.milvus.client import (
     LITE_FILE,
     Client,
     Collections,
-    create_collections,
-    default_index_type,
     pymilvus,
     resolve_uri,
     stored_uri,
 )
 from ragmem.memory.milvus.expressions import quote
 from ragmem.memory.milvus.rows import EMPTY, META_PK
+from ragmem.memory.milvus.schema import create_collections, default_index_type
 
 
 def create_memory(directory: Path, *, embedder: str, dim: int, chunking: dict[str, object],

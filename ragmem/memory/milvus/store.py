@@ -15,21 +15,8 @@ With everything in Milvus, another machine needs only the manifest (or the colle
 name: ``milvus.collection``) to use the same memory.
 
 Milvus has no transactions, so a write is made safe to cut short and to retry instead,
-per document (``Memory.writer()``'s batch is not atomic here; each document is):
-
-1. the document's header row is deleted first: from here on it looks absent;
-2. every other row of it is deleted (windows, text, sentences: an older, longer
-   version leaves nothing behind);
-3. its windows and pieces are written under deterministic keys (``window_id`` is a
-   hash of doc id and position), so writing them twice replaces, never duplicates;
-4. the header, with the content hash, is written last.
-
-A crash anywhere leaves the document absent (no header), and the next ``ragmem index``
-writes it again. Rows without a header are never returned by a search, and ``ragmem
-check`` reports them (``--repair`` deletes them). Removing deletes the header first,
-then the rest. Writers on one machine take the index folder's lock; writers on several
-machines sharing a server are not serialised (a document two of them write at once can
-end torn; ``check`` finds it, and ``--repair`` removes it for re-indexing).
+per document (``ragmem.memory.milvus.writing``). Writers on one machine take the index
+folder's lock; writers on several machines sharing a server are not serialised.
 """
 
 from __future__ import annotations
@@ -48,7 +35,7 @@ import numpy as np
 from ragmem import __version__
 from ragmem.config import MilvusConfig
 from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError
-from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
+from ragmem.memory.base import MemoryInfo, StoredDocument
 from ragmem.memory.lexical import query_terms
 from ragmem.memory.manifest import (
     MANIFEST,
@@ -58,13 +45,7 @@ from ragmem.memory.manifest import (
     refuse_mismatch,
     write_manifest,
 )
-from ragmem.memory.milvus.client import (
-    HEADER_FIELDS,
-    WINDOW_FIELDS,
-    Client,
-    Collections,
-    search_params,
-)
+from ragmem.memory.milvus.client import Client, Collections
 from ragmem.memory.milvus.connection import connect_client, create_memory
 from ragmem.memory.milvus.expressions import (
     NOTHING,
@@ -73,52 +54,12 @@ from ragmem.memory.milvus.expressions import (
     matches,
     quote,
 )
-from ragmem.memory.milvus.rows import (
-    EMPTY,
-    IS_HEADER,
-    META_PK,
-    SENTENCES_PER_PART,
-    Prepared,
-    batches,
-    pk,
-    prepare,
-)
-from ragmem.types import Document, Filter, Hit, Sentence, Window
+from ragmem.memory.milvus.rows import EMPTY, IS_HEADER, META_PK, SENTENCES_PER_PART, Prepared, pk
+from ragmem.memory.milvus.schema import HEADER_FIELDS, WINDOW_FIELDS, search_params
+from ragmem.memory.milvus.writing import MilvusWriter, delete_documents, write_documents
+from ragmem.types import Filter, Hit, Sentence, Window
 
 PARTS_PER_READ = 64  # pieces read per request (~4 MB)
-
-
-class MilvusWriter:
-    """Changes made inside ``MilvusMemory.writer()``: buffered, and written document by
-    document in the order the module docstring gives, ``write_batch`` windows at a time."""
-
-    def __init__(self, memory: MilvusMemory) -> None:
-        self._memory = memory
-        self._pending: list[Prepared] = []
-        self._pending_windows = 0
-        self.added_windows = 0
-        self.removed_windows = 0
-
-    def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
-            vectors: np.ndarray) -> None:
-        check_vectors(vectors, len(windows), self._memory.dim)
-        self._pending = [p for p in self._pending if p.doc_id != doc.doc_id]  # the later wins
-        self._pending.append(prepare(doc, sentences, windows, vectors))
-        self._pending_windows += len(windows)
-        if self._pending_windows >= self._memory.settings.write_batch:
-            self.flush()
-
-    def remove(self, doc_id: str) -> int:
-        self.flush()
-        n = self._memory.delete([doc_id])
-        self.removed_windows += n
-        return n
-
-    def flush(self) -> None:
-        if self._pending:
-            self.removed_windows += self._memory.write(self._pending)
-            self.added_windows += sum(len(p.windows) for p in self._pending)
-        self._pending, self._pending_windows = [], 0
 
 
 class MilvusMemory:
@@ -134,6 +75,7 @@ class MilvusMemory:
         self._client = client
         self._text_cache: dict[str, tuple[str, str]] = {}
         self._warned = False
+        self._warned_compact = False
 
     # -- opening ------------------------------------------------------------
     @classmethod
@@ -189,49 +131,50 @@ class MilvusMemory:
         from ragmem.memory.store import write_lock
 
         with write_lock(self.directory):
-            writer = MilvusWriter(self)
+            writer = MilvusWriter(self.write, self.delete, self.dim, self.settings.write_batch)
             yield writer
             writer.flush()
-            if self._client.lite and (writer.added_windows or writer.removed_windows):
+            if self._client.lite:
                 # milvus-lite searches rows still in its memtable row by row in Python
                 # (~75 us a row, eval/reports/scale-out-milvus.md); a flush moves them
                 # into an indexed segment. A server seals segments itself.
-                self._client.flush(self.names.windows)
-                self._client.flush(self.names.documents)
+                if writer.added_windows or writer.removed_windows:
+                    self._client.flush(self.names.windows)
+                    self._client.flush(self.names.documents)
+                # Every time, not only after changes: a run killed earlier can have left
+                # rows that count in BM25's statistics (ragmem.memory.milvus.lite).
+                self.compact()
+                self._client.make_private()
             self._text_cache.clear()
             self.manifest = replace(self.manifest, counts=self.counts(),
                                     updated_at=time.time(), ragmem_version=__version__)
             write_manifest(self.directory, self.manifest)
 
     def write(self, docs: Sequence[Prepared]) -> int:
-        """Store ``docs`` (each replacing its older version): header deleted, then the
-        rest, new rows, header last. Returns the windows the older versions had."""
-        ids = [d.doc_id for d in docs]
-        replaced = self.delete(ids)
-        c, names = self._client, self.names
-        for rows in batches([r for d in docs for r in d.pieces]):
-            c.upsert(names.documents, rows)
-        for rows in batches([r for d in docs for r in d.windows]):
-            c.upsert(names.windows, rows)
-        for rows in batches([d.header for d in docs]):
-            c.upsert(names.documents, rows)
-        return replaced
+        """Store ``docs`` (each replacing its older version); returns the windows the
+        older versions had (``writing.write_documents``)."""
+        self._forget([d.doc_id for d in docs])
+        return write_documents(self._client, self.names, docs)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        """Delete documents: headers first, then everything else of theirs. Returns the
-        windows their headers counted (0 for one that was not stored)."""
-        if not doc_ids:
-            return 0
-        c, names = self._client, self.names
-        docs = doc_ids_expression(doc_ids)
-        n = sum(int(r["n_windows"]) for r in c.query(
-            names.documents, f"{IS_HEADER} and {docs}", ["n_windows"]))
-        c.delete(names.documents, f"{IS_HEADER} and {docs}")
-        c.delete(names.windows, docs)
-        c.delete(names.documents, f'kind != "meta" and {docs}')
+        """Delete documents, header first; returns the windows their headers counted
+        (``writing.delete_documents``)."""
+        self._forget(doc_ids)
+        return delete_documents(self._client, self.names, doc_ids)
+
+    def compact(self) -> None:
+        """Keyword scores from the live windows alone: on milvus-lite, the windows are
+        rewritten into one segment when replaced or deleted rows would count in BM25's
+        statistics (``ragmem.memory.milvus.lite``); a server is asked to compact."""
+        why = self._client.compact(self.names.windows)
+        if why is not None and not self._warned_compact:
+            warnings.warn(f"keyword scores of index {self.directory} may differ from a clean "
+                          f"build's: {why}", stacklevel=2)
+            self._warned_compact = True
+
+    def _forget(self, doc_ids: Sequence[str]) -> None:
         for doc_id in doc_ids:
             self._text_cache.pop(doc_id, None)
-        return n
 
     # -- searching ----------------------------------------------------------
     def search(self, queries: np.ndarray, top_k: int,
@@ -266,11 +209,15 @@ class MilvusMemory:
         expr = self._expression(where)
         if not terms or expr == NOTHING or top_k <= 0:
             return []
+        # Equal scores (the same words in windows of the same length) come back in the
+        # order Milvus holds the rows, which edits change: a few more than asked for, put
+        # in window id order, make the top k the same whatever the index went through.
         rows = self._client.search(self.names.windows, [" ".join(terms)], "sparse",
-                                   min(top_k, 16_384), expr, WINDOW_FIELDS,
+                                   min(2 * top_k + 8, 16_384), expr, WINDOW_FIELDS,
                                    {"metric_type": "BM25"})
         # BM25 is never negative; milvus-lite reports it negated (best first either way).
-        return self._hits(rows, [[abs(float(r["distance"])) for r in row] for row in rows])[0]
+        hits = self._hits(rows, [[abs(float(r["distance"])) for r in row] for row in rows])[0]
+        return sorted(hits, key=lambda h: (-h.score, h.window_id))[:top_k]
 
     def _expression(self, where: Filter | None) -> str:
         if where is None:
