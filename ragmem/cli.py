@@ -44,9 +44,10 @@ def _command_for(fix: Fix) -> str:
     return f"use --embedder {fix.detail} (or leave it out), or index into a new --index name"
 
 
-def one_line(exc: BaseException) -> tuple[str, int]:
+def one_line(exc: BaseException, index: str | None = None) -> tuple[str, int]:
     """What the user reads when a command fails, and the exit code: one line that names
-    the problem and, where there is one, the fix. Never a traceback."""
+    the problem and, where there is one, the fix. Never a traceback. ``index``: the
+    index the command was given, for fixes that name it."""
     import sqlite3
 
     text = " ".join(str(exc).split())  # library messages may carry newlines
@@ -65,7 +66,7 @@ def one_line(exc: BaseException) -> tuple[str, int]:
                 "(RAGMEM_DOCUMENTS_MAX_FILE_BYTES bounds one file)", 1)
     if isinstance(exc, sqlite3.DatabaseError):
         return (f"an index's SQLite docstore failed ({text or type(exc).__name__}); "
-                "check it with: ragmem check INDEX", 1)
+                f"check it with: ragmem check {index or 'INDEX'}", 1)
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         why = exc.strerror or text or type(exc).__name__
@@ -79,6 +80,12 @@ class _Cli(click.Group):
     whatever a command lets out: ragmem's errors, SQLite's, FAISS's, the OS's, out of
     memory, Ctrl-C. ``RAGMEM_DEBUG=1`` lets the exception through, with its traceback."""
 
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta["ragmem.command"] = (name, command, list(rest))  # for _index_of
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -87,9 +94,23 @@ class _Cli(click.Group):
         except (Exception, KeyboardInterrupt) as exc:
             if os.environ.get("RAGMEM_DEBUG", "").lower() in {"1", "true", "yes", "on"}:
                 raise
-            message, code = one_line(exc)
+            message, code = one_line(exc, _index_of(ctx))
             failure = _Interrupted if code == _Interrupted.exit_code else click.ClickException
             raise failure(message) from exc
+
+
+def _index_of(ctx: click.Context) -> str | None:
+    """The index the failed command was given, as the user wrote it (parsed again from
+    its arguments: its own context is gone by the time its error reaches ``_Cli``)."""
+    name, command, args = ctx.meta.get("ragmem.command", (None, None, []))
+    if command is None:
+        return None
+    try:
+        sub = command.make_context(name, list(args), parent=ctx, resilient_parsing=True)
+    except click.ClickException:
+        return None
+    value = sub.params.get("index_name")
+    return value if isinstance(value, str) else None
 
 
 def _scalar(text: str) -> Any:

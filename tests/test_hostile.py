@@ -167,7 +167,8 @@ def test_faiss_file_of_the_same_size_but_corrupted(index: str) -> None:
     data = bytearray(snapshot.read_bytes())
     data[:64] = b"\xff" * 64
     snapshot.write_bytes(bytes(data))
-    failed_in_one_line(run("info", index), "is damaged", f"ragmem check {index} --repair")
+    failed_in_one_line(run("info", index), "fails its checksum",
+                       f"ragmem check {index} --repair")
     failed_in_one_line(run("check", index), "sha256", "--repair")
     r = run("check", index, "--repair")
     assert r.exit_code == 0, r.output
@@ -180,6 +181,8 @@ def test_truncated_manifest(index: str) -> None:
     manifest.write_text(manifest.read_text()[:50])
     failed_in_one_line(run("info", index), "manifest.json is unreadable", "--repair")
     failed_in_one_line(run("ask", index, QUESTION), "--repair")
+    line = failed_in_one_line(run("check", index), f"; run: ragmem check {index} --repair")
+    assert "ragmem.memory" not in line and "repair(" not in line  # the command, not Python
     assert run("check", index, "--repair").exit_code == 0
     assert moon_answers(index) == before
 
@@ -206,7 +209,7 @@ def test_half_created_index_is_finished_by_the_next_index(tmp_path: Path) -> Non
 
 def test_kill_between_data_commit_and_manifest_write(tmp_path: Path, index: str) -> None:
     # The state such a kill leaves: the docstore has the new write, the manifest is the
-    # one from before it. check passes (and catches the manifest up).
+    # one from before it. check passes and says so, writing nothing; --repair catches up.
     manifest = Path(index) / "manifest.json"
     old = manifest.read_bytes()
     (tmp_path / "new").mkdir()
@@ -215,9 +218,60 @@ def test_kill_between_data_commit_and_manifest_write(tmp_path: Path, index: str)
     manifest.write_bytes(old)
     r = run("check", index)
     assert r.exit_code == 0, r.output
-    assert "brought up to date" in r.stderr
+    assert "lag the docstore's" in r.stderr
+    assert manifest.read_bytes() == old  # check never writes
+    assert run("check", index, "--repair").exit_code == 0
     assert json.loads(manifest.read_text())["counts"]["documents"] == 4
     assert run("check", index).stderr == ""  # nothing left to catch up
+
+
+def test_a_deleted_docstore_is_damage_and_no_command_makes_a_new_one(
+        tmp_path: Path, index: str) -> None:
+    store = Path(index) / "docstore.sqlite"
+    for extra in ("", "-wal", "-shm"):
+        Path(f"{store}{extra}").unlink(missing_ok=True)
+    manifest = (Path(index) / "manifest.json").read_bytes()
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "venus.txt").write_text("Venus is the hottest planet.")
+    for args in (["check", index], ["info", index], ["ask", index, QUESTION],
+                 ["rm", index, "cats.txt", "--yes"], ["check", index, "--repair"],
+                 ["index", str(tmp_path / "more"), "--index", index]):
+        failed_in_one_line(run(*args), f"{store} is missing",
+                           "restore it from a backup, or index the sources again")
+        assert not store.exists(), args
+    assert (Path(index) / "manifest.json").read_bytes() == manifest
+
+
+def test_random_bytes_inside_the_faiss_file_are_never_served(index: str) -> None:
+    before = moon_answers(index)
+    (snapshot,) = Path(index).glob("vectors-*.faiss")
+    size = snapshot.stat().st_size
+    time.sleep(0.05)  # a later clock tick than the file's own write (ragmem.memory.snapshot)
+    with snapshot.open("r+b") as f:  # 4 KB in place, the size unchanged
+        f.seek(size // 2 - 2048)
+        f.write(os.urandom(4096))
+    for args in (["info", index], ["ask", index, QUESTION, "--no-generate"]):
+        failed_in_one_line(run(*args), "fails its checksum", f"ragmem check {index} --repair")
+    failed_in_one_line(run("check", index), "sha256", "--repair")
+    assert run("check", index, "--repair").exit_code == 0
+    assert moon_answers(index) == before
+
+
+def test_a_damaged_database_page_names_the_index_to_check(index: str) -> None:
+    # The documents table's page overwritten: the index opens, a question fails on it.
+    store = Path(index) / "docstore.sqlite"
+    conn = sqlite3.connect(store)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the main file
+    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'documents'"
+                        ).fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with store.open("r+b") as f:
+        f.seek((page - 1) * page_size)
+        f.write(b"\xff" * page_size)
+    line = failed_in_one_line(run("ask", index, QUESTION, "--no-generate"), "malformed",
+                              f"check it with: ragmem check {index}")
+    assert "INDEX" not in line
 
 
 def test_missing_embedder_fails_at_once_without_network(index: str) -> None:

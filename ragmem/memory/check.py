@@ -2,43 +2,44 @@
 rebuilt from the docstore alone (the FAISS index, the manifest, the counts) without the
 sources.
 
+``check`` never writes: it opens the docstore read-only (SQLite may still create its
+own ``-wal``/``-shm`` files beside it) and changes no file of the index. ``repair``
+writes, holding the write lock.
+
 The docstore is the source of truth; everything else is derived from it:
 
+- the docstore itself: nothing rebuilds it. A missing or unreadable one is reported as
+  damage that only a backup or indexing the sources again can fix.
 - the manifest: its fixed part is copied in the docstore's meta, its counts are the
   docstore's. A kill between a write's commit and its manifest leaves the manifest's
-  counts one write behind: ``check`` brings them up to date (a lagging copy, not a
-  problem); a lost or truncated manifest is a problem that ``repair`` rewrites.
-- the FAISS snapshot: rebuilt from the vectors stored with each window.
+  counts one write behind: a note (a lagging copy, not a problem), which the next
+  write or ``repair`` brings up to date; a lost or truncated manifest is a problem
+  that ``repair`` rewrites.
+- the FAISS snapshot: its sha256 is verified in full; ``repair`` rebuilds it from the
+  vectors stored with each window.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragmem.config import IndexConfig, MilvusConfig
-from ragmem.errors import (
-    Fix,
-    IndexCorruptError,
-    IndexLockedError,
-    IndexNotFoundError,
-    ModelError,
-    RagmemError,
-)
+from ragmem.errors import Fix, IndexCorruptError, IndexNotFoundError, ModelError, RagmemError
 from ragmem.memory.docstore import Docstore
-from ragmem.memory.manifest import (
-    DOCSTORE,
-    MANIFEST,
-    Manifest,
-    manifest_from_json,
-    read_manifest,
-    write_manifest,
+from ragmem.memory.folder import (
+    missing_docstore,
+    open_docstore,
+    unreadable_docstore,
+    write_lock,
 )
-from ragmem.memory.store import LongTermMemory, file_sha256, unreadable_docstore, write_lock
+from ragmem.memory.manifest import DOCSTORE, MANIFEST, Manifest, manifest_from_json, read_manifest
+from ragmem.memory.snapshot import NAME, SHA256, file_sha256
+from ragmem.memory.store import LongTermMemory
 
 if TYPE_CHECKING:
     from ragmem.embedding import Embedder
@@ -87,16 +88,20 @@ def check(directory: Path, embedder: Embedder | None = None,
     if not (directory / MANIFEST).exists() and not (directory / DOCSTORE).exists():
         read_manifest(directory)  # raises: no index here at all
     try:
-        store = Docstore(directory / DOCSTORE)
-    except sqlite3.DatabaseError as exc:
-        found.problem(unreadable_docstore(directory, exc), repairable=False)
+        store = open_docstore(directory, readonly=True)
+    except IndexCorruptError as exc:  # missing: the store of record is gone
+        found.problem(exc.problem, repairable=False)
         return found.report(directory)
     try:
+        if not _has_table(store, "meta"):
+            found.problem(f"{store.path} holds no index (a create was cut short); index "
+                          "the sources into it again", repairable=False)
+            return found.report(directory)
         manifest = _manifest(directory, store, found)
         _check_docstore(store, manifest, found)
         if manifest is not None:
             _check_snapshot(directory, store, found)
-            _reconcile_counts(directory, store, manifest, found)
+            _compare_counts(store, manifest, found)
     except sqlite3.DatabaseError as exc:
         found.problem(unreadable_docstore(directory, exc), repairable=False)
         return found.report(directory)
@@ -127,7 +132,7 @@ def _manifest(directory: Path, store: Docstore, found: _Findings) -> Manifest | 
     try:
         manifest = read_manifest(directory)
     except (IndexCorruptError, IndexNotFoundError) as exc:
-        found.problem(str(exc).split("; run:")[0])
+        found.problem(exc.problem)  # the fix is the caller's to word (CLI: the command)
         copy = store.get_meta("manifest")
         return manifest_from_json(copy) if copy else None
     found.checked.append("manifest")
@@ -135,7 +140,7 @@ def _manifest(directory: Path, store: Docstore, found: _Findings) -> Manifest | 
 
 
 def _check_docstore(store: Docstore, manifest: Manifest | None, found: _Findings) -> None:
-    integrity = store.integrity()
+    integrity = str(store.conn.execute("PRAGMA integrity_check").fetchone()[0])
     found.checked.append("sqlite integrity")
     if integrity != "ok":
         found.problem(f"docstore fails SQLite's integrity check ({integrity}); restore it "
@@ -146,29 +151,48 @@ def _check_docstore(store: Docstore, manifest: Manifest | None, found: _Findings
         found.problem(f"stored counts {store.counts()} differ from the rows {counts}")
     found.checked.append("counts")
     if manifest is not None:
-        bad_vec = store.count_bad_vectors(manifest.dim)
+        bad_vec = _count(store, "SELECT COUNT(*) FROM windows WHERE length(vector) != ?",
+                         manifest.dim * 4)
         if bad_vec:
             found.problem(f"{bad_vec} window vectors are not {manifest.dim}-dimensional; "
                           "index the sources again into a new index", repairable=False)
-    bad_span, orphans = store.count_bad_spans()
+    bad_span = _count(store, 'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
+                      'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"')
+    orphans = _count(store, "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN "
+                            "(SELECT doc_id FROM documents)")
     if bad_span or orphans:
         found.problem(f"{bad_span} windows with spans outside their document, {orphans} "
                       "windows without a document; index the sources again into a new index",
                       repairable=False)
     found.checked.append("window spans")
-    fts_only, win_only = store.lexical_disagreement()
+    if not _has_table(store, "windows_fts"):
+        found.problem("no lexical index (the index predates it)")  # repair builds it
+        return
+    fts_only = _count(store, "SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
+                             "(SELECT window_id FROM windows)")
+    win_only = _count(store, "SELECT COUNT(*) FROM windows WHERE window_id NOT IN "
+                             "(SELECT rowid FROM windows_fts)")
     if fts_only or win_only:
         found.problem(f"lexical index disagrees with windows: {fts_only} extra, "
                       f"{win_only} missing")
     found.checked.append("lexical ids == window ids")
 
 
+def _count(store: Docstore, sql: str, *args: object) -> int:
+    return int(store.conn.execute(sql, args).fetchone()[0])
+
+
+def _has_table(store: Docstore, name: str) -> bool:
+    return store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
+                              (name,)).fetchone() is not None
+
+
 def _check_snapshot(directory: Path, store: Docstore, found: _Findings) -> None:
-    snapshot = store.get_meta("snapshot")
+    snapshot = store.get_meta(NAME)
     if snapshot is None:
         return
     path = directory / snapshot
-    want = store.get_meta("snapshot_sha256")
+    want = store.get_meta(SHA256)
     if not path.exists():
         found.problem(f"FAISS snapshot {snapshot} is missing")
     elif want is not None and file_sha256(path) != want:
@@ -176,33 +200,25 @@ def _check_snapshot(directory: Path, store: Docstore, found: _Findings) -> None:
     found.checked.append("faiss checksum")
 
 
-def _reconcile_counts(directory: Path, store: Docstore, manifest: Manifest,
-                      found: _Findings) -> None:
+def _compare_counts(store: Docstore, manifest: Manifest, found: _Findings) -> None:
     """A manifest whose counts lag the docstore's committed ones (a kill between a
-    write's commit and its manifest) is brought up to date: it is a copy, not data."""
+    write's commit and its manifest) is a copy one write behind, not damage: a note."""
     counts = store.counts()
     if manifest.counts == counts or "manifest" not in found.checked:
         return
     if counts != store.counts(exact=True):
         found.problem(f"manifest counts {manifest.counts} differ from docstore {counts}")
         return
-    try:
-        with write_lock(directory):
-            current = read_manifest(directory)
-            if current.counts != store.counts():
-                write_manifest(directory, replace(current, counts=store.counts()))
-                found.notes.append(f"manifest counts {manifest.counts} brought up to date "
-                                   f"with the docstore's {counts} (a write was cut short "
-                                   "after its commit)")
-    except IndexLockedError:
-        found.notes.append("a writer is running: the manifest's counts catch up when it ends")
+    found.notes.append(f"the manifest's counts {manifest.counts} lag the docstore's {counts} "
+                       "(a write was cut short after its commit; nothing is lost): the next "
+                       "write, or check --repair, brings them up to date")
 
 
 def _check_faiss_ids(directory: Path, found: _Findings) -> None:
     try:
-        memory = LongTermMemory.open(directory)
+        memory = LongTermMemory.open(directory, readonly=True)
     except RagmemError as exc:
-        found.problem(str(exc).split("; run:")[0])
+        found.problem(exc.problem)
         return
     try:
         in_faiss = np.sort(memory.vectors.ids())
@@ -252,16 +268,11 @@ def repair(directory: Path, embedder: Embedder | None = None, *,
         from ragmem.memory.milvus import check as milvus_check
 
         return milvus_check.repair(directory, embedder, milvus=milvus)
-    docstore_path = directory / DOCSTORE
-    if not docstore_path.exists():
+    if not (directory / DOCSTORE).exists():
         read_manifest(directory)  # not an index: raises with the fix
-        raise IndexCorruptError(f"{directory} has no {DOCSTORE}, which holds the index's "
-                                "text and vectors; index the sources again")
+        raise IndexCorruptError(missing_docstore(directory))
     with write_lock(directory):
-        try:
-            store = Docstore(docstore_path)
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        store = open_docstore(directory)
         try:
             manifest = _manifest_to_repair(directory, store, embedder_name)
             memory = LongTermMemory(directory, store, manifest,
@@ -289,7 +300,8 @@ def _manifest_to_repair(directory: Path, store: Docstore,
         raise IndexCorruptError(
             f"{directory / MANIFEST} is lost and this index predates the docstore's copy "
             "of it", Fix("repair_with", str(directory)))
-    vector_bytes = store.vector_bytes()
+    row = store.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
+    vector_bytes = None if row is None else int(row[0])  # 4 x dim
     if vector_bytes is None:
         from ragmem.embedding import SentenceTransformerEmbedder
 

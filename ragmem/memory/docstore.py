@@ -58,9 +58,12 @@ COUNTED = ("documents", "sentences", "windows")
 class Docstore:
     """One SQLite connection in WAL mode, so readers keep reading while a writer writes."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, create: bool = False) -> None:
+        """Open the database at ``path``; it must exist unless ``create`` (SQLite would
+        otherwise make an empty one: an index that silently lost everything)."""
         self.path = path
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        mode = "ro" if readonly else "rwc" if create else "rw"
+        uri = f"file:{path}?mode={mode}"
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in `transaction`).
         self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
                                     check_same_thread=False)
@@ -377,41 +380,6 @@ class Docstore:
             "sentences": q("SELECT COUNT(*) FROM sentences").fetchone()[0],
             "windows": q("SELECT COUNT(*) FROM windows").fetchone()[0],
         }
-
-
-    # -- consistency checks (``ragmem.memory.check``) -------------------------
-    def integrity(self) -> str:
-        """SQLite's own verdict on the file: "ok", or what is broken."""
-        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-    def vector_bytes(self) -> int | None:
-        """The byte length of a stored window vector (4 x dim), None if there is none."""
-        row = self.conn.execute("SELECT length(vector) FROM windows LIMIT 1").fetchone()
-        return None if row is None else int(row[0])
-
-    def count_bad_vectors(self, dim: int) -> int:
-        """Windows whose stored vector is not ``dim`` float32 values."""
-        return int(self.conn.execute(
-            "SELECT COUNT(*) FROM windows WHERE length(vector) != ?", (dim * 4,)).fetchone()[0])
-
-    def count_bad_spans(self) -> tuple[int, int]:
-        """(windows whose span lies outside their document, windows without a document)."""
-        bad_span = self.conn.execute(
-            'SELECT COUNT(*) FROM windows w JOIN documents d USING (doc_id) '
-            'WHERE w.start < 0 OR w."end" > length(d.text) OR w.start >= w."end"'
-        ).fetchone()[0]
-        orphans = self.conn.execute(
-            "SELECT COUNT(*) FROM windows WHERE doc_id NOT IN (SELECT doc_id FROM documents)"
-        ).fetchone()[0]
-        return int(bad_span), int(orphans)
-
-    def lexical_disagreement(self) -> tuple[int, int]:
-        """(lexical entries without a window, windows without a lexical entry)."""
-        fts_only, win_only = self.conn.execute(
-            "SELECT (SELECT COUNT(*) FROM windows_fts WHERE rowid NOT IN "
-            "(SELECT window_id FROM windows)), (SELECT COUNT(*) FROM windows WHERE window_id "
-            "NOT IN (SELECT rowid FROM windows_fts))").fetchone()
-        return int(fts_only), int(win_only)
 
 
 def _qs(items: Sequence[object]) -> str:

@@ -16,7 +16,6 @@ change log since the last one grows large; opening replays the log on top of it.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -29,19 +28,20 @@ import numpy as np
 
 from ragmem import __version__
 from ragmem.config import IndexConfig
-from ragmem.errors import (
-    Fix,
-    IndexCorruptError,
-    IndexLockedError,
-    IndexMismatchError,
-    IndexNotFoundError,
-)
+from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError
 from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
 from ragmem.memory.docstore import Docstore
+from ragmem.memory.folder import (
+    LOCK,
+    clear_half_created,
+    open_docstore,
+    refuse_foreign,
+    unreadable_docstore,
+    write_lock,
+)
 from ragmem.memory.manifest import (
     DIR_MODE,
     DOCSTORE,
-    FILE_MODE,
     FORMAT_VERSION,
     MANIFEST,
     Manifest,
@@ -50,13 +50,21 @@ from ragmem.memory.manifest import (
     refuse_mismatch,
     write_manifest,
 )
+from ragmem.memory.snapshot import (
+    file_sha256,
+    record_snapshot,
+    restate_snapshot,
+    verify_snapshot,
+)
 from ragmem.memory.vectors import LayeredIndex, VectorIndex, default_factory
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
-__all__ = ["DOCSTORE", "LOCK", "LongTermMemory", "MemoryInfo", "Writer", "file_sha256"]
+# The folder's helpers are named here too: the Milvus store and older callers import
+# them from this module.
+__all__ = ["DOCSTORE", "LOCK", "LongTermMemory", "MemoryInfo", "Writer", "file_sha256",
+           "refuse_foreign", "unreadable_docstore", "write_lock"]
 
 TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
-LOCK = "write.lock"
 
 
 class Writer:
@@ -116,7 +124,7 @@ class LongTermMemory:
         directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         with write_lock(directory):
             if not (directory / MANIFEST).exists():  # else: created meanwhile by another
-                _clear_half_created(directory)
+                clear_half_created(directory)
                 now = time.time()
                 manifest = Manifest(embedder=embedder, dim=dim, chunking=dict(chunking),
                                     index_factory=config.factory or "IDMap2,Flat",
@@ -124,7 +132,8 @@ class LongTermMemory:
                                     counts={"documents": 0, "sentences": 0, "windows": 0},
                                     ragmem_version=__version__, embedder_precision=precision)
                 create_private(directory / DOCSTORE)
-                docstore = Docstore(directory / DOCSTORE)
+                # The one place a docstore is made: a folder with no index in it yet.
+                docstore = Docstore(directory / DOCSTORE, create=True)
                 docstore.set_meta("manifest", manifest.fixed_json())
                 write_manifest(directory, manifest)  # last: the index exists from here on
                 return cls(directory, docstore, manifest, config)
@@ -133,10 +142,11 @@ class LongTermMemory:
     @classmethod
     def open(cls, directory: Path, *, embedder: str | None = None,
              config: IndexConfig | None = None, precision: str | None = None,
-             allow_precision_mismatch: bool = False) -> LongTermMemory:
+             allow_precision_mismatch: bool = False, readonly: bool = False) -> LongTermMemory:
         """Open an existing index. ``embedder`` and ``precision``, when given, must be
         what made its vectors (a precision mismatch passes with
-        ``allow_precision_mismatch``)."""
+        ``allow_precision_mismatch``). ``readonly``: SQLite opens the docstore read-only
+        (``ragmem check``: it never writes)."""
         manifest = read_manifest(directory)
         refuse_mismatch(manifest, directory, embedder, precision, allow_precision_mismatch)
         if manifest.store != "faiss":
@@ -148,13 +158,7 @@ class LongTermMemory:
                 f"{directory} has index format {manifest.format_version}, newer than this "
                 f"ragmem reads for FAISS ({FORMAT_VERSION}); upgrade ragmem "
                 "(pip install -U ragmem)")
-        if not (directory / DOCSTORE).exists():
-            raise IndexNotFoundError(f"{directory} has a manifest but no {DOCSTORE}",
-                                     Fix("build", str(directory)))
-        try:
-            docstore = Docstore(directory / DOCSTORE)
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
+        docstore = open_docstore(directory, readonly=readonly)
         memory = cls(directory, docstore, manifest, config or IndexConfig())
         try:
             memory.refresh()
@@ -207,12 +211,9 @@ class LongTermMemory:
             self._seq = 0
         else:
             path = self.directory / snapshot
-            size = self.docstore.get_meta("snapshot_bytes")
-            # Cheap on every open: the size recorded with the snapshot; `ragmem check`
-            # verifies the full sha256.
-            if not path.exists() or (size is not None and path.stat().st_size != int(size)):
-                raise IndexCorruptError(f"{path} is missing or damaged",
-                                        Fix("repair", str(self.directory)))
+            # Cheap on every open (see ragmem.memory.snapshot); `ragmem check` verifies
+            # the full sha256 every time.
+            verify_snapshot(self.docstore, self.directory, snapshot)
             mmap = self.config.mmap and not self._writing
             try:
                 loaded = VectorIndex.load(path, mmap=mmap, **kw)
@@ -236,10 +237,7 @@ class LongTermMemory:
         self.vectors.save(path)
         old = self.docstore.get_meta("snapshot")
         with self.docstore.transaction():
-            self.docstore.set_meta("snapshot", name)
-            self.docstore.set_meta("snapshot_seq", str(seq))
-            self.docstore.set_meta("snapshot_bytes", str(path.stat().st_size))
-            self.docstore.set_meta("snapshot_sha256", file_sha256(path))
+            record_snapshot(self.docstore, path, seq)
             self.docstore.drop_changes(seq)
         self._snapshot = name
         if old and old != name:
@@ -262,6 +260,9 @@ class LongTermMemory:
             self._writing = True
             writer = Writer(self)
             with self.docstore.transaction():
+                # A snapshot verified in full on open (its recorded state missing or
+                # stale) gets its state recorded, so that later opens are cheap.
+                restate_snapshot(self.docstore, self.directory)
                 yield writer
             self.refresh()
             factory = self._wanted_factory()
@@ -383,84 +384,6 @@ class LongTermMemory:
             windows=counts["windows"], index_type=self.manifest.index_factory,
             vectors_in_index=self.vectors.ntotal, size_bytes=size,
             updated_at=self.manifest.updated_at, chunking=dict(self.manifest.chunking))
-
-
-@contextmanager
-def write_lock(directory: Path) -> Iterator[None]:
-    """The index's write lock, taken without waiting (released by the OS if we die)."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(directory / LOCK), mode=FILE_MODE)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout as exc:
-        raise IndexLockedError(
-            f"another ragmem process is writing to {directory}; wait for it to "
-            "finish and try again") from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def unreadable_docstore(directory: Path, exc: BaseException) -> str:
-    return (f"{directory / DOCSTORE} is not a readable SQLite database "
-            f"({' '.join(str(exc).split())}); it holds the index's text and vectors, which "
-            "no other file has: restore it from a backup, or index the sources again "
-            "into a new index")
-
-
-# What creating and writing an index leave in its folder; anything else is not ours.
-_INDEX_FILES = (DOCSTORE, f"{DOCSTORE}-wal", f"{DOCSTORE}-shm", f"{DOCSTORE}-journal", LOCK,
-                "vectors-*.faiss", f".{MANIFEST}.*.tmp", ".vectors-*.faiss.*.tmp")
-
-
-def refuse_foreign(directory: Path, extra: tuple[str, ...] = ()) -> None:
-    """Refuse to create an index in a folder holding anything but an index's files (or
-    ``extra`` ones: another store's)."""
-    import fnmatch
-
-    if not directory.exists():
-        return
-    if not directory.is_dir():
-        raise IndexCorruptError(f"{directory} is a file, not an index folder; pick another "
-                                "index name")
-    foreign = [p.name for p in directory.iterdir()
-               if not any(fnmatch.fnmatchcase(p.name, pat) for pat in (*_INDEX_FILES, *extra))]
-    if foreign:
-        raise IndexCorruptError(
-            f"{directory} exists and is not a ragmem index (it holds {foreign[0]!r}); pick "
-            "another index name or empty the folder")
-
-
-def _clear_half_created(directory: Path) -> None:
-    """Remove what a creator killed before it wrote the manifest left: a docstore with no
-    documents. A docstore *with* documents is a lost manifest: that is for repair."""
-    path = directory / DOCSTORE
-    if path.exists() and path.stat().st_size > 0:
-        try:
-            store = Docstore(path)  # completes a schema cut short; we hold the lock
-            try:
-                n = store.counts(exact=True)["documents"]
-            finally:
-                store.close()
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
-        if n:
-            raise IndexCorruptError(f"{directory} has {n} documents but no {MANIFEST}",
-                                    Fix("repair", str(directory)))
-    for pattern in _INDEX_FILES:
-        for leftover in directory.glob(pattern):
-            if leftover.name != LOCK:
-                leftover.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sample(docstore: Docstore, n: int, dim: int) -> np.ndarray:

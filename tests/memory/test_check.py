@@ -72,9 +72,9 @@ def test_faiss_file_of_the_same_size_but_garbage(tmp_path: Path) -> None:
     before = answers(tmp_path / "i")
     (snapshot,) = (tmp_path / "i").glob("vectors-*.faiss")
     data = bytearray(snapshot.read_bytes())
-    data[:64] = b"\xff" * 64  # the header: FAISS read "invalid ntotal -1" and raised
+    data[:64] = b"\xff" * 64  # the header: FAISS would read "invalid ntotal -1"
     snapshot.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match=r"is damaged \(.*\); repair it"):
+    with pytest.raises(IndexCorruptError, match=r"fails its checksum.*; repair it"):
         LongTermMemory.open(tmp_path / "i")
     assert any("sha256" in p for p in check(tmp_path / "i", TEST).problems)
     assert repair(tmp_path / "i", TEST).ok
@@ -116,20 +116,68 @@ def test_manifest_of_an_older_index_needs_the_embedder_named(tmp_path: Path) -> 
     assert repair(tmp_path / "i", TEST, embedder_name="test").ok
 
 
-def test_counts_lagging_one_write_are_brought_up_to_date(tmp_path: Path) -> None:
+def test_counts_lagging_one_write_are_a_note_and_repair_catches_them_up(
+        tmp_path: Path) -> None:
     # A kill between a write's commit and its manifest: the data is whole, the
-    # manifest's counts are one write behind. check passes and catches them up.
+    # manifest's counts are one write behind. check passes, says so, and writes nothing.
     memory = build(tmp_path / "i", {"a": (4, 1)})
-    stale = json.loads((tmp_path / "i" / "manifest.json").read_text())["counts"]
+    manifest = tmp_path / "i" / "manifest.json"
+    stale = manifest.read_bytes()
     with memory.docstore.transaction():
         memory.docstore.add_document(*make_doc("b", 3, 2))
     memory.close()
     report = check(tmp_path / "i", TEST)
     assert report.ok, report.problems
-    assert any("brought up to date" in n for n in report.notes)
-    counts = json.loads((tmp_path / "i" / "manifest.json").read_text())["counts"]
-    assert counts != stale and counts["documents"] == 2
+    assert any("lag the docstore's" in n and "--repair" in n for n in report.notes)
+    assert manifest.read_bytes() == stale
     assert len(LongTermMemory.open(tmp_path / "i").vectors.ids()) == 7  # replayed from the log
+    assert repair(tmp_path / "i", TEST).ok
+    assert json.loads(manifest.read_text())["counts"]["documents"] == 2
+
+
+def files_of(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_check_writes_nothing(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (4, 1)})
+    with memory.docstore.transaction():  # counts that lag (see above), and a pending log
+        memory.docstore.add_document(*make_doc("b", 3, 2))
+    memory.close()
+    before = files_of(tmp_path / "i")
+    assert check(tmp_path / "i", TEST).ok
+    after = files_of(tmp_path / "i")
+    # SQLite's own -wal and -shm may appear for a reader; no file of the index changes.
+    assert {k: v for k, v in after.items() if not k.endswith(("-wal", "-shm"))} == before
+
+
+def test_a_deleted_docstore_is_damage_and_nothing_creates_a_new_one(tmp_path: Path) -> None:
+    build(tmp_path / "i", {"a": (4, 1)}).close()
+    store = tmp_path / "i" / "docstore.sqlite"
+    for name in ("", "-wal", "-shm"):
+        Path(f"{store}{name}").unlink(missing_ok=True)
+    before = files_of(tmp_path / "i")
+    report = check(tmp_path / "i", TEST)
+    assert not report.ok and not report.repairable
+    (problem,) = report.problems
+    assert str(store) in problem and "is missing" in problem
+    assert "restore it from a backup, or index the sources again" in problem
+    for attempt in (lambda: LongTermMemory.open(tmp_path / "i"),
+                    lambda: LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM,
+                                                  chunking={"w": 1}),
+                    lambda: repair(tmp_path / "i", TEST)):
+        with pytest.raises(IndexCorruptError, match="docstore.sqlite is missing.*restore it"):
+            attempt()
+    assert files_of(tmp_path / "i") == before  # no docstore made, manifest untouched
+
+
+def test_problems_name_no_python_call(tmp_path: Path) -> None:
+    # The CLI adds its own fix ("run: ragmem check NAME --repair") to check's problems.
+    build(tmp_path / "i", {"a": (4, 1)}).close()
+    (tmp_path / "i" / "manifest.json").write_text("{")
+    report = check(tmp_path / "i", TEST)
+    assert report.problems and report.repairable
+    assert not any("ragmem.memory" in p or "repair(" in p for p in report.problems)
 
 
 def test_stored_counts_that_disagree_with_the_rows_are_repaired(tmp_path: Path) -> None:
@@ -181,7 +229,7 @@ def test_half_created_index_is_cleared_by_the_next_create(tmp_path: Path, cut: s
         conn.execute(SCHEMA.split(";")[0])  # the first table; killed before the rest
         conn.close()
     else:
-        Docstore(store).close()
+        Docstore(store, create=True).close()
     with pytest.raises(IndexCorruptError, match=r"no manifest.json.*repair\("):
         LongTermMemory.open(path)
     memory = LongTermMemory.create(path, embedder="test", dim=DIM, chunking={})

@@ -220,3 +220,56 @@ def test_lexical_ranking_does_not_depend_on_how_many_are_asked_for(tmp_path: Pat
     memory = build(tmp_path / "i", {f"d{i}": (1, 7) for i in range(10)})
     full = [h.window_id for h in memory.lexical_search("sentence", 10)]
     assert [h.window_id for h in memory.lexical_search("sentence", 3)] == full[:3]
+
+
+def overwrite_middle(path: Path, n: int = 4096) -> None:
+    """n random bytes into the middle of ``path``, its size unchanged, as a stray write
+    would. After a pause: a write in the same clock tick as the file's own would leave
+    its timestamps as they were (see ragmem.memory.snapshot)."""
+    import time
+
+    time.sleep(0.05)
+    with path.open("r+b") as f:
+        f.seek(max(0, path.stat().st_size // 2 - n // 2))
+        f.write(np.random.default_rng(0).bytes(n))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_snapshot_changed_behind_our_back_is_never_served(tmp_path: Path, mmap: bool) -> None:
+    from ragmem.config import IndexConfig
+    from ragmem.errors import IndexCorruptError
+    from ragmem.memory.check import repair
+
+    memory = build(tmp_path / "i", {f"d{i}": (40, i) for i in range(4)})  # ~12 KB of FAISS
+    q = make_doc("d2", 40, 2)[3][5:6]
+    before = memory.search(q, 5)[0]
+    memory.close()
+    (snapshot,) = (tmp_path / "i").glob("vectors-*.faiss")
+    size = snapshot.stat().st_size
+    overwrite_middle(snapshot)
+    assert snapshot.stat().st_size == size
+    with pytest.raises(IndexCorruptError, match=r"vectors-\d+.faiss fails its checksum.*repair"):
+        LongTermMemory.open(tmp_path / "i", config=IndexConfig(mmap=mmap))
+    repair(tmp_path / "i")
+    assert LongTermMemory.open(tmp_path / "i").search(q, 5)[0] == before
+
+
+def test_a_snapshot_without_a_recorded_file_state_is_verified_in_full(tmp_path: Path) -> None:
+    # Indexes written before the file's state was recorded keep only its sha256.
+    memory = build(tmp_path / "i", {f"d{i}": (40, i) for i in range(4)})
+    with memory.docstore.transaction():
+        memory.docstore.conn.execute("DELETE FROM meta WHERE key = 'snapshot_stat'")
+    memory.close()
+    (snapshot,) = (tmp_path / "i").glob("vectors-*.faiss")
+    intact = snapshot.read_bytes()
+    LongTermMemory.open(tmp_path / "i").close()  # verified by its sha256: it opens
+    overwrite_middle(snapshot)
+    from ragmem.errors import IndexCorruptError
+
+    with pytest.raises(IndexCorruptError, match="fails its checksum"):
+        LongTermMemory.open(tmp_path / "i")
+    snapshot.write_bytes(intact)
+    memory = LongTermMemory.open(tmp_path / "i")
+    with memory.writer() as w:  # the next write records the state: later opens are cheap
+        w.add(*make_doc("e", 2, 9))
+    assert memory.docstore.get_meta("snapshot_stat") is not None

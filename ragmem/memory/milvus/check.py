@@ -53,7 +53,7 @@ def check(directory: Path, embedder: Embedder | None = None,
     try:
         memory = MilvusMemory.connect(directory, manifest, milvus)
     except RagmemError as exc:
-        found.problem(str(exc).split("; run:")[0], repairable=False)
+        found.problem(exc.problem, repairable=False)  # the caller words the fix
         return found.report(directory)
     try:
         found.checked.append("milvus collections")
@@ -73,7 +73,7 @@ def _manifest(directory: Path, milvus: MilvusConfig | None,
         manifest = read_manifest(directory)
     except (IndexCorruptError, IndexNotFoundError) as exc:
         copy = _lost_manifest(directory, milvus)
-        found.problem(str(exc).split("; run:")[0], repairable=copy is not None)
+        found.problem(exc.problem, repairable=copy is not None)
         return copy
     found.checked.append("manifest")
     return manifest
