@@ -26,6 +26,7 @@ from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
 from ragmem.indexing import Indexer, IndexProgress, IndexStats
 from ragmem.memory import Memory, create_memory, open_memory
+from ragmem.memory.folder import refuse_if_locked
 from ragmem.memory.opening import refuse_other_store
 from ragmem.models import require_local
 from ragmem.reranking import from_config as reranker_from_config
@@ -86,6 +87,7 @@ class Assistant:
             # An existing index keeps its own store, embedder and chunking.
             refuse_other_store(path, config.index.store)
             return cls.open(index, config, embedder=embedder, generator=generator)
+        refuse_if_locked(path)  # another creator at work: say so before loading a model
         if embedder is None:
             require_local(config.embedder.model, "embedder")  # missing: fail now, offline
             embedder = embedder_from_config(config.embedder)

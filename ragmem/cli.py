@@ -174,6 +174,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     """
     from ragmem.assistant import Assistant, resolve_index_path
     from ragmem.memory import open_memory
+    from ragmem.memory.folder import refuse_if_locked
 
     config = Config().with_env()  # then the flags: a flag beats the environment
     if embedder:
@@ -188,6 +189,7 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     if uri:
         config = config.with_overrides({"milvus": {"uri": uri}})
     folder = resolve_index_path(index_name)
+    refuse_if_locked(folder)  # before loading a model or an index for nothing
     if embedder and (folder / "manifest.json").exists():
         # Refuses a mismatch, cheaply.
         open_memory(folder, embedder=embedder, config=config.index, milvus=config.milvus).close()

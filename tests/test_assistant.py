@@ -121,3 +121,16 @@ def test_an_int8_index_opens_with_the_int8_embedder(corpus_dir: Path) -> None:
     again = Assistant.open("real")
     assert isinstance(again.embedder, OnnxEmbedder) and again.embedder.precision == "int8"
     assert again.retrieve("Which volcano is the tallest?")[0].doc_id == "space/mars.md"
+
+
+def test_creating_an_index_another_process_is_creating_is_refused_first(
+        tmp_path: Path) -> None:
+    from ragmem.errors import IndexLockedError
+    from ragmem.memory.folder import write_lock
+
+    (tmp_path / "idx").mkdir(mode=0o700)
+    # An embedder that is not installed: today's order would fail on it (after seconds
+    # of loading, for one that is); the lock is asked about first.
+    config = Config().with_overrides({"embedder": {"model": "ragmem-tests/not-installed"}})
+    with write_lock(tmp_path / "idx"), pytest.raises(IndexLockedError, match="another ragmem"):
+        Assistant.create(tmp_path / "idx", config)

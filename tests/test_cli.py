@@ -110,3 +110,24 @@ def test_sync_keeps_the_documents_of_other_folders(runner: CliRunner, tmp_path: 
     r = runner.invoke(cli, ["info", "t", "--json", "--documents"])
     assert [d["doc_id"] for d in json.loads(r.stdout)["documents_list"]] == ["mars.txt",
                                                                              "moon.txt"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_second_writer_is_refused_before_it_loads_anything(
+        runner: CliRunner, corpus_dir: Path, tmp_path: Path, existing: bool) -> None:
+    from ragmem.memory.folder import write_lock
+
+    index = tmp_path / "idx"
+    if existing:
+        assert runner.invoke(cli, ["index", str(corpus_dir), "--index", str(index)]
+                             ).exit_code == 0
+    else:  # another process is creating it
+        index.mkdir(mode=0o700)
+    code = ("import sys\nfrom ragmem.cli import cli\ntry:\n    cli(sys.argv[1:])\n"
+            "except SystemExit as e:\n    print(e.code)\nprint(sorted(m for m in ('torch', "
+            "'faiss', 'sentence_transformers', 'pymilvus') if m in sys.modules))")
+    with write_lock(index):
+        out = subprocess.run([sys.executable, "-c", code, "index", str(corpus_dir),
+                              "--index", str(index)], capture_output=True, text=True)
+    assert "another ragmem process is writing to" in out.stderr
+    assert out.stdout.split("\n")[:2] == ["1", "[]"]  # no model, no FAISS index loaded
