@@ -57,7 +57,8 @@ class Assistant:
         self.embedder = embedder or embedder_from_config(config.embedder)
         self._generator = generator
         self.indexer = Indexer(memory, self.embedder, config.chunking, config.index.embed_batch,
-                               config.documents.max_file_bytes)
+                               config.documents.max_file_bytes,
+                               config.documents.max_read_seconds)
         self.retriever = Retriever(memory, self.embedder, config.retrieval,
                                    reranker_from_config(config.retrieval))
         self._working_memory: WorkingMemory | None = None

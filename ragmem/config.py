@@ -88,6 +88,12 @@ class DocumentsConfig(_Checked):
     # Larger files are skipped with one line (split them, or raise the limit). Bounds
     # what one file can cost: its text is held in memory while it is chunked.
     max_file_bytes: int = 20_000_000
+    # A file that takes longer to read is skipped with one line (the readers look at the
+    # clock as they go: parser events, PDF pages, lines). Far above real files: 20 MB of
+    # HTML prose read in 6 s here and plain PDF pages at 1 ms each (busy pages take
+    # pypdf tens of ms); HTML that html.parser reads in quadratic time, or a hostile
+    # PDF, would otherwise hold the run for hours.
+    max_read_seconds: float = 120.0
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,3 +98,9 @@ class ConfigError(RagmemError):
 class EngineError(RagmemError):
     """An indexing engine could not run: Ray is not installed, will not start, or its
     cluster cannot be reached."""
+
+
+def debugging() -> bool:
+    """``RAGMEM_DEBUG=1``: an unexpected error goes on with its traceback, instead of
+    becoming one line (a command's failure, or a file skipped)."""
+    return os.environ.get("RAGMEM_DEBUG", "").lower() in {"1", "true", "yes", "on"}

@@ -10,7 +10,9 @@ documents are chunked and embedded. Windows of many documents are pooled up to
 ``embed_batch`` per embedder call (bigger batches are faster). A whole run is one write
 of the memory: in the FAISS store it lands completely or not at all; in the Milvus
 store document by document (a run cut short is finished by running it again). Bad
-files are skipped and reported in ``IndexStats.failed``; the rest are indexed.
+files are skipped and reported in ``IndexStats.failed`` (unreadable, hostile, too big,
+too slow to read, or failing to read or chunk in a way nobody foresaw); the rest are
+indexed.
 
 The work is in steps that an ``Engine`` can take over: read (``read_source``), skip the
 unchanged (``is_unchanged``), chunk (``chunk``) and embed. Without one, this process
@@ -32,15 +34,17 @@ import numpy as np
 
 from ragmem.chunking import chunk_document
 from ragmem.config import ChunkingConfig, DocumentsConfig, IndexConfig
-from ragmem.documents import discover, load_file
+from ragmem.documents import discover, load_file, unexpected
 from ragmem.embedding import Embedder
-from ragmem.errors import DocumentError, IndexMismatchError
+from ragmem.errors import DocumentError, IndexMismatchError, RagmemError
 from ragmem.memory.base import Memory
 from ragmem.types import Document, Sentence, Window
 
 # What ingestion reads: a name for progress, the documents, and what was wrong (a bad
 # file, or bad lines of a .jsonl whose other lines are kept).
 Source = tuple[str, list[Document], list[DocumentError]]
+# A new or changed document, chunked: its sentences and windows.
+Chunked = tuple[Document, list[Sentence], list[Window]]
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,36 @@ class Engine(Protocol):
             known: Mapping[str, str]) -> Iterator[Event]: ...
 
 
-def read_source(root: Path, file: Path, max_bytes: int) -> Source:
-    """One file as a ``Source``: a bad file is reported, never raised."""
+def read_source(root: Path, file: Path, max_bytes: int,
+                max_seconds: float = DocumentsConfig.max_read_seconds) -> Source:
+    """One file as a ``Source``: a bad file is reported, never raised; so is one that
+    fails in a way no reader foresaw (``RAGMEM_DEBUG=1`` raises that): the run goes on."""
     problems: list[DocumentError] = []
     try:
-        docs = load_file(file, root, max_bytes=max_bytes, on_problem=problems.append)
+        docs = load_file(file, root, max_bytes=max_bytes, max_seconds=max_seconds,
+                         on_problem=problems.append)
     except DocumentError as exc:
         return str(file), [], [exc]
+    except Exception as exc:  # one file's bug, MemoryError or RecursionError: not the run's
+        return str(file), [], [unexpected(file, "read", exc)]
     return str(file), docs, problems
+
+
+def chunk_source(source: Source, known: Mapping[str, str],
+                 count_tokens: Callable[[str], int],
+                 chunking: ChunkingConfig) -> tuple[Source, tuple[Chunked, ...]]:
+    """``source`` and its new and changed documents (hash not in ``known``), chunked as
+    every engine chunks them. Should chunking fail in a way nobody foresaw, the file is
+    skipped whole, reported as a file that fails to read is; an error of ragmem's own (a
+    tokenizer that will not load) is the run's, and is raised."""
+    name, docs, problems = source
+    try:
+        return source, tuple((d, *chunk(d, count_tokens, chunking)) for d in docs
+                             if not is_unchanged(d, known))
+    except RagmemError:
+        raise
+    except Exception as exc:
+        return (name, [], [*problems, unexpected(name, "chunked", exc)]), ()
 
 
 def owned_and_gone(unseen: Iterable[str], paths: Mapping[str, str],
@@ -166,17 +192,20 @@ class IndexStats:
 
 class Indexer:
     """Adds documents to ``memory``: chunked by ``chunking``, embedded by ``embedder``;
-    files over ``max_file_bytes`` are skipped."""
+    files over ``max_file_bytes``, or slower than ``max_read_seconds`` to read, are
+    skipped."""
 
     def __init__(self, memory: Memory, embedder: Embedder,
                  chunking: ChunkingConfig | None = None,
                  embed_batch: int = IndexConfig.embed_batch,
-                 max_file_bytes: int = DocumentsConfig.max_file_bytes) -> None:
+                 max_file_bytes: int = DocumentsConfig.max_file_bytes,
+                 max_read_seconds: float = DocumentsConfig.max_read_seconds) -> None:
         self.memory = memory
         self.embedder = embedder
         self.chunking = chunking or ChunkingConfig()
         self.embed_batch = embed_batch
         self.max_file_bytes = max_file_bytes
+        self.max_read_seconds = max_read_seconds
 
     def index(self, paths: Sequence[str | Path], *, sync: bool = False,
               progress: Callable[[IndexProgress], None] | None = None,
@@ -189,7 +218,8 @@ class Indexer:
         here)."""
         files = discover(paths)
         if engine is None:
-            sources = (read_source(root, file, self.max_file_bytes) for root, file in files)
+            sources = (read_source(root, file, self.max_file_bytes, self.max_read_seconds)
+                       for root, file in files)
             return self.ingest(sources, len(files), sync=sync, roots=paths, progress=progress)
         self._check_chunking()  # before an engine starts a cluster for nothing
         known = self.memory.content_hashes()
@@ -240,12 +270,11 @@ class Indexer:
             pending.clear()
             pending_windows = 0
 
-        for name, docs, problems in sources:
+        for source in sources:
+            (name, docs, problems), chunked = chunk_source(
+                source, known, self.embedder.count_tokens, self.chunking)
             n_sent = n_win = 0
-            for doc in docs:
-                if is_unchanged(doc, known):
-                    continue
-                sentences, windows = chunk(doc, self.embedder.count_tokens, self.chunking)
+            for doc, sentences, windows in chunked:
                 pending.append((doc, sentences, windows))
                 n_sent += len(sentences)
                 n_win += len(windows)

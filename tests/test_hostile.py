@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import ragmem.assistant
-import ragmem.documents
+import ragmem.indexing
 from ragmem.cli import cli, one_line
 from ragmem.errors import IndexCorruptError
 from tests.conftest import CORPUS, EchoGenerator
@@ -310,7 +310,8 @@ def test_any_error_is_one_line_and_debug_shows_the_traceback(
     def no_memory(*args: object, **kwargs: object) -> object:
         raise MemoryError
 
-    monkeypatch.setattr(ragmem.documents, "read_file", no_memory)
+    # Not while reading a file: that file alone is skipped (tests/test_hostile_files.py).
+    monkeypatch.setattr(ragmem.indexing, "discover", no_memory)
     r = run("index", str(tmp_path / "a.txt"), "--index", str(tmp_path / "i"))
     failed_in_one_line(r, "out of memory")
     monkeypatch.setenv("RAGMEM_DEBUG", "1")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ragmem.config import ChunkingConfig, EmbedderConfig
 from ragmem.errors import DocumentError, ModelError, RagmemError
-from ragmem.indexing import chunk, is_unchanged, read_source
+from ragmem.indexing import chunk_source, read_source
 from ragmem.types import Document, Sentence, Window
 
 if TYPE_CHECKING:
@@ -54,9 +54,8 @@ def read_and_chunk(batch: dict[str, np.ndarray], *, embedder: EmbedderConfig,
     rows: list[tuple[int, int, int, int, str]] = []  # n_tokens, source, doc, window, text
     for source, root, file, name in zip(batch["source"], batch["root"], batch["file"],
                                         batch["name"], strict=True):
-        _, docs, problems = read_source(Path(root), Path(file), max_bytes)
-        chunked = tuple((d, *chunk(d, count_tokens, chunking)) for d in docs
-                        if not is_unchanged(d, hashes))
+        (_, docs, problems), chunked = chunk_source(
+            read_source(Path(root), Path(file), max_bytes), hashes, count_tokens, chunking)
         record = FileRecord(str(name), tuple((d.doc_id, d.content_hash) for d in docs),
                              tuple(_as_given(p, str(file), str(name)) for p in problems),
                              chunked)
