@@ -153,8 +153,7 @@ class Assistant:
     def answerer(self) -> Answerer:
         if self._answerer is None:
             self._answerer = answerer_for(
-                self.config.answering, self.generator, self.embedder,
-                generator_name=self.config.generator.model,
+                self.config.answering, self.config.reader, self.generator, self.embedder,
                 max_new_tokens=self.config.working_memory.max_new_tokens)
         return self._answerer
 

@@ -235,6 +235,22 @@ class AnsweringConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class ReaderConfig(_Checked):
+    # The extractive reader (ragmem/reading.py): the packaged MiniLM with a trained
+    # start/end head. base_model must be the model the weights were trained on (checked
+    # by sha256); weights None: the shipped ragmem/data/reader.safetensors.
+    base_model: str = DEFAULT_EMBEDDER
+    weights: str | None = None
+    # Abstain when the best span's probability is below this; None: the threshold
+    # shipped with the weights (chosen on SQuAD train questions).
+    abstain_below: float | None = None
+    max_answer_tokens: int = 30  # longest span, in the reader's tokens
+    candidates: int = 20  # best starts and ends per piece combined into spans
+    top_spans: int = 20  # spans kept per question, best first
+    batch: int = 32  # pieces per forward pass
+
+
+@dataclass(frozen=True)
 class GeneratorConfig(_Checked):
     model: str = DEFAULT_GENERATOR
     device: str | None = None
@@ -286,6 +302,7 @@ class Config:
     working_memory: WorkingMemoryConfig = field(default_factory=WorkingMemoryConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     answering: AnsweringConfig = field(default_factory=AnsweringConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,18 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-import pytest
-
-from ragmem.answering import (
-    NOT_FOUND,
-    NULL_QUESTION,
-    ExtractAnswerer,
-    GenerateAnswerer,
-    answerer_for,
-)
-from ragmem.config import AnsweringConfig, WorkingMemoryConfig
-from ragmem.errors import RagmemError
+from ragmem.answering import NOT_FOUND, ExtractAnswerer, GenerateAnswerer, answerer_for
+from ragmem.config import AnsweringConfig, ReaderConfig, WorkingMemoryConfig
+from ragmem.reading import ReadSpan
 from ragmem.types import Answer, Timings
 from ragmem.working_memory import Buffer, WorkingMemory
 from tests.conftest import EchoGenerator
@@ -52,104 +43,75 @@ def test_stream_joins_to_the_same_answer() -> None:
     assert replace(streamed, timings=Timings()) == replace(whole, timings=Timings())
 
 
-# -- extract mode: a verbatim span, located exactly; abstains when unsure ---------------
+# -- extract mode: the best span its finder proposes, or an honest abstention --------
 
 BANK = ["Jabez Wilson was a pawnbroker with fiery red hair.",
         "The robbers dug a tunnel into the cellar of the City and Suburban Bank.",
         "Holmes waited for them in the dark with Watson and Jones."]
 
 
-def bank_buffer(at: int = 500) -> tuple[Buffer, str]:
+def bank_buffer(at: int = 500, question: str = "Which bank's cellar did the robbers dig into?"
+                ) -> tuple[Buffer, str]:
     """A working memory over one document whose text starts ``at`` characters in."""
     p = extraction_passage("league.txt", BANK, at=at)
     document = " " * at + " ".join(BANK)
     wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
-    return wm.fill("Which bank's cellar did the robbers dig into?", [p]), document
+    return wm.fill(question, [p]), document
 
 
-def hand_weights(abstain_below: float) -> dict[str, Any]:
-    """Weights a reader can follow: prefer capitalised spans that end a clause and that
-    the question does not already say."""
-    return {"features": {"weights": {"some_capitals": 3.0, "before_punctuation": 2.0,
-                                     "lexical": 5.0, "overlap": -2.0, "n_words": 0.5}},
-            "rescore": {"weights": {"first_stage": 1.0}},
-            "confidence": {"weights": {"probability": 4.0}, "bias": -1.0},
-            "abstain_below": abstain_below}
+class LastWords:
+    """A span finder that proposes the last two words of each sentence, with a fixed
+    probability: the extract mode's logic without a model."""
+
+    def __init__(self, probability: float, abstain_below: float) -> None:
+        self.probability = probability
+        self.abstain_below = abstain_below
+
+    def read(self, question: str, passages: Any) -> list[ReadSpan]:
+        out = []
+        for i, p in enumerate(passages):
+            for s in p.sentences:
+                a = s.text.rstrip(".").rsplit(" ", 2)[0]
+                cut = len(a) + 1
+                out.append(ReadSpan(i, s, s.start + cut, s.end - 1, s.text[cut:-1],
+                                    self.probability, 0.0))
+        return out[1:2]
 
 
 def test_extract_answer_is_a_span_of_the_document_and_its_own_citation() -> None:
     buffer, document = bank_buffer()
-    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract", scored_candidates=0),
-                               weights=hand_weights(0.0))
-    answer = answerer.answer(buffer, Timings(retrieve_s=0.5))
+    answer = ExtractAnswerer(LastWords(0.9, 0.5)).answer(buffer, Timings(retrieve_s=0.5))
     assert answer.mode == "extract" and not answer.abstained
     (cite,) = answer.citations
-    assert document[cite.start:cite.end] == cite.quote == answer.text
-    assert answer.text.endswith("Suburban Bank")
+    assert document[cite.start:cite.end] == cite.quote == answer.text == "Suburban Bank"
     assert cite.number == 1 and cite.doc_id == "league.txt"
+    assert answer.confidence == 0.9
     assert answer.timings.retrieve_s == 0.5 and answer.timings.generate_s > 0
 
 
 def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
     buffer, document = bank_buffer()
-    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract", scored_candidates=0),
-                               weights=hand_weights(0.999))
-    answer = answerer.answer(buffer)
+    answer = ExtractAnswerer(LastWords(0.4, 0.5)).answer(buffer)
     assert answer.abstained and answer.text == NOT_FOUND and answer.citations == ()
-    (hint,) = answer.suggestions  # the best evidence, offered as a place to look
-    assert document[hint.start:hint.end] == hint.quote and hint.quote in BANK
-    assert 0.0 <= answer.confidence < 0.999
+    (hint,) = answer.suggestions  # the sentence of the best span, as a place to look
+    assert document[hint.start:hint.end] == hint.quote == BANK[1]
+    assert answer.confidence == 0.4
     assert answer.to_dict()["abstained"] is True
-
-
-def test_the_second_stage_reweighs_the_kept_spans_own_features() -> None:
-    buffer, document = bank_buffer()
-    config = AnsweringConfig(mode="extract", scored_candidates=24)
-    by_first = ExtractAnswerer(None, config, weights=hand_weights(0.0)).answer(buffer)
-    weights = hand_weights(0.0)
-    weights["rescore"]["weights"] = {"first_stage": 0.1, "one_word": 10.0}
-    answer = ExtractAnswerer(None, config, weights=weights).answer(buffer)
-    kept, features = ExtractAnswerer(None, config, weights=weights).first_stage(
-        buffer.question, buffer.passages)
-    assert all(f["one_word"] == float(len(c.text.split()) == 1)
-               for c, f in zip(kept, features, strict=True))
-    assert len(by_first.text.split()) > 1 and len(answer.text.split()) == 1
-    (cite,) = answer.citations
-    assert document[cite.start:cite.end] == answer.text
-
-
-class NullAwareAnswerer(ExtractAnswerer):
-    """Scores each span -1 per token given the question and -3 given the null question."""
-
-    def _span_scores(self, questions: Any, kept: Any, layers: Any) -> Any:
-        return [[(np.full(3, -3.0 if q == NULL_QUESTION else -1.0), 2, [1, 2, 9])
-                 for _ in kept] for q in questions], [None for _ in questions]
-
-
-def test_pmi_features_only_when_the_weights_use_them() -> None:
-    buffer, _ = bank_buffer()
-    plain = NullAwareAnswerer(None, AnsweringConfig(mode="extract"), weights=hand_weights(0.0))
-    assert all("pmi_tokens" not in f for f in plain._likelihoods("Q?", [None]))  # type: ignore[list-item]
-    weights = hand_weights(0.0)
-    weights["rescore"]["weights"] |= {"pmi_tokens": 1.0, "pmi_end": 0.5}
-    pmi = NullAwareAnswerer(None, AnsweringConfig(mode="extract"), weights=weights)
-    (f,) = pmi._likelihoods("Q?", [None])  # type: ignore[list-item]
-    # 2 span tokens: -2 given the question, -6 given nothing; end token -1 vs -3.
-    assert (f["lm_tokens"], f["pmi_tokens"], f["pmi_end"]) == (-2.0, 4.0, 2.0)
-
-
-def test_pmi_is_opt_in_and_has_its_own_shipped_weights() -> None:
-    default = ExtractAnswerer(None, AnsweringConfig(mode="extract"))
-    assert not any(k.startswith("pmi_") for k in default.rescore.weights)
-    pmi = ExtractAnswerer(None, AnsweringConfig(mode="extract", pmi=True))
-    assert pmi.rescore.weights["pmi_tokens"] != 0 and pmi.features == default.features
 
 
 def test_extract_with_no_evidence_abstains() -> None:
     wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
-    answer = ExtractAnswerer(None, AnsweringConfig(scored_candidates=0),
-                             weights=hand_weights(0.0)).answer(wm.fill("Who?", []))
+    answer = ExtractAnswerer(LastWords(0.9, 0.5)).answer(wm.fill("Who?", []))
     assert answer.abstained and answer.citations == () and answer.suggestions == ()
+
+
+def test_a_chinese_question_goes_to_the_chinese_finder() -> None:
+    english, chinese = LastWords(0.9, 0.5), LastWords(0.2, 0.5)
+    answerer = ExtractAnswerer(english, lambda: chinese)
+    assert answerer.finder("Who wrote it?") is english
+    assert answerer.finder("谁写了《茶经》？") is chinese
+    buffer, _ = bank_buffer(question="谁写了《茶经》？")
+    assert answerer.answer(buffer).abstained  # the Chinese finder's 0.2 < 0.5
 
 
 def test_generate_mode_marks_an_uncited_answer_a_suggestion_not_a_citation() -> None:
@@ -168,99 +130,9 @@ def test_generate_mode_marks_an_uncited_answer_a_suggestion_not_a_citation() -> 
 
 def test_answerer_for_picks_the_mode() -> None:
     generator = EchoGenerator()
-    assert answerer_for(AnsweringConfig(mode="generate"), generator).mode == "generate"
-    assert answerer_for(AnsweringConfig(mode="extract"), generator).mode == "extract"
-    assert answerer_for(AnsweringConfig(), None).mode == "extract"  # the packaged model
-    # A stand-in that cannot score spans, or another model: its own words.
-    assert answerer_for(AnsweringConfig(), generator).mode == "generate"
-    assert answerer_for(AnsweringConfig(), generator, generator_name="gpt2").mode == "generate"
-
-
-# The tiny Llama only: the tiny GPT-2's end-of-text id is outside its 30-word vocabulary.
-@pytest.mark.parametrize("tiny_causal", ["llama"], indirect=True)
-def test_a_trained_head_scores_each_span_from_the_generators_state(
-        tiny_causal: Any) -> None:
-    """The head reads the generator's state after "prompt, span, end of answer"; with
-    only its score in the second stage, the answer is the span it scores highest. A
-    head of another model's width is left out rather than misread."""
-    p = extraction_passage("t.txt", ["the robbers were tunnelling into the city bank cellar .",
-                                     "the cat sat on a big red mat ."])
-    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
-    buffer = wm.fill("what did the robbers do ?", [p])
-    rng = np.random.default_rng(0)
-    weights = hand_weights(0.0)
-    weights["rescore"] = {"weights": {"lm_head": 1.0}}
-    weights["head"] = {"layer": -1, "vector": rng.normal(size=tiny_causal.hidden_size + 1)}
-    answerer = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
-    kept, features = answerer.rescore_features(buffer.question, buffer.passages)
-    _, states = answerer.span_states(buffer.question, kept, (-1,))
-    head = np.asarray(weights["head"]["vector"], dtype=np.float32)
-    expected = states[:, 0] @ head[:-1] + head[-1]
-    np.testing.assert_allclose([f["lm_head"] for f in features], expected, rtol=1e-5)
-    answer = answerer.answer(buffer)
-    assert answer.text == kept[int(np.argmax(expected))].text
-    weights["head"]["vector"] = np.ones(tiny_causal.hidden_size + 5)
-    wrong = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
-    assert all("lm_head" not in f for f in wrong.rescore_features(buffer.question,
-                                                                   buffer.passages)[1])
-
-
-@pytest.mark.parametrize("tiny_causal", ["llama"], indirect=True)  # as the test above
-def test_a_head_with_gelu_units_scores_as_its_torch_form_and_feeds_the_second_stage(
-        tiny_causal: Any) -> None:
-    """The MLP head (linear + GELU units, tanh form, as mlp_head.py trains it) scores
-    each span's state as torch would, and its feature decides the answer alone."""
-    import torch
-
-    from ragmem.answering import StateHead
-
-    size, units = tiny_causal.hidden_size, 3
-    rng = np.random.default_rng(1)
-    spec = {"layer": -1, "linear": rng.normal(size=size + 1).tolist(),
-            "hidden": rng.normal(size=(units, size + 1)).tolist(),
-            "out": rng.normal(size=units + 1).tolist()}
-    head = StateHead.from_spec(spec)
-    states = rng.normal(size=(5, size)).astype(np.float32)
-    t = torch.from_numpy(states)
-    w1 = torch.tensor(spec["hidden"], dtype=torch.float32)
-    out = torch.tensor(spec["out"], dtype=torch.float32)
-    lin = torch.tensor(spec["linear"], dtype=torch.float32)
-    gelu = torch.nn.functional.gelu(t @ w1[:, :-1].T + w1[:, -1], approximate="tanh")
-    expected = (t @ lin[:-1] + lin[-1] + gelu @ out[:-1] + out[-1]).numpy()
-    np.testing.assert_allclose(head.score(states), expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(RagmemError, match="mismatched shapes"):  # a damaged head: one line
-        StateHead.from_spec({**spec, "out": spec["out"][:-1]})
-
-    p = extraction_passage("t.txt", ["the robbers were tunnelling into the city bank cellar .",
-                                     "the cat sat on a big red mat ."])
-    wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
-    buffer = wm.fill("what did the robbers do ?", [p])
-    weights = hand_weights(0.0)
-    weights["rescore"] = {"weights": {"mlp_head": 1.0}}
-    weights["mlp_head"] = spec
-    answerer = ExtractAnswerer(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
-    kept, features = answerer.rescore_features(buffer.question, buffer.passages)
-    _, span_states = answerer.span_states(buffer.question, kept, (-1,))
-    scores = head.score(span_states[:, 0])
-    np.testing.assert_allclose([f["mlp_head"] for f in features], scores, rtol=1e-4)
-    assert answerer.answer(buffer).text == kept[int(np.argmax(scores))].text
-
-
-def test_the_shipped_heads_are_plain_numbers_for_the_packaged_generator() -> None:
-    from ragmem.answering import HEADS, StateHead
-    from ragmem.extraction import shipped_weights
-
-    weights = shipped_weights()
-    answerer = ExtractAnswerer(None, AnsweringConfig(mode="extract"))
-    assert "head" in weights
-    for feature, key in HEADS.items():
-        if key not in weights:
-            continue
-        spec = weights[key]
-        head = StateHead.from_spec(spec)  # .npy or .npz, read without pickle
-        arrays = [head.linear, *([head.hidden, head.out] if head.hidden is not None else [])]
-        assert head.size == spec["size"] and spec["model"] == "SmolLM2-135M-Instruct"
-        assert all(a.dtype == np.float32 and np.isfinite(a).all() for a in arrays)
-        assert answerer.rescore.weights[feature] != 0 and feature in answerer.heads
-    # No generator to read states from: the second stage scores without the heads.
-    assert not answerer._readable_heads()
+    reader = ReaderConfig()
+    assert answerer_for(AnsweringConfig(mode="generate"), reader, generator).mode == "generate"
+    assert answerer_for(AnsweringConfig(mode="extract"), reader, generator).mode == "extract"
+    # "auto" extracts with any generator, or none: the reader needs none.
+    assert answerer_for(AnsweringConfig(), reader, None).mode == "extract"
+    assert answerer_for(AnsweringConfig(), reader, generator).mode == "extract"

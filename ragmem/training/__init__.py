@@ -1,0 +1,1 @@
+"""Training what no package ships: ``python -m ragmem.training.reader`` (the reader)."""
