@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from ragmem.config import AnsweringConfig, ReaderConfig, WorkingMemoryConfig
-from ragmem.generation import Generator
+from ragmem.generation import Generator, scorer_of
 from ragmem.reading import Reader, ReadSpan
 from ragmem.types import Answer, Citation, Passage, Timings
 from ragmem.working_memory import Buffer, suggestion
@@ -159,7 +159,7 @@ def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Gener
         def chinese() -> SpanFinder:
             from ragmem.span_ranking import SpanRanker
 
-            return SpanRanker(generator, config, embedder)
+            return SpanRanker(scorer_of(generator), config, embedder)
 
         return ExtractAnswerer(Reader(reader), _once(chinese), generator)
     assert generator is not None, "the generate mode needs a generator"

@@ -4,10 +4,11 @@
     >>> assistant.index(["~/notes"])                                    # doctest: +SKIP
     >>> assistant.ask("What did we decide about the roof?").citations  # doctest: +SKIP
 
-Each stage is a plain object of its own module, reachable here for composing them
-differently (``Chat``, the evaluation harness): ``indexer`` (``ragmem.indexing``),
+Each stage is a plain object of its own module: ``indexer`` (``ragmem.indexing``),
 ``retriever`` (``ragmem.retrieval``), ``working_memory`` (``ragmem.working_memory``) and
-``answerer`` (``ragmem.answering``). Models load on first use.
+``answerer`` (``ragmem.answering``); ``pipeline`` (``ragmem.pipeline``) composes the
+last three, and ``Chat`` (``ragmem.conversation``) and the evaluation harness compose
+the same ``pipeline`` from outside. Models load on first use.
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ from pathlib import Path
 
 from ragmem.answering import Answerer, answerer_for
 from ragmem.config import DEFAULT_EMBEDDER, Config, indexes_home, manifest_settings
-from ragmem.conversation import Chat
-from ragmem.distributed import ray_engine
 from ragmem.embedding import Embedder
 from ragmem.embedding import from_config as embedder_from_config
 from ragmem.generation import Generator
 from ragmem.generation import from_config as generator_from_config
-from ragmem.indexing import Indexer, IndexProgress, IndexStats
+from ragmem.indexing import Indexer, IndexProgress, IndexStats, engine_for
 from ragmem.memory import Memory, create_memory, open_memory
 from ragmem.memory.folder import refuse_if_locked
 from ragmem.memory.opening import refuse_other_store
 from ragmem.models import require_local
+from ragmem.pipeline import Pipeline
 from ragmem.reranking import from_config as reranker_from_config
-from ragmem.retrieval import Retriever, check_question
-from ragmem.types import Answer, Document, Filter, Hit, Passage, Timings
+from ragmem.retrieval import Retriever
+from ragmem.types import Answer, Document, Filter, Hit, Passage
 from ragmem.working_memory import WorkingMemory
 
 __all__ = ["Assistant", "IndexProgress", "IndexStats", "resolve_index_path"]
@@ -63,6 +63,7 @@ class Assistant:
                                    reranker_from_config(config.retrieval))
         self._working_memory: WorkingMemory | None = None
         self._answerer: Answerer | None = None
+        self._pipeline: Pipeline | None = None
 
     # -- opening ------------------------------------------------------------
     @classmethod
@@ -157,6 +158,14 @@ class Assistant:
                 max_new_tokens=self.config.working_memory.max_new_tokens)
         return self._answerer
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """retrieve -> fill -> answer: what ``ask``, ``stream``, ``Chat`` and the
+        evaluation harness run."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self.retriever, self.working_memory, self.answerer)
+        return self._pipeline
+
     def warm_up(self) -> float:
         """Load the models now (they load on first use); returns the seconds it took.
         Timings then measure answering, not loading."""
@@ -176,8 +185,7 @@ class Assistant:
         ``ragmem.distributed``); None: ``config.ingest.engine``."""
         config = self.config if engine is None else \
             self.config.with_overrides({"ingest": {"engine": engine}})  # checked
-        runner = ray_engine(config, self.memory.manifest) \
-            if config.ingest.engine == "ray" else None
+        runner = engine_for(config.ingest.engine, config, self.memory.manifest)
         return self.indexer.index(paths, sync=sync, progress=progress, engine=runner)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
@@ -206,29 +214,10 @@ class Assistant:
     def ask(self, question: str, top_k: int | None = None,
             where: Filter | None = None) -> Answer:
         """retrieve -> fill -> answer, the answer citing the passages its text uses."""
-        question = check_question(question)
-        t0 = time.perf_counter()
-        passages = self.retriever.passages(question, top_k, where)
-        t1 = time.perf_counter()
-        buffer = self.working_memory.fill(question, passages)
-        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
-        return self.answerer.answer(buffer, timings)
+        return self.pipeline.ask(question, top_k, where)
 
     def stream(self, question: str, top_k: int | None = None,
                where: Filter | None = None) -> Iterator[str | Answer]:
         """``ask``, streamed: the answer's text as it is generated, then the ``Answer``."""
-        question = check_question(question)
-        t0 = time.perf_counter()
-        passages = self.retriever.passages(question, top_k, where)
-        t1 = time.perf_counter()
-        buffer = self.working_memory.fill(question, passages)
-        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
-        yield from self.answerer.stream(buffer, timings)
-
-    def chat(self, *, top_k: int | None = None, where: Filter | None = None,
-             rewrite: str | None = None) -> Chat:
-        """A conversation: follow-up questions, earlier turns kept in working memory."""
-        return Chat(self.retriever, self.working_memory, self.answerer, top_k=top_k,
-                    where=where, rewrite=rewrite or self.config.retrieval.rewrite,
-                    condense_terms=self.config.retrieval.condense_terms)
-
+        pipeline = self.pipeline
+        yield from pipeline.stream(pipeline.fill(question, top_k, where))

@@ -24,12 +24,12 @@ an unknown key fails at once with a ``ConfigError`` that lists what is valid:
 from __future__ import annotations
 
 import os
-import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
+from ragmem.config_values import check_value, coerce, field_hints, keys
 from ragmem.errors import ConfigError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -49,8 +49,8 @@ class _Checked:
     """Checks every field against its annotation when a section is created."""
 
     def __post_init__(self) -> None:
-        for name, hint in _hints(type(self)).items():
-            _check(f"{_section_name(type(self))}.{name}", getattr(self, name), hint)
+        for name, hint in field_hints(type(self)).items():
+            check_value(f"{_section_name(type(self))}.{name}", getattr(self, name), hint)
 
 
 @dataclass(frozen=True)
@@ -325,11 +325,11 @@ class Config:
             sub = getattr(self, name)
             if not isinstance(values, Mapping):
                 raise ConfigError(f"config section {name!r} must be a mapping of its keys "
-                                  f"({', '.join(_keys(sub))}), not {type(values).__name__}")
-            unknown = [k for k in values if k not in _keys(sub)]
+                                  f"({', '.join(keys(sub))}), not {type(values).__name__}")
+            unknown = [k for k in values if k not in keys(sub)]
             if unknown:
                 raise ConfigError(f"unknown config key {name}.{unknown[0]}; valid keys of "
-                                  f"{name}: {', '.join(_keys(sub))}")
+                                  f"{name}: {', '.join(keys(sub))}")
             out = replace(out, **{name: replace(sub, **values)})
         return out
 
@@ -344,8 +344,8 @@ class Config:
         for f in fields(self):
             sub = getattr(self, f.name)
             prefix = f"RAGMEM_{f.name}_".upper()
-            hints = _hints(type(sub))
-            known = {f"{prefix}{k.upper()}": k for k in _keys(sub)}
+            hints = field_hints(type(sub))
+            known = {f"{prefix}{k.upper()}": k for k in keys(sub)}
             for key, raw in env.items():
                 if not key.startswith(prefix):
                     continue
@@ -353,8 +353,8 @@ class Config:
                     raise ConfigError(f"unknown environment variable {key}; valid ones for "
                                       f"{f.name}: {', '.join(known)}")
                 name = known[key]
-                value = _coerce(raw, hints[name], key)
-                _check(key, value, hints[name])  # named as the user wrote it
+                value = coerce(raw, hints[name], key)
+                check_value(key, value, hints[name])  # named as the user wrote it
                 data.setdefault(f.name, {})[name] = value
         return self.with_overrides(data)
 
@@ -363,7 +363,7 @@ def manifest_settings(config: Config, manifest_embedder: str,
                       manifest_chunking: Mapping[str, Any]) -> Config:
     """``config`` with the embedder and chunking of an index's manifest, wherever the
     config leaves them at their defaults (see the module docstring)."""
-    chunking = {k: v for k, v in manifest_chunking.items() if k in _keys(config.chunking)}
+    chunking = {k: v for k, v in manifest_chunking.items() if k in keys(config.chunking)}
     asked = {k: v for k, v in asdict(config.chunking).items()
              if v != getattr(ChunkingConfig(), k)}
     embedder = config.embedder
@@ -377,73 +377,6 @@ def _section_name(cls: type) -> str:
     """``RetrievalConfig`` -> ``"retrieval"``: its field name in ``Config``."""
     return next((f.name for f in fields(Config) if f.type in (cls, cls.__name__)),
                 cls.__name__)
-
-
-def _keys(section: object) -> list[str]:
-    return [f.name for f in fields(section)]  # type: ignore[arg-type]
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """Each field's annotation, resolved (``Mode`` -> ``Literal[...]``); once per class."""
-    if cls not in _HINTS:
-        names = {f.name for f in fields(cls)}
-        _HINTS[cls] = {k: v for k, v in get_type_hints(cls).items() if k in names}
-    return _HINTS[cls]
-
-
-def _check(name: str, value: Any, hint: Any) -> None:
-    if not _fits(value, hint):
-        if get_origin(hint) is Literal:
-            valid = ", ".join(repr(a) for a in get_args(hint))
-            raise ConfigError(f"{name} must be one of {valid}; got {value!r}")
-        raise ConfigError(f"{name} must be {_describe(hint)}; got {value!r}")
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    origin = get_origin(hint)
-    if origin is Literal:
-        return value in get_args(hint)
-    if origin in (Union, types.UnionType):
-        return any(_fits(value, h) for h in get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    if get_origin(hint) in (Union, types.UnionType):
-        return " or ".join(_describe(h) for h in get_args(hint))
-    if hint is type(None):
-        return "None"
-    return f"{'an' if hint.__name__[0] in 'aeiou' else 'a'} {hint.__name__}"
-
-
-def _coerce(raw: str, hint: Any, key: str) -> Any:
-    """An environment string as the field's type: ``"8"`` -> 8, ``"none"`` -> None."""
-    options = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
-    if type(None) in options and raw.strip().lower() in {"", "none", "null"}:
-        return None
-    for option in options:
-        if option is bool:
-            if raw.strip().lower() in {"1", "true", "yes", "on"}:
-                return True
-            if raw.strip().lower() in {"0", "false", "no", "off"}:
-                return False
-        elif option in (int, float):
-            try:
-                return option(raw)
-            except ValueError:
-                continue
-        elif option is not type(None):
-            return raw  # a str or a Literal: checked when the section is made
-    raise ConfigError(f"{key}={raw!r} is not {_describe(hint)}")
 
 
 def indexes_home() -> Path:

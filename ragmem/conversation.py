@@ -1,6 +1,6 @@
 """Working memory over a conversation: follow-up questions, earlier turns in the prompt.
 
-    >>> chat = assistant.chat()                                   # doctest: +SKIP
+    >>> chat = Chat(assistant)                                    # doctest: +SKIP
     >>> chat.ask("Who walked on the Moon in 1969?").text          # doctest: +SKIP
     'Neil Armstrong walked on the Moon in 1969 [1].'
     >>> chat.ask("And when did he die?").citations                # doctest: +SKIP
@@ -39,19 +39,18 @@ is never a gap. What was shortened or left out is listed in ``Answer.dropped``.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, get_args
 
-from ragmem.answering import Answerer
 from ragmem.config import RetrievalConfig, Rewrite
 from ragmem.errors import RagmemError
-from ragmem.retrieval import Retriever, check_question
-from ragmem.types import Answer, Filter, Timings
-from ragmem.working_memory import Buffer, WorkingMemory
+from ragmem.pipeline import Filled
+from ragmem.retrieval import check_question
+from ragmem.types import Answer, Filter
 
 if TYPE_CHECKING:
+    from ragmem.assistant import Assistant
     from ragmem.generation import Generator
 
 HISTORY_HEADER = "Conversation so far:"
@@ -162,25 +161,26 @@ def fit_history(turns: Sequence[Turn], count_tokens: Callable[[str], int],
 
 
 class Chat:
-    """A conversation: ``ask``/``stream`` a question, follow-ups included; ``turns`` so
-    far; ``reset`` to start over. Made by ``Assistant.chat()``; it composes the same
-    steps as ``Assistant.ask`` (retrieve -> fill -> answer), with the condensed query
-    for retrieval and the fitted history in the working memory."""
+    """A conversation over ``assistant``'s documents: ``ask``/``stream`` a question,
+    follow-ups included; ``turns`` so far; ``reset`` to start over. It runs the
+    assistant's ``pipeline`` (retrieve -> fill -> answer), with the condensed query for
+    retrieval and the fitted history in the working memory. ``rewrite`` (default
+    ``config.retrieval.rewrite``): how a follow-up becomes a retrieval query.
 
-    def __init__(self, retriever: Retriever, working_memory: WorkingMemory,
-                 answerer: Answerer, *, top_k: int | None = None,
-                 where: Filter | None = None,
-                 rewrite: str = RetrievalConfig.rewrite,
-                 condense_terms: int = RetrievalConfig.condense_terms) -> None:
-        self.retriever = retriever
-        self.working_memory = working_memory
-        self.answerer = answerer
+        >>> chat = Chat(assistant, top_k=3)                       # doctest: +SKIP
+    """
+
+    def __init__(self, assistant: Assistant, *, top_k: int | None = None,
+                 where: Filter | None = None, rewrite: str | None = None) -> None:
+        self.pipeline = assistant.pipeline
         self.top_k = top_k
         self.where = where
+        config = assistant.config.retrieval
+        rewrite = rewrite or config.rewrite
         if rewrite not in REWRITES:
             raise RagmemError(f"unknown rewrite {rewrite!r}; use {' or '.join(REWRITES)}")
         self.rewrite = rewrite
-        self.condense_terms = condense_terms
+        self.condense_terms = config.condense_terms
         self._turns: list[Turn] = []
 
     @property
@@ -193,35 +193,35 @@ class Chat:
 
     def query(self, question: str) -> str:
         """What retrieval will search for when ``question`` is asked next."""
-        if self.rewrite == "generator" and self.answerer.generator is not None:
-            return rewrite_with(self.answerer.generator, question, self._turns)
+        generator = self.pipeline.answerer.generator
+        if self.rewrite == "generator" and generator is not None:
+            return rewrite_with(generator, question, self._turns)
         return condense(question, self._turns, self.condense_terms)
 
     def ask(self, question: str) -> Answer:
-        query, buffer, timings = self._fill(question)
-        answer = self.answerer.answer(buffer, timings)
-        self._turns.append(Turn(buffer.question, query, answer))
+        query, filled = self._fill(question)
+        answer = self.pipeline.answer(filled)
+        self._turns.append(Turn(filled.buffer.question, query, answer))
         return answer
 
     def stream(self, question: str) -> Iterator[str | Answer]:
         """The answer's text as it is generated, then the ``Answer``; the turn is kept
         once the answer is complete."""
-        query, buffer, timings = self._fill(question)
-        for piece in self.answerer.stream(buffer, timings):
+        query, filled = self._fill(question)
+        for piece in self.pipeline.stream(filled):
             if isinstance(piece, Answer):
-                self._turns.append(Turn(buffer.question, query, piece))
+                self._turns.append(Turn(filled.buffer.question, query, piece))
             yield piece
 
-    def _fill(self, question: str) -> tuple[str, Buffer, Timings]:
-        """retrieve (the condensed query) -> fill (history first, within its share)."""
+    def _fill(self, question: str) -> tuple[str, Filled]:
+        """The pipeline's fill for the condensed query, history first within its share;
+        what the history lost is listed first in ``dropped``."""
         question = check_question(question)
         query = self.query(question)
-        memory = self.working_memory
+        memory = self.pipeline.working_memory
         history, notes = fit_history(self._turns, memory.model.count_tokens,
                                      memory.history_budget(question))
-        t0 = time.perf_counter()
-        passages = self.retriever.passages(query, self.top_k, self.where)
-        t1 = time.perf_counter()
-        buffer = memory.fill(question, passages, history)
-        timings = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
-        return query, replace(buffer, dropped=notes + buffer.dropped), timings
+        filled = self.pipeline.fill(question, self.top_k, self.where, query=query,
+                                    history=history)
+        buffer = replace(filled.buffer, dropped=notes + filled.buffer.dropped)
+        return query, replace(filled, buffer=buffer)

@@ -14,9 +14,10 @@ files are skipped and reported in ``IndexStats.failed`` (unreadable, hostile, to
 too slow to read, or failing to read or chunk in a way nobody foresaw); the rest are
 indexed.
 
-The work is in steps that an ``Engine`` can take over: read (``read_source``), skip the
-unchanged (``is_unchanged``), chunk (``chunk``) and embed. Without one, this process
-does them; ``ragmem.distributed.RayEngine`` does them on a Ray cluster. Either way the
+The work is in steps that an ``Engine`` can take over (``ragmem.ingest``): read, skip
+the unchanged, chunk and embed. Without one, this process does them;
+``ragmem.distributed.RayEngine`` does them on a Ray cluster (``engine_for`` picks it
+by name). Either way the
 ``Indexer`` alone writes, counts and reports, through the same ``memory.writer()``: the
 result, and what a write promises, are the same.
 """
@@ -28,93 +29,42 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, get_args
 
-import numpy as np
-
-from ragmem.chunking import chunk_document
-from ragmem.config import ChunkingConfig, DocumentsConfig, IndexConfig
-from ragmem.documents import discover, load_file, unexpected
+from ragmem.config import ChunkingConfig, DocumentsConfig, EngineName, IndexConfig
+from ragmem.documents import discover
 from ragmem.embedding import Embedder
-from ragmem.errors import DocumentError, IndexMismatchError, RagmemError
+from ragmem.errors import ConfigError, IndexMismatchError
+from ragmem.ingest import (
+    Embedded,
+    Engine,
+    Event,
+    Source,
+    SourceRead,
+    chunk_source,
+    read_source,
+)
 from ragmem.memory.base import Memory
 from ragmem.types import Document, Sentence, Window
 
-# What ingestion reads: a name for progress, the documents, and what was wrong (a bad
-# file, or bad lines of a .jsonl whose other lines are kept).
-Source = tuple[str, list[Document], list[DocumentError]]
-# A new or changed document, chunked: its sentences and windows.
-Chunked = tuple[Document, list[Sentence], list[Window]]
+if TYPE_CHECKING:
+    from ragmem.config import Config
+    from ragmem.memory.manifest import Manifest
+
+ENGINES: tuple[str, ...] = get_args(EngineName)
 
 
-@dataclass(frozen=True)
-class SourceRead:
-    """One source, read: every document in it as ``(doc_id, content_hash)`` (for the
-    counts and ``sync``), what was wrong with it, and the sentences and windows of its
-    new and changed documents."""
+def engine_for(name: str, config: Config, manifest: Manifest) -> Engine | None:
+    """The ingest engine ``name`` picks for the index of ``manifest``: None for "local"
+    (the ``Indexer`` reads, chunks and embeds in this process), a Ray Data engine for
+    "ray" (``ragmem.distributed``, imported only then)."""
+    if name == "local":
+        return None
+    if name == "ray":
+        from ragmem.distributed import ray_engine
 
-    name: str
-    documents: tuple[tuple[str, str], ...]
-    problems: tuple[DocumentError, ...]
-    sentences: int
-    windows: int
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """A new or changed document, chunked and embedded: what the writer stores."""
-
-    doc: Document
-    sentences: list[Sentence]
-    windows: list[Window]
-    vectors: np.ndarray
-
-
-# What an engine yields, in any order: a document's ``Embedded`` may come before or
-# after its source's ``SourceRead``.
-Event = SourceRead | Embedded
-
-
-class Engine(Protocol):
-    """Files -> events: reads the files, chunks and embeds their new and changed
-    documents (those whose hash is not in ``known``). The ``Indexer`` writes what it
-    yields, in this process, in one batch. ``ragmem.distributed.RayEngine`` is one;
-    without an engine the ``Indexer`` does the work itself."""
-
-    def run(self, files: Sequence[tuple[Path, Path]],
-            known: Mapping[str, str]) -> Iterator[Event]: ...
-
-
-def read_source(root: Path, file: Path, max_bytes: int,
-                max_seconds: float = DocumentsConfig.max_read_seconds) -> Source:
-    """One file as a ``Source``: a bad file is reported, never raised; so is one that
-    fails in a way no reader foresaw (``RAGMEM_DEBUG=1`` raises that): the run goes on."""
-    problems: list[DocumentError] = []
-    try:
-        docs = load_file(file, root, max_bytes=max_bytes, max_seconds=max_seconds,
-                         on_problem=problems.append)
-    except DocumentError as exc:
-        return str(file), [], [exc]
-    except Exception as exc:  # one file's bug, MemoryError or RecursionError: not the run's
-        return str(file), [], [unexpected(file, "read", exc)]
-    return str(file), docs, problems
-
-
-def chunk_source(source: Source, known: Mapping[str, str],
-                 count_tokens: Callable[[str], int],
-                 chunking: ChunkingConfig) -> tuple[Source, tuple[Chunked, ...]]:
-    """``source`` and its new and changed documents (hash not in ``known``), chunked as
-    every engine chunks them. Should chunking fail in a way nobody foresaw, the file is
-    skipped whole, reported as a file that fails to read is; an error of ragmem's own (a
-    tokenizer that will not load) is the run's, and is raised."""
-    name, docs, problems = source
-    try:
-        return source, tuple((d, *chunk(d, count_tokens, chunking)) for d in docs
-                             if not is_unchanged(d, known))
-    except RagmemError:
-        raise
-    except Exception as exc:
-        return (name, [], [*problems, unexpected(name, "chunked", exc)]), ()
+        return ray_engine(config, manifest)
+    raise ConfigError(f"unknown ingest engine {name!r}; use {' or '.join(ENGINES)}")
 
 
 def owned_and_gone(unseen: Iterable[str], paths: Mapping[str, str],
@@ -150,17 +100,6 @@ def _variants(path: str) -> set[str]:
     # As given (what a document stores: ``Document.path`` is absolute, links kept) and
     # with links resolved: a root named through a link still owns its documents.
     return {os.path.abspath(path), os.path.realpath(path)}
-
-
-def is_unchanged(doc: Document, known: Mapping[str, str]) -> bool:
-    return known.get(doc.doc_id) == doc.content_hash
-
-
-def chunk(doc: Document, count_tokens: Callable[[str], int],
-          chunking: ChunkingConfig) -> tuple[list[Sentence], list[Window]]:
-    """``doc``'s sentences and windows as every engine makes them."""
-    return chunk_document(doc, count_tokens, chunking.window_tokens,
-                          chunking.overlap_sentences, chunking.max_sentence_chars)
 
 
 @dataclass(frozen=True)

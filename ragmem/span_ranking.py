@@ -9,7 +9,7 @@ and two small trained heads, ``StateHead``, reading its hidden state after "cont
 question, span, end of answer"; plain arrays in ``ragmem/data/``). Its weights were
 fitted on SQuAD train questions (eval/reports/answer-stage-models/).
 
-    >>> ranker = SpanRanker(generator, AnsweringConfig(), embedder)   # doctest: +SKIP
+    >>> ranker = SpanRanker(scorer, AnsweringConfig(), embedder)      # doctest: +SKIP
     >>> ranker.read("谁写了《茶经》？", passages)[0].text              # doctest: +SKIP
     '陆羽'
 """
@@ -35,7 +35,7 @@ from ragmem.extraction import (
     sentence_candidates,
     shipped_weights,
 )
-from ragmem.generation import Generator
+from ragmem.generation import Scorer
 from ragmem.reading import ReadSpan
 from ragmem.types import Passage
 
@@ -71,9 +71,11 @@ class ScoredSpan:
 class SpanRanker:
     """Spans of the evidence ranked in two stages (see the module docstring)."""
 
-    def __init__(self, generator: Generator | None, config: AnsweringConfig | None = None,
+    def __init__(self, scorer: Scorer | None, config: AnsweringConfig | None = None,
                  embedder: Embedder | None = None, weights: dict | None = None) -> None:
-        self.generator = generator
+        """``scorer``: the generator's scoring capability (``generation.scorer_of``);
+        None ranks by the first stage's features alone."""
+        self.scorer = scorer
         self.config = config or AnsweringConfig()
         self.embedder = embedder
         w = weights or shipped_weights()
@@ -120,7 +122,7 @@ class SpanRanker:
         """The first stage's best candidates, each with the features the second stage
         scores: its first-stage score (relative to the best) and the generator's view."""
         kept, features = self.first_stage(question, passages)
-        if kept and self.config.scored_candidates and isinstance(self.generator, Generator):
+        if kept and self.config.scored_candidates and self.scorer is not None:
             for f, lm in zip(features, self._likelihoods(question, kept), strict=True):
                 f.update(lm)
         return kept, features
@@ -179,9 +181,9 @@ class SpanRanker:
         """The heads that fit this generator: it exposes hidden states of the size they
         were trained on (the packaged model's). A head that does not fit is left out:
         the second stage scores without its feature, as one the answer lacks."""
-        if not self.heads or not isinstance(self.generator, Generator):
+        if not self.heads or self.scorer is None:
             return {}
-        size = self.generator.hidden_size if self.generator.exposes_states else None
+        size = self.scorer.hidden_size()
         return {k: h for k, h in self.heads.items() if h.size == size}
 
     def span_logprobs(self, questions: Sequence[str], kept: Sequence[Candidate]
@@ -205,8 +207,8 @@ class SpanRanker:
                      layers: tuple[int, ...]
                      ) -> tuple[list[list[tuple[np.ndarray | None, int, list[int]]]],
                                 list[np.ndarray | None]]:
-        assert self.generator is not None
-        generator = self.generator
+        assert self.scorer is not None
+        generator = self.scorer
         sentences: list[EvidenceSentence] = []
         for c in kept:
             if c.evidence not in sentences:

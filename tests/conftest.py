@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ragmem.generation import Generator, load_generator
-from ragmem.torch_generation import CausalGenerator
+from ragmem.generation import Generator, PromptState, load_generator
+from ragmem.generation.causal import CausalGenerator
+from ragmem.generation.scoring import TokenScorer
+from ragmem.generation.token_trie import TokenTrie
 
 CORPUS = {
     "cats.txt": (
@@ -82,8 +84,42 @@ class EchoGenerator:
     def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
         yield from re.findall(r"\S+\s*", self.generate(prompt, max_new_tokens))
 
-    def score_options(self, prompt: str, options: Sequence[str]) -> list[float]:
-        return [float(len(set(prompt.split()) & set(o.split()))) for o in options]
+
+class WordCountScorer(EchoGenerator, TokenScorer):
+    """The echo, and a ``Scorer`` through the real ``TokenScorer``: a bag-of-words model
+    whose next token is a word in proportion to how often the text so far holds it, so
+    an option made of the prompt's own words scores highest. Its tokens are the words of
+    two or more characters (an option letter is no evidence), hashed into 256 ids as
+    ``KeywordEmbedder`` hashes them."""
+
+    model_id = "word-count-test"
+    vocab = 256
+
+    def _plain_ids(self, text: str) -> list[int]:
+        return [int(hashlib.md5(w.encode()).hexdigest(), 16) % self.vocab
+                for w in re.findall(r"\w\w+", text.lower())]
+
+    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
+        return self._plain_ids(prompt), "", ()
+
+    def _after(self, ids: Sequence[int]) -> np.ndarray:
+        counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=self.vocab)
+        logits = counts.astype(np.float32)
+        return logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
+        return self._after(ids), tuple(ids)
+
+    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
+                       nodes: Sequence[int]) -> np.ndarray:
+        rows = []
+        for node in nodes:
+            path = []
+            while node >= 0:
+                path.append(trie.tokens[node])
+                node = trie.parents[node]
+            rows.append(self._after([*state.cache, *path[::-1]]))
+        return np.array(rows, dtype=np.float32).reshape(len(nodes), self.vocab)
 
 
 @pytest.fixture(autouse=True)
@@ -120,6 +156,7 @@ def keyword_embedder() -> KeywordEmbedder:
 @pytest.fixture
 def echo_generator() -> EchoGenerator:
     return EchoGenerator()
+
 
 
 WORDS = ("the cat sat on a mat . what did it do ? answer : dog ran far away big red "

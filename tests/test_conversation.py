@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragmem import Assistant
+from ragmem import Assistant, Chat
 from ragmem.cli import cli
 from ragmem.config import Config, RetrievalConfig, WorkingMemoryConfig
 from ragmem.conversation import (
@@ -146,7 +146,7 @@ def test_fill_refuses_history_over_its_share() -> None:
 # -- Chat over a real index with fakes -------------------------------------------------
 
 def test_follow_up_finds_the_person_of_the_previous_turn(tmp_path: Path) -> None:
-    chat = chat_assistant(tmp_path).chat()
+    chat = Chat(chat_assistant(tmp_path))
     first = chat.ask("Who was Neil Armstrong?")
     assert first.citations[0].doc_id == "armstrong.txt"
     second = chat.ask("And when did he die?")
@@ -161,7 +161,7 @@ def test_follow_up_finds_the_person_of_the_previous_turn(tmp_path: Path) -> None
 
 
 def test_stream_keeps_the_turn_and_reset_forgets(tmp_path: Path) -> None:
-    chat = chat_assistant(tmp_path).chat()
+    chat = Chat(chat_assistant(tmp_path))
     pieces = list(chat.stream("Who was Marie Curie?"))
     answer = pieces[-1]
     assert isinstance(answer, Answer) and "".join(map(str, pieces[:-1])).strip() == answer.text
@@ -173,7 +173,7 @@ def test_stream_keeps_the_turn_and_reset_forgets(tmp_path: Path) -> None:
 
 def test_a_long_conversation_is_cut_to_its_share(tmp_path: Path) -> None:
     config = Config(working_memory=WorkingMemoryConfig(token_budget=160, max_new_tokens=20))
-    chat = chat_assistant(tmp_path, config).chat(top_k=2)
+    chat = Chat(chat_assistant(tmp_path, config), top_k=2)
     for _ in range(6):
         answer = chat.ask("Who was Marie Curie and what did she study at university?")
     assert any("left out" in d for d in answer.dropped)
@@ -185,7 +185,7 @@ def test_a_long_conversation_is_cut_to_its_share(tmp_path: Path) -> None:
 
 def test_unknown_rewrite_lists_the_choices(tmp_path: Path) -> None:
     with pytest.raises(RagmemError, match="use heuristic or generator"):
-        chat_assistant(tmp_path).chat(rewrite="llm")
+        Chat(chat_assistant(tmp_path), rewrite="llm")
 
 
 def test_generator_rewrite_uses_the_generators_line(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_generator_rewrite_uses_the_generators_line(tmp_path: Path) -> None:
 
     a = chat_assistant(tmp_path)
     a._generator = Rewriter()
-    chat = a.chat(rewrite="generator")
+    chat = Chat(a, rewrite="generator")
     chat.ask("Who was Neil Armstrong?")
     chat.ask("And when did he die?")
     assert chat.turns[1].query == "When did Neil Armstrong die?"

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragmem import gguf_cache
 from ragmem.config import GeneratorConfig
-from ragmem.generation import Generator, from_config, load_generator
-from ragmem.torch_generation import CausalGenerator, Seq2SeqGenerator
+from ragmem.generation import Generator, from_config, gguf_cache, load_generator
+from ragmem.generation.causal import CausalGenerator
+from ragmem.generation.seq2seq import Seq2SeqGenerator
 
 CAPITALS = {"france": "paris", "germany": "berlin", "italy": "rome", "spain": "madrid"}
 
@@ -288,11 +288,11 @@ def test_a_state_is_reused_unchanged(tiny_causal: Generator) -> None:
 def test_many_continuations_are_split_into_chunks(
     tiny_causal: Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ragmem.generation
+    import ragmem.generation.token_trie
 
     state = tiny_causal.prefill(TINY_PROMPT)
     whole = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
-    monkeypatch.setattr(ragmem.token_trie, "MAX_TREE_TOKENS", 3)
+    monkeypatch.setattr(ragmem.generation.token_trie, "MAX_TREE_TOKENS", 3)
     split = tiny_causal.continuation_logprobs(state, TINY_OPTIONS)
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(whole, split, strict=True))
 
@@ -398,7 +398,7 @@ def test_continuation_states_are_the_full_forwards_hidden_states(tiny_causal: Ge
 
     state = tiny_causal.prefill(TINY_PROMPT)
     logprobs, states = tiny_causal.continuation_states(state, TINY_OPTIONS, (1, -1))
-    assert states.shape == (len(TINY_OPTIONS), 2, tiny_causal.hidden_size)
+    assert states.shape == (len(TINY_OPTIONS), 2, tiny_causal.hidden_size())
     for got, want in zip(logprobs, tiny_causal.continuation_logprobs(state, TINY_OPTIONS),
                          strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)

@@ -246,7 +246,7 @@ def test_random_bytes_inside_the_faiss_file_are_never_served(index: str) -> None
     before = moon_answers(index)
     (snapshot,) = Path(index).glob("vectors-*.faiss")
     size = snapshot.stat().st_size
-    time.sleep(0.05)  # a later clock tick than the file's own write (ragmem.memory.snapshot)
+    time.sleep(0.05)  # a later clock tick than the file's own write (ragmem.memory.faiss.snapshot)
     with snapshot.open("r+b") as f:  # 4 KB in place, the size unchanged
         f.seek(size // 2 - 2048)
         f.write(os.urandom(4096))

@@ -13,7 +13,7 @@ import pytest
 from ragmem.config import GeneratorConfig
 from ragmem.errors import ModelError
 from ragmem.generation import Generator, from_config, load_generator
-from ragmem.llamacpp import LlamaCppGenerator
+from ragmem.generation.llamacpp import LlamaCppGenerator
 
 INSTRUCTION = "Answer the question from the context in a few words."
 CONTEXT = (

@@ -21,7 +21,7 @@ from ragmem.config import ChunkingConfig
 from ragmem.documents import load_file, markdown_sections
 from ragmem.documents.markdown import atx_heading, markdown_title
 from ragmem.errors import DocumentError
-from ragmem.indexing import chunk
+from ragmem.ingest import chunk
 from ragmem.types import Document
 from tests.conftest import KeywordEmbedder
 from tests.test_documents import write_pdf

@@ -116,7 +116,7 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
     rng = np.random.default_rng(0)
     weights = hand_weights(0.0)
     weights["rescore"] = {"weights": {"lm_head": 1.0}}
-    weights["head"] = {"layer": -1, "vector": rng.normal(size=tiny_causal.hidden_size + 1)}
+    weights["head"] = {"layer": -1, "vector": rng.normal(size=tiny_causal.hidden_size() + 1)}
     answerer = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
     kept, features = answerer.rescore_features(buffer.question, buffer.passages)
     _, states = answerer.span_states(buffer.question, kept, (-1,))
@@ -125,7 +125,7 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
     np.testing.assert_allclose([f["lm_head"] for f in features], expected, rtol=1e-5)
     answer = ExtractAnswerer(answerer).answer(buffer)
     assert answer.text == kept[int(np.argmax(expected))].text
-    weights["head"]["vector"] = np.ones(tiny_causal.hidden_size + 5)
+    weights["head"]["vector"] = np.ones(tiny_causal.hidden_size() + 5)
     wrong = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
     assert all("lm_head" not in f for f in wrong.rescore_features(buffer.question,
                                                                    buffer.passages)[1])
@@ -140,7 +140,7 @@ def test_a_head_with_gelu_units_scores_as_its_torch_form_and_feeds_the_second_st
 
     from ragmem.span_ranking import StateHead
 
-    size, units = tiny_causal.hidden_size, 3
+    size, units = tiny_causal.hidden_size(), 3
     rng = np.random.default_rng(1)
     spec = {"layer": -1, "linear": rng.normal(size=size + 1).tolist(),
             "hidden": rng.normal(size=(units, size + 1)).tolist(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragmem.token_trie import TokenTrie, chunks, common_prefix
+from ragmem.generation.token_trie import TokenTrie, chunks, common_prefix
 
 
 def test_token_trie_merges_shared_prefixes() -> None:

@@ -42,8 +42,8 @@ from synthetic import Clusters, Corpus  # noqa: E402
 
 from ragmem.config import IndexConfig, MilvusConfig  # noqa: E402
 from ragmem.memory import create_memory, open_memory  # noqa: E402
+from ragmem.memory.faiss.vectors import default_factory  # noqa: E402
 from ragmem.memory.milvus import MilvusMemory  # noqa: E402
-from ragmem.memory.vectors import default_factory  # noqa: E402
 
 DIM = 384
 K = 10

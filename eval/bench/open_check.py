@@ -67,13 +67,13 @@ def build(directory: Path, windows: int, txn_windows: int) -> float:
 
 def one_open(directory: Path, mode: str, mmap: bool) -> float:
     """One timed open in this process (called in a fresh one by ``main``)."""
-    import ragmem.memory.snapshot
-    import ragmem.memory.store
+    import ragmem.memory.faiss.snapshot
+    import ragmem.memory.faiss.store
 
     if mode == "unchecked":
-        ragmem.memory.store.verify_snapshot = lambda *args: True  # type: ignore[assignment]
+        ragmem.memory.faiss.store.verify_snapshot = lambda *args: True  # type: ignore[assignment]
     elif mode == "stale":  # as if the folder had been copied: the state never matches
-        ragmem.memory.snapshot.file_state = lambda path: "copied"  # type: ignore[assignment]
+        ragmem.memory.faiss.snapshot.file_state = lambda path: "copied"  # type: ignore[assignment]
     t0 = time.perf_counter()
     memory = LongTermMemory.open(directory, config=IndexConfig(use_gpu=False, mmap=mmap))
     n = memory.vectors.ntotal  # open has loaded it; this only reads the count
@@ -85,8 +85,8 @@ def one_open(directory: Path, mode: str, mmap: bool) -> float:
 
 def check_alone(directory: Path, repeats: int) -> tuple[float, float]:
     """The check by itself: (state compared, median seconds; whole file hashed)."""
-    from ragmem.memory.folder import open_docstore
-    from ragmem.memory.snapshot import NAME, file_sha256, verify_snapshot
+    from ragmem.memory.faiss.files import open_docstore
+    from ragmem.memory.faiss.snapshot import NAME, file_sha256, verify_snapshot
 
     store = open_docstore(directory, readonly=True)
     name = store.get_meta(NAME)

@@ -30,7 +30,7 @@ from synthetic import Clusters, Corpus  # noqa: E402
 
 from ragmem.config import IndexConfig  # noqa: E402
 from ragmem.memory import LongTermMemory  # noqa: E402
-from ragmem.memory.vectors import VectorIndex  # noqa: E402
+from ragmem.memory.faiss.vectors import VectorIndex  # noqa: E402
 from ragmem.types import Filter  # noqa: E402
 
 DIM = 384

@@ -10,8 +10,8 @@ pool, and the results written by the ``Indexer`` in this process (pip install
 The plan, one Ray Data pipeline:
 
 1. ``from_items`` of the files, ``files_per_task`` to a block; a task per block reads
-   its files (``indexing.read_source``), drops the documents whose hash the index holds,
-   chunks the rest (``indexing.chunk``, the tokenizer alone, no model) and returns one
+   its files (``ingest.read_source``), drops the documents whose hash the index holds,
+   chunks the rest (``ingest.chunk``, the tokenizer alone, no model) and returns one
    row per file (what was read, pickled: a row holds scalars, a file many documents)
    and one per window, sorted longest first, cut into blocks of ``batch_size`` rows:
    an actor call gets windows of similar length (less padding).

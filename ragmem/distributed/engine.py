@@ -17,7 +17,7 @@ from ragmem.config import ChunkingConfig, Config, EmbedderConfig, IngestConfig, 
 from ragmem.distributed.cluster import data_context, errors_unwrapped, import_ray, ray_session
 from ragmem.distributed.workers import EmbedActor, FileRecord, read_and_chunk
 from ragmem.errors import ConfigError, EngineError
-from ragmem.indexing import Embedded, Event, SourceRead
+from ragmem.ingest import Embedded, Event, SourceRead
 
 if TYPE_CHECKING:
     from ragmem.embedding import Embedder
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class RayEngine:
-    """An ``indexing.Engine`` on a Ray cluster: ``RAY_ADDRESS``'s, or a local Ray."""
+    """An ``ingest.Engine`` on a Ray cluster: ``RAY_ADDRESS``'s, or a local Ray."""
 
     def __init__(self, settings: IngestConfig, embedder: EmbedderConfig,
                  chunking: ChunkingConfig, max_file_bytes: int, dim: int,

@@ -17,7 +17,7 @@ import numpy as np
 
 from ragmem.config import ChunkingConfig, EmbedderConfig
 from ragmem.errors import DocumentError, ModelError, RagmemError
-from ragmem.indexing import chunk_source, read_source
+from ragmem.ingest import chunk_source, read_source
 from ragmem.types import Document, Sentence, Window
 
 if TYPE_CHECKING:

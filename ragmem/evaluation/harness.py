@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ragmem.config import Config
+from ragmem.errors import ModelError
 from ragmem.evaluation.datasets import (
     DatasetError,
     MCDataset,
@@ -50,7 +51,7 @@ from ragmem.evaluation.sections import (
     tick,
     working_memory_section,
 )
-from ragmem.retrieval import check_question
+from ragmem.generation import scorer_of
 from ragmem.types import Answer, Filter, Timings
 from ragmem.working_memory import WorkingMemory
 
@@ -162,34 +163,28 @@ def evaluate_qa(
     by_budget = {b: WorkingMemory(assistant.generator,
                                   replace(config.working_memory, token_budget=b))
                  for b in budgets}
-    # The steps of Assistant.ask, composed here so each question is retrieved once: the
-    # deepest list serves evidence@k, its first top_k windows the passages (the same
-    # windows ask() finds: the ranking does not depend on the depth asked for; with a
-    # reranker, they are the first top_k of the reranked deepest list).
-    retriever, working_memory, answerer = (assistant.retriever, assistant.working_memory,
-                                           assistant.answerer)
-    top_k = assistant.config.retrieval.top_k
-    depth = max(*DEFAULT_KS, top_k)
+    # Assistant.ask's pipeline, asked for a deeper list so each question is retrieved
+    # once: its first top_k windows make the passages (the windows ask() finds), the
+    # deeper list serves evidence@k.
+    pipeline = assistant.pipeline
+    depth = max(*DEFAULT_KS, assistant.config.retrieval.top_k)
     records, timings = [], []
     with assistant:
         doc_ids = ([d.doc_id for d in dataset.documents] if dataset.documents else
                    [d.doc_id for d in assistant.memory.documents()]) if absent else []
         for i, ex in enumerate(examples):
-            question = check_question(ex.question)
             where = Filter(doc_ids=tuple(d for d in doc_ids if d != ex.doc_id)) \
                 if absent else None
-            t0 = time.perf_counter()
-            hits = retriever.retrieve(question, top_k=depth, where=where)
-            passages = retriever.expand(hits[:top_k], question)
-            t1 = time.perf_counter()
-            buffer = working_memory.fill(question, passages)
-            t = Timings(retrieve_s=t1 - t0, fill_s=time.perf_counter() - t1)
+            filled = pipeline.fill(ex.question, where=where, depth=depth)
+            hits, passages, buffer, t = filled.hits, filled.passages, filled.buffer, \
+                filled.timings
+            question = buffer.question
             record: dict[str, Any] = {"qid": ex.qid, "question": ex.question}
             record |= {f"evidence@{k}": _found(hits[:k], ex) for k in DEFAULT_KS}
             record["budgets"] = {b: _found(wm.fill(question, passages).passages, ex)
                                  for b, wm in by_budget.items()}
             if generate:
-                answer = answerer.answer(buffer, t)
+                answer = pipeline.answer(filled)
                 t = answer.timings
                 record |= _answer_scores(answer, ex)
             record |= {"answer_in_context": _found(buffer.passages, ex),
@@ -248,6 +243,12 @@ def evaluate_mc(
     examples = select(dataset.examples, limit, sample, seed)
     assistant, index = open_index(dataset.name, dataset.documents, config, rebuild=rebuild,
                                   embedder=embedder, generator=generator, progress=progress)
+    scorer = scorer_of(assistant.generator)
+    if scorer is None:
+        assistant.close()
+        raise ModelError(f"multiple choice scores each option with the generator, and "
+                         f"{assistant.generator.model_id} cannot score text; use a "
+                         "transformers or llama.cpp generator")
     records, timings = [], []
     with assistant:
         for i, ex in enumerate(examples):
@@ -255,19 +256,17 @@ def evaluate_mc(
             options = [f"({letter}) {text}" for letter, text in zip(letters, ex.options,
                                                                      strict=True)]
             question = "\n".join([ex.question, *options])
-            t0 = time.perf_counter()
-            passages = assistant.passages(ex.question, where=Filter(doc_ids=(ex.doc_id,)))
-            t1 = time.perf_counter()
-            buffer = assistant.working_memory.fill(question, passages)
+            filled = assistant.pipeline.fill(question, where=Filter(doc_ids=(ex.doc_id,)),
+                                             query=ex.question)
             t2 = time.perf_counter()
-            scores = assistant.generator.score_options(buffer.prompt, options)
-            t = Timings(t1 - t0, t2 - t1, time.perf_counter() - t2)
+            scores = scorer.score_options(filled.buffer.prompt, options)
+            t = replace(filled.timings, generate_s=time.perf_counter() - t2)
             pick = max(range(len(scores)), key=lambda k: (scores[k], -k))
             records.append({"qid": ex.qid, "gold": letters[ex.gold], "pick": letters[pick],
                             "correct": pick == ex.gold, "scores": scores,
-                            "tokens_used": buffer.tokens_used,
-                            "token_budget": buffer.token_budget,
-                            "dropped": len(buffer.dropped), "timings": vars(t)})
+                            "tokens_used": filled.buffer.tokens_used,
+                            "token_budget": filled.buffer.token_budget,
+                            "dropped": len(filled.buffer.dropped), "timings": vars(t)})
             timings.append(t)
             tick(progress, "score", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,

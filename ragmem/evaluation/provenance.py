@@ -16,7 +16,7 @@ from typing import Any
 
 from ragmem.config import Config
 from ragmem.errors import RagmemError
-from ragmem.memory.store import file_sha256
+from ragmem.memory.faiss.snapshot import file_sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
 

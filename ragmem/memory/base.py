@@ -1,6 +1,6 @@
 """What the rest of ragmem may use of a long-term memory: a small read and write surface.
 
-``LongTermMemory`` (FAISS + SQLite, ``ragmem.memory.store``) is one backend;
+``LongTermMemory`` (FAISS + SQLite, ``ragmem.memory.faiss.store``) is one backend;
 ``MilvusMemory`` (``ragmem.memory.milvus``) implements the same surface, and the
 retriever, the indexing stage and the CLI work unchanged on either
 (``ragmem.memory.open_memory`` picks the one an index was built with). Nothing outside

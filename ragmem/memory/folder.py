@@ -1,22 +1,16 @@
-"""The index folder: its write lock, which files belong in it, and opening its docstore.
-
-The docstore is the store of record (every document's text and vectors): nothing
-rebuilds it. So it is created in one place only, ``LongTermMemory.create`` on a folder
-that holds no index yet; every other open asks SQLite for an existing file
-(``mode=rw``/``mode=ro``), and a missing one is an error that says so, never a new empty
-index. A reader-side command (``info``, ``ask``, ``check``) cannot make one by accident.
+"""The index folder, whichever store keeps the memory: its write lock, and which files
+belong in it (a new index is never made in a folder that holds anything else). The
+FAISS store's own files are in ``ragmem.memory.faiss.files``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ragmem.errors import Fix, IndexCorruptError, IndexLockedError
-from ragmem.memory.docstore import Docstore
+from ragmem.errors import IndexCorruptError, IndexLockedError
 from ragmem.memory.manifest import DOCSTORE, FILE_MODE, MANIFEST
 
 LOCK = "write.lock"
@@ -55,33 +49,6 @@ def refuse_if_locked(directory: Path) -> None:
             pass
 
 
-def open_docstore(directory: Path, *, readonly: bool = False) -> Docstore:
-    """The existing docstore of the index at ``directory``; a missing or unreadable one
-    is an ``IndexCorruptError`` that says how to recover (it is never created here)."""
-    path = directory / DOCSTORE
-    if not path.exists():
-        raise IndexCorruptError(missing_docstore(directory))
-    try:
-        return Docstore(path, readonly=readonly)
-    except sqlite3.DatabaseError as exc:
-        if not path.exists():  # deleted between the two lines
-            raise IndexCorruptError(missing_docstore(directory)) from exc
-        raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
-
-
-_NO_OTHER_COPY = ("it holds the index's text and vectors, which no other file has: restore "
-                  "it from a backup, or index the sources again into a new index")
-
-
-def missing_docstore(directory: Path) -> str:
-    return f"{directory / DOCSTORE} is missing; {_NO_OTHER_COPY}"
-
-
-def unreadable_docstore(directory: Path, exc: BaseException) -> str:
-    return (f"{directory / DOCSTORE} is not a readable SQLite database "
-            f"({' '.join(str(exc).split())}); {_NO_OTHER_COPY}")
-
-
 def refuse_foreign(directory: Path, extra: tuple[str, ...] = ()) -> None:
     """Refuse to create an index in a folder holding anything but an index's files (or
     ``extra`` ones: another store's)."""
@@ -96,26 +63,3 @@ def refuse_foreign(directory: Path, extra: tuple[str, ...] = ()) -> None:
         raise IndexCorruptError(
             f"{directory} exists and is not a ragmem index (it holds {foreign[0]!r}); pick "
             "another index name or empty the folder")
-
-
-def clear_half_created(directory: Path) -> None:
-    """Remove what a creator killed before it wrote the manifest left: a docstore with no
-    documents. A docstore *with* documents is a lost manifest: that is for repair.
-    Call it holding the write lock."""
-    path = directory / DOCSTORE
-    if path.exists() and path.stat().st_size > 0:
-        try:
-            store = Docstore(path)  # completes a schema cut short; we hold the lock
-            try:
-                n = store.counts(exact=True)["documents"]
-            finally:
-                store.close()
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(unreadable_docstore(directory, exc)) from exc
-        if n:
-            raise IndexCorruptError(f"{directory} has {n} documents but no {MANIFEST}",
-                                    Fix("repair", str(directory)))
-    for pattern in INDEX_FILES:
-        for leftover in directory.glob(pattern):
-            if leftover.name != LOCK:
-                leftover.unlink(missing_ok=True)

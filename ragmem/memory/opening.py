@@ -35,7 +35,7 @@ def create_memory(directory: Path, *, embedder: str, dim: int, chunking: dict[st
 
         return MilvusMemory.create(directory, embedder=embedder, dim=dim, chunking=chunking,
                                    config=milvus, precision=precision)
-    from ragmem.memory.store import LongTermMemory
+    from ragmem.memory.faiss.store import LongTermMemory
 
     return LongTermMemory.create(directory, embedder=embedder, dim=dim, chunking=chunking,
                                  config=config, precision=precision)
@@ -56,7 +56,7 @@ def open_memory(directory: Path, *, embedder: str | None = None,
     if store != "faiss":
         raise IndexMismatchError(f"index {directory} is stored in {store!r}, which this "
                                  "ragmem does not know; upgrade ragmem (pip install -U ragmem)")
-    from ragmem.memory.store import LongTermMemory
+    from ragmem.memory.faiss.store import LongTermMemory
 
     return LongTermMemory.open(directory, embedder=embedder, config=config,
                                precision=precision,

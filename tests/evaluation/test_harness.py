@@ -12,12 +12,13 @@ from click.testing import CliRunner
 from ragmem.assistant import Assistant
 from ragmem.cli import cli
 from ragmem.config import Config
+from ragmem.errors import ModelError
 from ragmem.evaluation import load_beir, load_leval_mc, load_qa_jsonl, load_squad
 from ragmem.evaluation.baselines import evaluate_bm25
 from ragmem.evaluation.harness import abstains, evaluate_mc, evaluate_qa, evaluate_retrieval
 from ragmem.evaluation.indexes import beir_documents, index_name, open_index
 from ragmem.types import Document
-from tests.conftest import EchoGenerator, KeywordEmbedder
+from tests.conftest import EchoGenerator, KeywordEmbedder, WordCountScorer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "eval"
 QUALITY = ("retrieval", "evidence", "working_memory", "answers")
@@ -148,11 +149,20 @@ def test_qa_jsonl_against_an_existing_index(tmp_path):
 
 def test_multiple_choice_scores_options():
     data = load_leval_mc(FIXTURES / "leval_mc.jsonl")
-    report = evaluate_mc(data, embedder=KeywordEmbedder(), generator=EchoGenerator())
+    report = evaluate_mc(data, embedder=KeywordEmbedder(), generator=WordCountScorer())
     assert [r["gold"] for r in report["questions"]] == ["B", "A", "A"]
     assert all(len(r["scores"]) == 4 for r in report["questions"])
-    assert 0.0 <= report["metrics"]["answers"]["accuracy"] <= 1.0
+    # The option made of the passage's own words is the likeliest: "crow", "cheese"; a
+    # tie goes to the first option.
+    assert [r["pick"] for r in report["questions"]] == ["B", "A", "A"]
+    assert report["metrics"]["answers"]["accuracy"] == 1.0
     assert report["metrics"]["answers"]["chance"] == 0.25
+
+
+def test_multiple_choice_needs_a_generator_that_scores():
+    data = load_leval_mc(FIXTURES / "leval_mc.jsonl")
+    with pytest.raises(ModelError, match="echo-test cannot score text"):
+        evaluate_mc(data, embedder=KeywordEmbedder(), generator=EchoGenerator())
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -14,7 +14,7 @@ import pytest
 from ragmem.errors import IndexCorruptError, IndexNotFoundError
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check, repair
-from ragmem.memory.docstore import SCHEMA, Docstore
+from ragmem.memory.faiss.docstore import SCHEMA, Docstore
 from tests.memory.test_store import DIM, build, make_doc
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check
-from ragmem.memory.docstore import Docstore
+from ragmem.memory.faiss.docstore import Docstore
 from tests.memory.test_check import TEST
 
 WRITER = textwrap.dedent("""

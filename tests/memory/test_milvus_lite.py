@@ -23,7 +23,8 @@ pytest.importorskip("milvus_lite", reason="Milvus tests run on milvus-lite: "
 
 from ragmem.config import ChunkingConfig, DocumentsConfig, MilvusConfig  # noqa: E402
 from ragmem.errors import StoreError  # noqa: E402
-from ragmem.indexing import Indexer, chunk, read_source  # noqa: E402
+from ragmem.indexing import Indexer  # noqa: E402
+from ragmem.ingest import chunk, read_source  # noqa: E402
 from ragmem.memory.milvus import MilvusMemory  # noqa: E402
 from tests.conftest import KeywordEmbedder  # noqa: E402
 from tests.memory.test_milvus import fail_on_headers  # noqa: E402

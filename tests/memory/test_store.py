@@ -175,7 +175,7 @@ def test_filters_equal_brute_force_filtering(tmp_path: Path, where: Filter) -> N
 @pytest.mark.parametrize("factory", ["IDMap2,Flat", "IVF8,Flat"])
 def test_memory_mapped_reader_follows_writes(tmp_path: Path, factory: str) -> None:
     from ragmem.config import IndexConfig
-    from ragmem.memory.vectors import LayeredIndex
+    from ragmem.memory.faiss.vectors import LayeredIndex
 
     writer = LongTermMemory.create(tmp_path / "i", embedder="test", dim=DIM, chunking={},
                                    config=IndexConfig(factory=factory, nprobe=8))
@@ -225,7 +225,7 @@ def test_lexical_ranking_does_not_depend_on_how_many_are_asked_for(tmp_path: Pat
 def overwrite_middle(path: Path, n: int = 4096) -> None:
     """n random bytes into the middle of ``path``, its size unchanged, as a stray write
     would. After a pause: a write in the same clock tick as the file's own would leave
-    its timestamps as they were (see ragmem.memory.snapshot)."""
+    its timestamps as they were (see ragmem.memory.faiss.snapshot)."""
     import time
 
     time.sleep(0.05)

@@ -10,7 +10,7 @@ import pytest
 
 from ragmem.config import IndexConfig
 from ragmem.memory import LongTermMemory
-from ragmem.memory.vectors import default_factory
+from ragmem.memory.faiss.vectors import default_factory
 from ragmem.types import Document, Sentence, Window
 
 DIM = 64

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from ragmem.config import MilvusConfig
 from ragmem.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, RagmemError
-from ragmem.memory.check import CheckReport, _check_embedder, _Findings
+from ragmem.memory.findings import CheckReport, Findings, check_embedder
+from ragmem.memory.folder import write_lock
 from ragmem.memory.manifest import (
     MANIFEST,
     Manifest,
@@ -46,7 +47,7 @@ _KINDS = {"text": "n_text", "sent": "n_sent", "sect": "n_sect"}
 
 def check(directory: Path, embedder: Embedder | None = None,
           milvus: MilvusConfig | None = None) -> CheckReport:
-    found = _Findings()
+    found = Findings()
     manifest = _manifest(directory, milvus, found)
     if manifest is None:
         return found.report(directory)
@@ -63,12 +64,12 @@ def check(directory: Path, embedder: Embedder | None = None,
             _reconcile_counts(memory, found)
     finally:
         memory.close()
-    _check_embedder(manifest, embedder, found)
+    check_embedder(manifest, embedder, found)
     return found.report(directory)
 
 
 def _manifest(directory: Path, milvus: MilvusConfig | None,
-              found: _Findings) -> Manifest | None:
+              found: Findings) -> Manifest | None:
     try:
         manifest = read_manifest(directory)
     except (IndexCorruptError, IndexNotFoundError) as exc:
@@ -100,7 +101,7 @@ def _lost_manifest(directory: Path, milvus: MilvusConfig | None) -> Manifest | N
     return copies[0] if len(copies) == 1 else None
 
 
-def _check_meta(memory: MilvusMemory, found: _Findings) -> None:
+def _check_meta(memory: MilvusMemory, found: Findings) -> None:
     meta = memory.meta()
     if meta is None:
         found.problem(f"Milvus holds no copy of the manifest (collection "
@@ -138,7 +139,7 @@ def rows_without_header(memory: MilvusMemory) -> tuple[set[str], set[str], int]:
     return orphans, torn, bad_span
 
 
-def _check_rows(memory: MilvusMemory, found: _Findings) -> None:
+def _check_rows(memory: MilvusMemory, found: Findings) -> None:
     orphans, torn, bad_span = rows_without_header(memory)
     if orphans:
         found.problem(f"{len(orphans)} documents have rows but no header (writes cut short: "
@@ -153,11 +154,9 @@ def _check_rows(memory: MilvusMemory, found: _Findings) -> None:
     found.checked.append("window spans")
 
 
-def _reconcile_counts(memory: MilvusMemory, found: _Findings) -> None:
+def _reconcile_counts(memory: MilvusMemory, found: Findings) -> None:
     """The manifest's counts are a copy: a write cut short after its rows leaves them
     behind, and they are brought up to date here."""
-    from ragmem.memory.store import write_lock
-
     counts = memory.counts()
     found.checked.append("counts")
     if memory.manifest.counts == counts:
@@ -173,11 +172,11 @@ def _reconcile_counts(memory: MilvusMemory, found: _Findings) -> None:
 
 
 def repair(directory: Path, embedder: Embedder | None = None, *,
-           milvus: MilvusConfig | None = None) -> CheckReport:
+           embedder_name: str | None = None, milvus: MilvusConfig | None = None
+           ) -> CheckReport:
     """Put right what ``check`` reports as repairable (see the module docstring), then
-    check again."""
-    from ragmem.memory.store import write_lock
-
+    check again. ``embedder_name`` is unused (Milvus's copy of the manifest names the
+    embedder): every checker takes the same arguments."""
     notes: list[str] = []
     with write_lock(directory):
         try:

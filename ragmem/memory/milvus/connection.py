@@ -40,7 +40,7 @@ def create_memory(directory: Path, *, embedder: str, dim: int, chunking: dict[st
                   config: MilvusConfig, precision: str) -> tuple[Manifest, Client]:
     """A new index at ``directory`` (which holds no manifest): its manifest, and a client
     of the Milvus at ``config.uri`` (default: milvus-lite in ``directory/milvus.db``)."""
-    from ragmem.memory.store import refuse_foreign, write_lock
+    from ragmem.memory.folder import refuse_foreign, write_lock
 
     pymilvus()  # not installed: say so before the folder is made
     refuse_foreign(directory, extra=(LITE_FILE,))

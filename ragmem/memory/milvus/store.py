@@ -128,7 +128,7 @@ class MilvusMemory:
         """Hold the folder's write lock; what the batch adds is written as it goes, each
         document whole or not at all (see the module docstring). On an error, what was
         still buffered is dropped."""
-        from ragmem.memory.store import write_lock
+        from ragmem.memory.folder import write_lock
 
         with write_lock(self.directory):
             writer = MilvusWriter(self.write, self.delete, self.dim, self.settings.write_batch)

@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 
 from ragmem.errors import Fix, IndexCorruptError
-from ragmem.memory.docstore import Docstore
+from ragmem.memory.faiss.docstore import Docstore
 
 # The docstore meta keys that describe the current snapshot.
 NAME, SEQ, BYTES, SHA256, STATE = ("snapshot", "snapshot_seq", "snapshot_bytes",

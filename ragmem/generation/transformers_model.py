@@ -2,8 +2,9 @@
 
     >>> generator = CausalGenerator("SmolLM2-135M-Instruct")   # doctest: +SKIP
 
-``CausalGenerator`` runs decoder-only models (AutoModelForCausalLM) with their chat
-template, ``Seq2SeqGenerator`` encoder-decoder ones (AutoModelForSeq2SeqLM: T5, BART).
+``CausalGenerator`` (``causal``) runs decoder-only models (AutoModelForCausalLM) with
+their chat template, ``Seq2SeqGenerator`` (``seq2seq``) encoder-decoder ones
+(AutoModelForSeq2SeqLM: T5, BART); what they share is here.
 ``ragmem.generation.load_generator`` picks the class from the model's config. A packaged
 GGUF model is dequantised once and kept as safetensors under ``cache_home() / "models"``:
 reading the GGUF takes tens of seconds, the cache well under one.
@@ -11,30 +12,28 @@ reading the GGUF takes tens of seconds, the cache well under one.
 
 from __future__ import annotations
 
-import copy
-import inspect
 import threading
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ragmem.errors import ModelError
-from ragmem.generation import TAIL_TOKENS, Generator, PromptState, stripped
-from ragmem.gguf_cache import load_gguf
+from ragmem.generation.base import TAIL_TOKENS, stripped
+from ragmem.generation.gguf_cache import load_gguf
+from ragmem.generation.scoring import TokenScorer
 from ragmem.models import load_error, resolve
-from ragmem.token_trie import TokenTrie
 
 if TYPE_CHECKING:
     import torch
     from tokenizers import Tokenizer
 
 
-class TransformersGenerator(Generator):
-    """Everything of a transformers model but its class, prompt format and scoring steps."""
+class TransformersGenerator(TokenScorer):
+    """Everything of a transformers model but its class, prompt format and scoring
+    steps: a ``Generator``, and a ``Scorer`` through ``TokenScorer``."""
 
     default_context_length = 2048  # when the model config names no limit
+    encoder_decoder = False  # the kind of model the class runs
 
     def __init__(self, name_or_path: str, device: str | None = None,
                  repetition_penalty: float = 1.0, quantization: str = "none",
@@ -185,7 +184,7 @@ class TransformersGenerator(Generator):
                 model = self._auto_class().from_pretrained(resolved.path, dtype=dtype)
         except (OSError, ValueError) as error:  # not found, or not a model
             raise load_error(resolved, error) from error
-        if model.config.is_encoder_decoder != isinstance(self, Seq2SeqGenerator):
+        if model.config.is_encoder_decoder != self.encoder_decoder:
             found = "an encoder-decoder" if model.config.is_encoder_decoder else "a decoder-only"
             raise ModelError(
                 f"{self.model_id} is {found} model, not for {type(self).__name__}; "
@@ -213,180 +212,6 @@ class TransformersGenerator(Generator):
         self._counter.no_padding()
 
 
-class CausalGenerator(TransformersGenerator):
-    """A decoder-only model (AutoModelForCausalLM); its chat template when it has one."""
-
-    @staticmethod
-    def _auto_class() -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
-    def render(self, instruction: str, user: str) -> str:
-        self._loaded()
-        if getattr(self._tokenizer, "chat_template", None):
-            messages = [
-                {"role": "system", "content": instruction},
-                {"role": "user", "content": user},
-            ]
-            return str(
-                self._tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
-                )
-            )
-        return f"{instruction}\n\n{user}\nAnswer:"
-
-    def _adds_special_tokens(self, text: str) -> bool:
-        # A rendered chat template already starts with BOS; don't add a second one.
-        bos = self._tokenizer.bos_token
-        return not (bos and text.startswith(bos))
-
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-        from transformers import DynamicCache
-
-        model = self._loaded()
-        cache = DynamicCache(config=model.config)
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
-                           logits_to_keep=1, **{_cache_argument(model): cache}).logits
-            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), cache
-
-    resumes_prompts = True
-
-    def _resume(self, cache: Any, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-
-        model = self._loaded()
-        resumed = _fork(cache)  # positions follow from the cache's length
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True,
-                           logits_to_keep=1, **{_cache_argument(model): resumed}).logits
-            return torch.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy(), resumed
-
-    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
-                       nodes: Sequence[int]) -> np.ndarray:
-        """All trie nodes in one row after the cached prompt, each at position
-        ``len(prompt) + depth`` and attending to the prompt and its own ancestors only
-        (a 4D mask): a continuation sees exactly what it would see alone."""
-        return self._node_forward(state, trie, nodes, (), ())[0]
-
-    exposes_states = True
-
-    @property
-    def hidden_size(self) -> int | None:
-        return int(self._loaded().config.hidden_size)
-
-    def _node_forward(self, state: PromptState, trie: TokenTrie, nodes: Sequence[int],
-                      layers: tuple[int, ...], at: Sequence[int]
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        model = self._loaded()
-        device = model.device
-        n, prompt_len = len(trie.tokens), len(state.ids)
-        allowed = np.ones((n, prompt_len + n), dtype=bool)
-        allowed[:, prompt_len:] = trie.ancestry()
-        dtype = model.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(
-            torch.from_numpy(~allowed), torch.finfo(dtype).min
-        )
-        positions = [prompt_len + d for d in trie.depths]
-        # logits_to_keep must not be empty (it would keep every row): one spare row.
-        keep = list(nodes) or [0]
-        with torch.inference_mode():
-            output = model(
-                input_ids=torch.tensor([trie.tokens], device=device),
-                position_ids=torch.tensor([positions], device=device),
-                attention_mask=mask[None, None].to(device),
-                use_cache=True,
-                logits_to_keep=torch.tensor(keep, device=device),
-                output_hidden_states=bool(layers),
-                **{_cache_argument(model): _fork(state.cache)},
-            )
-            logprobs = torch.log_softmax(output.logits[0].float(), dim=-1).cpu().numpy()
-            logprobs = logprobs[:len(nodes)]
-            if not layers:
-                return logprobs, np.empty((0,), dtype=np.float32)
-            rows = torch.tensor(list(at), device=device)
-            states = torch.stack([output.hidden_states[k][0, rows].float() for k in layers],
-                                 dim=1)
-            return logprobs, states.cpu().numpy()
-
-
-class Seq2SeqGenerator(TransformersGenerator):
-    """An encoder-decoder model (AutoModelForSeq2SeqLM), such as T5 or BART."""
-
-    # T5 has relative positions and no hard limit; 512 is what it was trained on.
-    default_context_length = 512
-
-    @staticmethod
-    def _auto_class() -> Any:
-        from transformers import AutoModelForSeq2SeqLM
-
-        return AutoModelForSeq2SeqLM
-
-    def render(self, instruction: str, user: str) -> str:
-        return f"{instruction}\n\n{user}"
-
-    def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
-        # The answer is the decoder's: nothing of the prompt precedes it.
-        self._loaded()
-        return self._encode(prompt)["input_ids"][0].tolist(), "", ()
-
-    def _option_ids(self, state: PromptState, option: str) -> list[int]:
-        # With its EOS: the model must also say the answer ends there.
-        ids = list(self._tokenizer(option)["input_ids"])
-        if not self._plain_ids(option):
-            raise ValueError(f"continuation {option!r} has no tokens; pass non-empty text")
-        return ids
-
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
-        import torch
-
-        model = self._loaded()
-        input_ids = torch.tensor([ids], device=model.device)
-        mask = torch.ones_like(input_ids)
-        with torch.inference_mode():
-            encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
-        cache = (encoded.last_hidden_state, mask)
-        return self._decode(cache, [[]])[0], cache
-
-    def _node_logprobs(self, state: PromptState, trie: TokenTrie,
-                       nodes: Sequence[int]) -> np.ndarray:
-        prefixes = []
-        for node in nodes:
-            path = []
-            while node >= 0:
-                path.append(trie.tokens[node])
-                node = trie.parents[node]
-            prefixes.append(path[::-1])
-        return self._decode(state.cache, prefixes)
-
-    def _decode(self, cache: Any, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
-        """Decoder log-probs after each prefix: one right-padded row each, the encoder
-        output shared (expanded, not copied) across the rows."""
-        import torch
-        from transformers.modeling_outputs import BaseModelOutput
-
-        model = self._loaded()
-        hidden, mask = cache
-        start = model.config.decoder_start_token_id
-        pad = model.config.pad_token_id or 0
-        width = 1 + max(len(p) for p in prefixes)
-        rows = [[start, *p] + [pad] * (width - 1 - len(p)) for p in prefixes]
-        n = len(rows)
-        with torch.inference_mode():
-            logits = model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
-                attention_mask=mask.expand(n, -1),
-                decoder_input_ids=torch.tensor(rows, device=hidden.device),
-                use_cache=False,
-            ).logits
-            last = logits[torch.arange(n), torch.tensor([len(p) for p in prefixes])]
-            return torch.log_softmax(last.float(), dim=-1).cpu().numpy()
-
-
 def _quantise_int8(model: Any) -> Any:
     """Linear layers with int8 weights, activations quantised per call (fbgemm/onednn)."""
     import warnings
@@ -399,17 +224,3 @@ def _quantise_int8(model: Any) -> Any:
         # the kernels are the same ones, so the warnings say nothing about these results.
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-
-
-def _cache_argument(model: Any) -> str:
-    """transformers 5 renamed ``past_key_values`` to ``cache``; take what the model has."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
-def _fork(cache: Any) -> Any:
-    """A cache that can grow without touching ``cache``: its layers append by rebinding
-    (``torch.cat``), so copies of the layer objects share the prompt's tensors unchanged."""
-    fork = copy.copy(cache)
-    fork.layers = [copy.copy(layer) for layer in cache.layers]
-    return fork

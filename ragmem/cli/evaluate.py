@@ -1,11 +1,8 @@
 """``ragmem eval``: the evaluation harness from the command line (retrieval, qa, mc,
-compare). ``ragmem.cli`` registers the group and shares ``print_json``; this module
-does not import ``ragmem.cli`` (no cycle), which is why the helper lives here.
-"""
+compare)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,12 +11,8 @@ from typing import Any
 
 import click
 
+from ragmem.cli.output import print_json
 from ragmem.config import Config
-
-
-def print_json(data: Any) -> None:
-    """What every ``--json`` prints: indented, Unicode kept, anything else as ``str``."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 @click.group(name="eval")

@@ -5,8 +5,9 @@
     >>> generator.continuation_logprobs(state, ["4", "5"])                   # doctest: +SKIP
     [array([-0.9], dtype=float32), array([-3.2], dtype=float32)]
 
-The same interface as the transformers generators (``generation.Generator``): render,
-count_tokens, generate, stream, prefill, continuation_logprobs, next_logprobs. Tokens
+The same interface as the transformers generators: a ``Generator`` (render,
+count_tokens, generate, stream) and a ``Scorer`` (prefill, continuation_logprobs,
+next_logprobs; no hidden states). Tokens
 come from llama.cpp's own tokenizer, the chat template from the GGUF. Decoding is greedy
 with the repetition penalty applied as transformers applies it (every earlier token,
 the prompt's included), so both backends choose by the same rule.
@@ -26,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from ragmem.errors import ModelError
-from ragmem.generation import Generator, PromptState, TokenTrie, stripped
+from ragmem.generation.base import TAIL_TOKENS, PromptState, stripped
+from ragmem.generation.scoring import TokenScorer
+from ragmem.generation.token_trie import TokenTrie
 from ragmem.models import resolve
 
 INSTALL = "pip install 'ragmem[llamacpp]' (builds llama.cpp, ~10+ min on 2 cores)"
 
 
-class LlamaCppGenerator(Generator):
+class LlamaCppGenerator(TokenScorer):
     """A GGUF model on llama.cpp's CPU kernels; weights load on first use."""
 
     def __init__(self, name_or_path: str, repetition_penalty: float = 1.0,
@@ -81,8 +84,6 @@ class LlamaCppGenerator(Generator):
         return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def _prompt_tokens(self, prompt: str) -> tuple[list[int], str, tuple[int, ...]]:
-        from ragmem.generation import TAIL_TOKENS
-
         ids = self._encode(prompt)
         k = min(TAIL_TOKENS, len(ids))
         # The tail's text from its tokens: re-tokenising it must give them back, which

@@ -1,66 +1,35 @@
-"""Prompt -> text: the ``Generator`` interface, and the factories that pick a backend.
+"""Continuation scoring, written once for every backend (the ``Scorer`` capability of
+``ragmem.generation.base``).
 
-    >>> generator = load_generator("SmolLM2-135M-Instruct")       # doctest: +SKIP
-    >>> prompt = generator.render("Answer briefly.", "What is 2 + 2?")  # doctest: +SKIP
-    >>> generator.generate(prompt, max_new_tokens=8)               # doctest: +SKIP
-    '2 + 2 = 4.'
+A prompt runs through the model once (``prefill``); every continuation scored after it
+attends to its cached keys and values, and all continuations of one call run in one
+forward over a trie of their tokens (``token_trie``), shared prefixes once:
 
-Decoding is greedy, so the same prompt always gives the same text. Continuation scoring
-(``prefill``, ``continuation_logprobs``) is written once here, on two steps each backend
-provides: ``ragmem.torch_generation`` (transformers causal and seq2seq models, the
-default) and ``ragmem.llamacpp`` (the GGUF through llama.cpp, an optional extra). The
-factories import a backend when it is asked for: its module imports this one.
+    >>> state = generator.prefill(prompt)                                # doctest: +SKIP
+    >>> generator.continuation_logprobs(state, [" Paris", " Berlin"])    # doctest: +SKIP
+    [array([-0.4], dtype=float32), array([-3.1], dtype=float32)]
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ragmem.config import GeneratorConfig
-from ragmem.errors import ModelError
-from ragmem.models import load_error, resolve
-from ragmem.token_trie import TokenTrie, chunks, common_prefix
-
-Continuation = str | Sequence[int]  # text as it follows the prompt, or its token ids
-# Prompt tokens re-tokenised with a continuation: enough to see any merge at the boundary.
-TAIL_TOKENS = 4
+from ragmem.generation.base import Continuation, PromptState
+from ragmem.generation.token_trie import TokenTrie, chunks, common_prefix
 
 
-@dataclass(frozen=True, eq=False)
-class PromptState:
-    """A prompt run through the model once (``Generator.prefill``): every continuation
-    scored after it reuses its keys and values instead of running the prompt again.
+class TokenScorer(ABC):
+    """The ``Scorer`` capability, written once on a backend's steps: ``_prefill`` (run
+    the prompt) and ``_node_logprobs`` (run a trie of continuation tokens after it),
+    with the tokenizer's ``_plain_ids`` and ``_prompt_tokens``. A backend whose
+    ``_node_forward`` also returns hidden states says so with ``hidden_size``."""
 
-    ``next_logprobs`` is the (vocab,) float32 log-distribution of the token after the
-    prompt. ``cache`` is the backend's own: a transformers KV cache, an encoder output,
-    a llama.cpp context position. Reading is thread-safe; nothing mutates a state.
-    """
-
-    prompt: str
-    ids: tuple[int, ...]
-    next_logprobs: np.ndarray = field(repr=False)
-    cache: Any = field(repr=False)
-    # The prompt's last tokens and the text they came from: a continuation is tokenised
-    # together with them, so it gets the tokens it would have after the prompt.
-    tail_text: str = field(default="", repr=False)
-    tail_ids: tuple[int, ...] = field(default=(), repr=False)
-
-
-class Generator(ABC):
-    """A model that writes text after a prompt and scores continuations of it. Scoring is
-    written once here, on two backend steps: ``_prefill`` (run the prompt) and
-    ``_node_logprobs`` (run a trie of continuation tokens after it)."""
-
-    model_id: str
     resumes_prompts = False  # whether _resume can run more prompt after a _prefill cache
-    exposes_states = False  # whether _node_forward returns hidden states
 
-    @property
     def hidden_size(self) -> int | None:
         """The width of ``continuation_states``' hidden states; None without them."""
         return None
@@ -68,23 +37,6 @@ class Generator(ABC):
     @abstractmethod
     def render(self, instruction: str, user: str) -> str:
         """The prompt string for a system ``instruction`` and a ``user`` message."""
-
-    @property
-    @abstractmethod
-    def context_length(self) -> int:
-        """The most tokens the model attends to, prompt and answer together."""
-
-    @abstractmethod
-    def count_tokens(self, text: str) -> int:
-        """Tokens the model sees for ``text``, as ``generate`` would encode it."""
-
-    @abstractmethod
-    def generate(self, prompt: str, max_new_tokens: int) -> str:
-        """Greedy text after ``prompt``, stripped."""
-
-    @abstractmethod
-    def stream(self, prompt: str, max_new_tokens: int) -> Iterator[str]:
-        """The text of ``generate`` in pieces: ``"".join(stream(p, n)) == generate(p, n)``."""
 
     @abstractmethod
     def _prefill(self, ids: list[int]) -> tuple[np.ndarray, Any]:
@@ -175,8 +127,8 @@ class Generator(ABC):
         float32, ``layers`` counted as transformers does (0: the embeddings; -1: the
         last, after the final norm). What a small trained head reads: the state after
         "question, context, span, end of answer" is the model's view of the span as the
-        answer. Only backends with ``exposes_states`` have it."""
-        if not self.exposes_states:
+        answer. Only backends with a ``hidden_size`` have it."""
+        if self.hidden_size() is None:
             raise NotImplementedError(f"{type(self).__name__} does not expose hidden states")
         logprobs, states = self._score_continuations(state, continuations, tuple(layers))
         assert states is not None
@@ -254,57 +206,3 @@ class Generator(ABC):
         if isinstance(continuation, str):
             return self.continuation_ids(state, continuation)
         return [int(t) for t in continuation]
-
-
-
-def load_generator(name_or_path: str, device: str | None = None,
-                   repetition_penalty: float | None = None, quantization: str = "none",
-                   threads: int | None = None) -> Generator:
-    """A transformers generator for ``name_or_path`` (see ``models.resolve``); the weights
-    load on first use. The class follows the model config: encoder-decoder ->
-    Seq2SeqGenerator."""
-    from ragmem.torch_generation import CausalGenerator, Seq2SeqGenerator
-
-    if repetition_penalty is None:
-        repetition_penalty = GeneratorConfig().repetition_penalty
-    resolved = resolve(name_or_path, "generator")
-    if resolved.gguf_file is not None:
-        # transformers dequantises decoder-only GGUF models; reading the config from the
-        # file alone takes seconds, so the check waits for the load.
-        return CausalGenerator(name_or_path, device, repetition_penalty, quantization, threads)
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(resolved.path)
-    except (OSError, ValueError) as error:  # not found, or not a model
-        raise load_error(resolved, error) from error
-    cls = Seq2SeqGenerator if config.is_encoder_decoder else CausalGenerator
-    return cls(name_or_path, device, repetition_penalty, quantization, threads)
-
-
-def from_config(cfg: GeneratorConfig) -> Generator:
-    """The generator ``cfg`` names, on the backend it names."""
-    if cfg.backend == "llamacpp":
-        from ragmem.llamacpp import LlamaCppGenerator
-
-        return LlamaCppGenerator(cfg.model, repetition_penalty=cfg.repetition_penalty,
-                                 threads=cfg.threads)
-    if cfg.backend != "torch":
-        raise ModelError(f"generator.backend must be 'torch' or 'llamacpp', got {cfg.backend!r}")
-    return load_generator(cfg.model, device=cfg.device, repetition_penalty=cfg.repetition_penalty,
-                          quantization=cfg.quantization, threads=cfg.threads)
-
-
-def stripped(pieces: Iterator[str]) -> Iterator[str]:
-    """``pieces`` of generated text re-cut so they join to the stripped text: trailing
-    whitespace is held back until more text follows, leading whitespace dropped."""
-    pending, started = "", False
-    for piece in pieces:
-        text = pending + piece
-        if not started:
-            text = text.lstrip()
-        body = text.rstrip()
-        pending = text[len(body):]
-        if body:
-            started = True
-            yield body

@@ -1,6 +1,5 @@
 """``ragmem info``, ``ragmem rm`` and ``ragmem check``: looking after an index's memory
-(describe it, remove documents or drop it, verify and repair it). ``ragmem.cli``
-registers them; this module does not import ``ragmem.cli`` (no cycle).
+(describe it, remove documents or drop it, verify and repair it).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ragmem.cli_eval import print_json
+from ragmem.cli.output import print_json
 from ragmem.config import Config
 
 

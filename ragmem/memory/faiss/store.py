@@ -30,15 +30,15 @@ from ragmem import __version__
 from ragmem.config import IndexConfig
 from ragmem.errors import Fix, IndexCorruptError, IndexMismatchError
 from ragmem.memory.base import MemoryInfo, StoredDocument, check_vectors
-from ragmem.memory.docstore import Docstore
-from ragmem.memory.folder import (
-    LOCK,
-    clear_half_created,
-    open_docstore,
-    refuse_foreign,
-    unreadable_docstore,
-    write_lock,
+from ragmem.memory.faiss.docstore import Docstore
+from ragmem.memory.faiss.files import clear_half_created, open_docstore, unreadable_docstore
+from ragmem.memory.faiss.snapshot import (
+    record_snapshot,
+    restate_snapshot,
+    verify_snapshot,
 )
+from ragmem.memory.faiss.vectors import LayeredIndex, VectorIndex, default_factory
+from ragmem.memory.folder import refuse_foreign, write_lock
 from ragmem.memory.manifest import (
     DIR_MODE,
     DOCSTORE,
@@ -50,19 +50,9 @@ from ragmem.memory.manifest import (
     refuse_mismatch,
     write_manifest,
 )
-from ragmem.memory.snapshot import (
-    file_sha256,
-    record_snapshot,
-    restate_snapshot,
-    verify_snapshot,
-)
-from ragmem.memory.vectors import LayeredIndex, VectorIndex, default_factory
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 
-# The folder's helpers are named here too: the Milvus store and older callers import
-# them from this module.
-__all__ = ["DOCSTORE", "LOCK", "LongTermMemory", "MemoryInfo", "Writer", "file_sha256",
-           "refuse_foreign", "unreadable_docstore", "write_lock"]
+__all__ = ["LongTermMemory", "Writer"]
 
 TRAIN_SAMPLE = 100_000  # vectors an approximate index is trained on
 
@@ -211,7 +201,7 @@ class LongTermMemory:
             self._seq = 0
         else:
             path = self.directory / snapshot
-            # Cheap on every open (see ragmem.memory.snapshot); `ragmem check` verifies
+            # Cheap on every open (see ragmem.memory.faiss.snapshot); `ragmem check` verifies
             # the full sha256 every time.
             verify_snapshot(self.docstore, self.directory, snapshot)
             mmap = self.config.mmap and not self._writing

@@ -1,0 +1,5 @@
+"""``python -m ragmem.cli``: the ``ragmem`` command."""
+
+from ragmem.cli import main
+
+main()

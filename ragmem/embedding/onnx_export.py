@@ -1,0 +1,169 @@
+"""A sentence-transformers model exported to ONNX once, into the cache
+(``cache_home() / "onnx"``): the graph with its attention and GELU fused, and for
+``int8`` its matrix products quantised dynamically (int8 weights per output channel,
+uint8 activations per batch). The FFN's second matrix product reads the GELU's
+long-tailed output and stays in fp32 (eval/reports/int8-embedding.md). Exporting needs
+PyTorch and ``onnx``; running the result (``onnx_runtime``) does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragmem.config import cache_home
+from ragmem.errors import ModelError
+from ragmem.models import ResolvedModel, load_error
+
+# Bumped whenever the export or quantisation recipe changes: cached files are rebuilt.
+ONNX_RECIPE = 1
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    """What the exported graph needs around it (``spec.json`` beside ``model.onnx``)."""
+
+    dim: int
+    max_tokens: int
+    pooling: str  # "mean" or "cls"
+    precision: str
+    source: str
+
+
+def onnx_model(resolved: ResolvedModel, precision: str) -> Path:
+    """The cached folder holding ``model.onnx``, ``tokenizer.json`` and ``spec.json`` for
+    ``resolved`` at ``precision``; exported (and quantised) on first use."""
+    folder = cache_home() / "onnx" / f"{_slug(resolved.name)}-{_fingerprint(resolved)}-{precision}"
+    if (folder / "spec.json").exists():
+        return folder
+    source = onnx_model(resolved, "fp32") if precision == "int8" else None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(folder) + ".lock"):  # two processes exporting at once: one does it
+        if not (folder / "spec.json").exists():
+            with _staging(folder) as tmp:
+                if source is None:
+                    _export(resolved, tmp)
+                else:  # int8 is quantised from the fused fp32 graph
+                    _quantise(source / "model.onnx", tmp / "model.onnx")
+                    shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
+                    spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
+                    (tmp / "spec.json").write_text(json.dumps(spec | {"precision": "int8"}),
+                                                   encoding="utf-8")
+    return folder
+
+
+@contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A temp folder beside ``folder`` that becomes it when the block succeeds."""
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        yield tmp
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export(resolved: ResolvedModel, tmp: Path) -> None:
+    """The model as fused fp32 ONNX, its tokenizer and its spec, into ``tmp``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        st: Any = SentenceTransformer(resolved.path, device="cpu")
+    except (OSError, ValueError) as error:
+        raise load_error(resolved, error) from error
+    kinds = [type(m).__name__ for m in st]
+    pooling = getattr(st[1], "pooling_mode", None) if len(st) > 1 else None
+    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"} \
+            or pooling not in ("mean", "cls"):
+        raise ModelError(
+            f"{resolved.name} ({' + '.join(kinds)}, pooling {pooling}) cannot run on the ONNX "
+            "embedder, which takes a transformer with mean or CLS pooling; "
+            "set RAGMEM_EMBEDDER_PRECISION=fp32")
+    transformer: Any = st[0].auto_model.eval()
+    # The eager attention exports to the pattern ONNX Runtime fuses into one kernel.
+    transformer.set_attn_implementation("eager")
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                    token_type_ids=token_type_ids).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = torch.ones((2, 8), dtype=torch.long)
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer's notes on shape-dependent Python branches: the axes are dynamic.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hidden(), (sample, sample, torch.zeros_like(sample)),
+                          str(tmp / "unfused.onnx"), input_names=names,
+                          output_names=["last_hidden_state"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    config = transformer.config
+    _optimise(tmp / "unfused.onnx", tmp / "model.onnx", config.num_attention_heads,
+              config.hidden_size)
+    (tmp / "unfused.onnx").unlink()
+    st.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+    spec = OnnxSpec(dim=int(st.get_embedding_dimension()), max_tokens=int(st.max_seq_length),
+                    pooling=str(pooling), precision="fp32", source=resolved.path)
+    (tmp / "spec.json").write_text(json.dumps(vars(spec), indent=2), encoding="utf-8")
+
+
+def _optimise(src: Path, dst: Path, heads: int, hidden: int) -> None:
+    """Fuse attention, GELU and layer norms (ONNX Runtime's BERT optimiser)."""
+    import logging
+
+    from onnxruntime.transformers import optimizer
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=heads,
+                                     hidden_size=hidden, opt_level=1)
+    model.save_model_to_file(str(dst))
+
+
+def _quantise(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    # The FFN's second product: its input is the GELU output (a long positive tail that
+    # one per-batch uint8 scale represents badly).
+    keep_fp32 = [node.name for node in graph.node if node.op_type == "MatMul"
+                 and producer.get(node.input[0]) in ("Gelu", "BiasGelu", "FastGelu")]
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     nodes_to_exclude=keep_fp32,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-")[:60]
+
+
+def _fingerprint(resolved: ResolvedModel) -> str:
+    """Changes when the source weights or the recipe change (size and mtime: cheap)."""
+    digest = hashlib.sha256(f"{resolved.path}\n{ONNX_RECIPE}\n".encode())
+    folder = Path(resolved.path)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
