@@ -94,7 +94,16 @@ def base_sha256(base_dir: str) -> str:
 
 def base_net(base_dir: str) -> SpanNet:
     """The untrained reader: the base encoder and a fresh head (training starts here)."""
-    encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    # The base checkpoint's pooler is left out on purpose; transformers would report
+    # its weights as "unexpected" in a table users would take for damage.
+    hf_logging.set_verbosity_error()
+    try:
+        encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(level)
     return SpanNet(encoder)
 
 

@@ -52,7 +52,13 @@ def sweep(present: list[dict[str, Any]], absent: list[dict[str, Any]],
     f1 = np.array([r["f1"] for r in present])
     conf = np.array([r["confidence"] or 0.0 for r in present])
     kept = np.where(conf >= threshold, f1, 0.0)
-    return {"abstain_below": threshold, "questions": len(present),
+    table = [{"abstain_below": float(t), "f1": float(np.where(conf >= t, f1, 0.0).mean()),
+              "abstained_answerable": float((conf < t).mean()),
+              "abstained_absent": float((conf_absent < t).mean())}
+             for t in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)]
+    return {"abstain_below": threshold, "questions": len(present), "sweep": table,
+            "confidence_f1": [[float(c), float(x)] for c, x in zip(conf, f1, strict=True)],
+            "confidence_absent": [float(c) for c in conf_absent],
             "f1_never_abstaining": float(f1.mean()), "f1": float(kept.mean()),
             "f1_cost": float(f1.mean() - kept.mean()),
             "f1_cost_se": float((f1 - kept).std() / math.sqrt(len(f1))),
