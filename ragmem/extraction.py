@@ -13,8 +13,9 @@ choice, with no model:
    number for "how many", a capitalised name for "who", a year for "when"), and where
    it sits relative to the question's words in its sentence.
 
-A linear ``Ranker`` (weights trained on SQuAD questions after the first 1,000, shipped as
-JSON in ``ragmem/data/``) turns the features into a score. Words are split the same
+A linear ``Ranker`` (``ragmem.span_weights``: weights trained on SQuAD questions after the
+first 1,000, shipped as JSON in ``ragmem/data/`` and checked against ``feature_schema``)
+turns the features into a score. Words are split the same
 way in every language: runs of letters or digits, and each CJK character on its own,
 so Chinese evidence gives spans of whole characters.
 
@@ -26,17 +27,15 @@ so Chinese evidence gives spans of whole characters.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from ragmem.errors import RagmemError
+from ragmem.config import AnsweringConfig
 from ragmem.types import Passage, Sentence
 
 # How much the embedder's cosine counts beside the lexical score when sentences are
@@ -194,7 +193,7 @@ class Candidate:
 
 def rank_sentences(question: str, passages: Sequence[Passage],
                    dense: Callable[[list[str]], list[float]] | None = None,
-                   dense_top: int = 12) -> list[EvidenceSentence]:
+                   dense_top: int = AnsweringConfig.dense_sentences) -> list[EvidenceSentence]:
     """Every sentence of ``passages``, best first. The IDF is local to the evidence: a
     question word found in every passage tells little about which sentence answers.
     ``dense`` (texts -> cosine to the question) rescores the ``dense_top`` best."""
@@ -229,7 +228,8 @@ def _with(e: EvidenceSentence, **changes: Any) -> EvidenceSentence:
     return replace(e, **changes)
 
 
-def candidate_spans(text: str, max_words: int = 8) -> list[tuple[int, int]]:
+def candidate_spans(text: str,
+                    max_words: int = AnsweringConfig.max_span_words) -> list[tuple[int, int]]:
     """Spans of ``text`` that could be an answer, as ``(start, end)`` offsets into it: at
     most ``max_words`` words, no stopword or punctuation at either edge (brackets,
     currency and percent signs aside), no sentence break inside.
@@ -256,7 +256,7 @@ def candidate_spans(text: str, max_words: int = 8) -> list[tuple[int, int]]:
 
 
 def sentence_candidates(question: str, evidence: EvidenceSentence,
-                        max_words: int = 8) -> list[Candidate]:
+                        max_words: int = AnsweringConfig.max_span_words) -> list[Candidate]:
     """The candidate spans of one evidence sentence, with their features."""
     text = evidence.sentence.text
     tokens = words(text)
@@ -274,6 +274,24 @@ def sentence_candidates(question: str, evidence: EvidenceSentence,
         out.append(Candidate(evidence, evidence.sentence.start + a, evidence.sentence.start + b,
                              text[a:b], features))
     return out
+
+
+# The features ``span_features`` computes that do not depend on the question type.
+BASE_FEATURES = (
+    "lexical", "previous", "rank0", "rank1", "rank2", "passage_rank", "passage_score", "dense",
+    "dense_missing", "n_words", "one_word", "two_words", "three_words", "long", "overlap",
+    "nothing_new", "distance", "adjacent", "near", "comma_inside", "after_bracket",
+    "after_question_word", "before_question_word", "after_preposition", "after_article",
+    "before_punctuation", "ends_with_head", "has_head")
+
+
+def feature_schema() -> frozenset[str]:
+    """Every feature name ``span_features`` can give: the base ones, each span shape,
+    and the shape, ``n_words`` and ``one_word`` crossed with each question type
+    (``"who*capitalised"``). Trained weights are checked against it
+    (``ragmem.span_weights``)."""
+    crossed = (*SHAPES, "n_words", "one_word")
+    return frozenset([*BASE_FEATURES, *SHAPES, *(f"{t}*{f}" for t in TYPES for f in crossed)])
 
 
 def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSentence,
@@ -326,27 +344,3 @@ def span_features(span: str, kind: str, asked: set[str], evidence: EvidenceSente
     f[f"{kind}*n_words"] = f["n_words"]
     f[f"{kind}*one_word"] = f["one_word"]
     return f
-
-
-@dataclass(frozen=True)
-class Ranker:
-    """A linear score over named features; a feature the weights don't name counts 0."""
-
-    weights: Mapping[str, float]
-    bias: float = 0.0
-
-    def score(self, features: Mapping[str, float]) -> float:
-        return self.bias + sum(self.weights.get(k, 0.0) * v for k, v in features.items())
-
-
-@cache
-def shipped_weights() -> dict[str, Any]:
-    """The trained weights in ``ragmem/data/extractive.json`` (see its ``trained`` field
-    for how they were made, and eval/answering/train_ranker.py to remake them)."""
-    path = resources.files("ragmem").joinpath("data/extractive.json")
-    try:
-        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as error:
-        raise RagmemError(f"the extractive answerer's weights are missing or damaged "
-                          f"({error}); reinstall ragmem") from error
-    return data

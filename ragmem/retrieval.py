@@ -71,7 +71,8 @@ def _sections(sections: Sequence[Sequence[object]], start: int,
     return tuple(out)
 
 
-def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int = 60) -> list[Hit]:
+def fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float],
+         k: int = RetrievalConfig.rrf_k) -> list[Hit]:
     """Weighted reciprocal-rank fusion: score = sum of weight / (k + rank), rank from 1.
 
     Ties keep the order of first appearance (dense before lexical), so results are stable.

@@ -27,16 +27,10 @@ import numpy as np
 
 from ragmem.config import AnsweringConfig
 from ragmem.errors import RagmemError
-from ragmem.extraction import (
-    Candidate,
-    EvidenceSentence,
-    Ranker,
-    rank_sentences,
-    sentence_candidates,
-    shipped_weights,
-)
+from ragmem.extraction import Candidate, EvidenceSentence, rank_sentences, sentence_candidates
 from ragmem.generation import Scorer
 from ragmem.reading import ReadSpan
+from ragmem.span_weights import SpanWeights, shipped_weights
 from ragmem.types import Passage
 
 if TYPE_CHECKING:
@@ -72,26 +66,24 @@ class SpanRanker:
     """Spans of the evidence ranked in two stages (see the module docstring)."""
 
     def __init__(self, scorer: Scorer | None, config: AnsweringConfig | None = None,
-                 embedder: Embedder | None = None, weights: dict | None = None) -> None:
+                 embedder: Embedder | None = None, weights: SpanWeights | None = None) -> None:
         """``scorer``: the generator's scoring capability (``generation.scorer_of``);
         None ranks by the first stage's features alone."""
         self.scorer = scorer
         self.config = config or AnsweringConfig()
         self.embedder = embedder
         w = weights or shipped_weights()
-        if self.config.pmi and "pmi" in w:  # the second stage fitted with the PMI features
-            w = {**w, **{k: v for k, v in w["pmi"].items() if k != "trained"}}
-        self.features = Ranker(w["features"]["weights"], w["features"].get("bias", 0.0))
-        self.rescore = Ranker(w["rescore"]["weights"], w["rescore"].get("bias", 0.0))
-        self.confidence = Ranker(w["confidence"]["weights"], w["confidence"].get("bias", 0.0))
+        if self.config.pmi and w.pmi is not None:  # the second stage fitted with PMI
+            w = w.pmi
+        self.features, self.rescore, self.confidence = w.features, w.rescore, w.confidence
         threshold = self.config.abstain_below
-        self.abstain_below = float(w["abstain_below"] if threshold is None else threshold)
+        self.abstain_below = float(w.abstain_below if threshold is None else threshold)
         # Trained heads on the generator's state after each span, each feeding the
         # second stage the feature it is named by, when the weights use that feature
         # (eval/answering/lm_head.py and mlp_head.py fit them).
         self.heads: dict[str, StateHead] = {
-            feature: StateHead.from_spec(w[key]) for feature, key in HEADS.items()
-            if feature in self.rescore.weights and key in w}
+            feature: StateHead.from_spec(w.heads[key]) for feature, key in HEADS.items()
+            if feature in self.rescore.weights and key in w.heads}
 
     def read(self, question: str, passages: Sequence[Passage]) -> list[ReadSpan]:
         """The ranked spans in the reader's terms: ``probability`` is the confidence."""

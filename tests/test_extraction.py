@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ragmem.errors import RagmemError
 from ragmem.extraction import (
-    Ranker,
+    BASE_FEATURES,
     candidate_spans,
     content_words,
+    feature_schema,
     question_type,
     rank_sentences,
     sentence_candidates,
     shape,
-    shipped_weights,
     words,
 )
+from ragmem.span_weights import FORMAT, Ranker, SpanWeights, schemas, shipped_weights
 from ragmem.types import Passage, Sentence
 
 
@@ -102,8 +108,49 @@ def test_sentence_candidates_are_located_in_the_document() -> None:
                                                                             evidence)}
 
 
-def test_ranker_ignores_unknown_features_and_weights_ship() -> None:
+def test_a_hand_made_ranker_weighs_features_it_does_not_name_as_0() -> None:
     assert Ranker({"a": 2.0}, bias=1.0).score({"a": 1.5, "b": 9.0}) == 4.0
+
+
+def test_every_feature_a_span_gets_is_in_the_schema() -> None:
+    p = passage("doc", ["In 1895 H.G. Wells wrote it.", "Who wrote it? Wells, in London."])
+    for question in ("Who wrote it?", "When was it written?", "How many books?", "谁写的？"):
+        for evidence in rank_sentences(question, [p]):
+            for c in sentence_candidates(question, evidence):
+                assert set(c.features) <= feature_schema()
+                assert set(BASE_FEATURES) <= set(c.features)
+
+
+def test_the_shipped_weights_are_typed_and_checked_against_their_schemas() -> None:
     w = shipped_weights()
-    assert {"features", "rescore", "confidence", "abstain_below", "trained"} <= set(w)
-    assert 0.0 <= w["abstain_below"] <= 1.0
+    assert isinstance(w, SpanWeights) and w.format == FORMAT
+    assert 0.0 <= w.abstain_below <= 1.0 and w.trained["date"]
+    for name in ("features", "rescore", "confidence"):
+        ranker = getattr(w, name)
+        assert ranker.schema == schemas()[name] and set(ranker.weights) <= ranker.schema
+    assert w.pmi is not None and w.pmi.features == w.features
+
+
+def shipped_json() -> dict:
+    return json.loads(resources.files("ragmem").joinpath("data/extractive.json").read_text())
+
+
+def test_a_renamed_feature_is_one_error_line_not_a_silent_0() -> None:
+    data = shipped_json()
+    data["features"]["weights"]["overlap_renamed"] = data["features"]["weights"].pop("overlap")
+    with pytest.raises(RagmemError, match=r"features weights name 1 feature\(s\) ragmem does "
+                                          r"not compute \(overlap_renamed\); retrain") as error:
+        SpanWeights.from_dict(data)
+    assert "\n" not in str(error.value)
+    rescore = shipped_weights().rescore
+    with pytest.raises(RagmemError, match="scored feature.*not trained with .new_feature."):
+        rescore.score({"first_stage": 0.0, "new_feature": 1.0})
+
+
+def test_weights_of_another_format_or_shape_are_one_error_line() -> None:
+    with pytest.raises(RagmemError, match=f"format 2; this ragmem reads format {FORMAT}"):
+        SpanWeights.from_dict({**shipped_json(), "format": 2})
+    broken = shipped_json()
+    del broken["rescore"]
+    with pytest.raises(RagmemError, match="not span-ranker weights .bad or missing 'rescore'"):
+        SpanWeights.from_dict(broken)

@@ -11,6 +11,7 @@ from ragmem.answering import NOT_FOUND, ExtractAnswerer
 from ragmem.config import AnsweringConfig, WorkingMemoryConfig
 from ragmem.errors import RagmemError
 from ragmem.span_ranking import NULL_QUESTION, SpanRanker
+from ragmem.span_weights import SpanWeights
 from ragmem.working_memory import WorkingMemory
 from tests.conftest import EchoGenerator
 from tests.test_answering import BANK, bank_buffer
@@ -27,6 +28,11 @@ def hand_weights(abstain_below: float) -> dict[str, Any]:
             "abstain_below": abstain_below}
 
 
+def typed(weights: dict[str, Any]) -> SpanWeights:
+    """Hand-made weights as the ranker takes them: typed, checked against the schemas."""
+    return SpanWeights.from_dict(weights, "hand weights")
+
+
 def ExtractAnswererOf(*args: Any, **kwargs: Any) -> ExtractAnswerer:  # noqa: N802
     return ExtractAnswerer(SpanRanker(*args, **kwargs))
 
@@ -34,7 +40,7 @@ def ExtractAnswererOf(*args: Any, **kwargs: Any) -> ExtractAnswerer:  # noqa: N8
 def test_extract_answer_is_a_span_of_the_document_and_its_own_citation() -> None:
     buffer, document = bank_buffer()
     answerer = ExtractAnswererOf(None, AnsweringConfig(mode="extract", scored_candidates=0),
-                                 weights=hand_weights(0.0))
+                                 weights=typed(hand_weights(0.0)))
     answer = answerer.answer(buffer)
     assert answer.mode == "extract" and not answer.abstained
     (cite,) = answer.citations
@@ -45,7 +51,7 @@ def test_extract_answer_is_a_span_of_the_document_and_its_own_citation() -> None
 def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
     buffer, document = bank_buffer()
     answerer = ExtractAnswererOf(None, AnsweringConfig(mode="extract", scored_candidates=0),
-                                 weights=hand_weights(0.999))
+                                 weights=typed(hand_weights(0.999)))
     answer = answerer.answer(buffer)
     assert answer.abstained and answer.text == NOT_FOUND and answer.citations == ()
     (hint,) = answer.suggestions
@@ -56,11 +62,11 @@ def test_extract_abstains_below_the_threshold_and_cites_nothing() -> None:
 def test_the_second_stage_reweighs_the_kept_spans_own_features() -> None:
     buffer, document = bank_buffer()
     config = AnsweringConfig(mode="extract", scored_candidates=24)
-    by_first = ExtractAnswererOf(None, config, weights=hand_weights(0.0)).answer(buffer)
+    by_first = ExtractAnswererOf(None, config, weights=typed(hand_weights(0.0))).answer(buffer)
     weights = hand_weights(0.0)
     weights["rescore"]["weights"] = {"first_stage": 0.1, "one_word": 10.0}
-    answer = ExtractAnswererOf(None, config, weights=weights).answer(buffer)
-    kept, features = SpanRanker(None, config, weights=weights).first_stage(
+    answer = ExtractAnswererOf(None, config, weights=typed(weights)).answer(buffer)
+    kept, features = SpanRanker(None, config, weights=typed(weights)).first_stage(
         buffer.question, buffer.passages)
     assert all(f["one_word"] == float(len(c.text.split()) == 1)
                for c, f in zip(kept, features, strict=True))
@@ -78,11 +84,11 @@ class NullAwareRanker(SpanRanker):
 
 
 def test_pmi_features_only_when_the_weights_use_them() -> None:
-    plain = NullAwareRanker(None, AnsweringConfig(mode="extract"), weights=hand_weights(0.0))
+    plain = NullAwareRanker(None, AnsweringConfig(mode="extract"), weights=typed(hand_weights(0.0)))
     assert all("pmi_tokens" not in f for f in plain._likelihoods("Q?", [None]))  # type: ignore[list-item]
     weights = hand_weights(0.0)
     weights["rescore"]["weights"] |= {"pmi_tokens": 1.0, "pmi_end": 0.5}
-    pmi = NullAwareRanker(None, AnsweringConfig(mode="extract"), weights=weights)
+    pmi = NullAwareRanker(None, AnsweringConfig(mode="extract"), weights=typed(weights))
     (f,) = pmi._likelihoods("Q?", [None])  # type: ignore[list-item]
     # 2 span tokens: -2 given the question, -6 given nothing; end token -1 vs -3.
     assert (f["lm_tokens"], f["pmi_tokens"], f["pmi_end"]) == (-2.0, 4.0, 2.0)
@@ -98,7 +104,7 @@ def test_pmi_is_opt_in_and_has_its_own_shipped_weights() -> None:
 def test_extract_with_no_evidence_abstains() -> None:
     wm = WorkingMemory(EchoGenerator(), WorkingMemoryConfig(token_budget=400))
     answer = ExtractAnswererOf(None, AnsweringConfig(scored_candidates=0),
-                               weights=hand_weights(0.0)).answer(wm.fill("Who?", []))
+                               weights=typed(hand_weights(0.0))).answer(wm.fill("Who?", []))
     assert answer.abstained and answer.citations == () and answer.suggestions == ()
 
 
@@ -117,7 +123,7 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
     weights = hand_weights(0.0)
     weights["rescore"] = {"weights": {"lm_head": 1.0}}
     weights["head"] = {"layer": -1, "vector": rng.normal(size=tiny_causal.hidden_size() + 1)}
-    answerer = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    answerer = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=typed(weights))
     kept, features = answerer.rescore_features(buffer.question, buffer.passages)
     _, states = answerer.span_states(buffer.question, kept, (-1,))
     head = np.asarray(weights["head"]["vector"], dtype=np.float32)
@@ -126,7 +132,7 @@ def test_a_trained_head_scores_each_span_from_the_generators_state(
     answer = ExtractAnswerer(answerer).answer(buffer)
     assert answer.text == kept[int(np.argmax(expected))].text
     weights["head"]["vector"] = np.ones(tiny_causal.hidden_size() + 5)
-    wrong = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    wrong = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=typed(weights))
     assert all("lm_head" not in f for f in wrong.rescore_features(buffer.question,
                                                                    buffer.passages)[1])
 
@@ -164,7 +170,7 @@ def test_a_head_with_gelu_units_scores_as_its_torch_form_and_feeds_the_second_st
     weights = hand_weights(0.0)
     weights["rescore"] = {"weights": {"mlp_head": 1.0}}
     weights["mlp_head"] = spec
-    answerer = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=weights)
+    answerer = SpanRanker(tiny_causal, AnsweringConfig(mode="extract"), weights=typed(weights))
     kept, features = answerer.rescore_features(buffer.question, buffer.passages)
     _, span_states = answerer.span_states(buffer.question, kept, (-1,))
     scores = head.score(span_states[:, 0])
@@ -173,16 +179,16 @@ def test_a_head_with_gelu_units_scores_as_its_torch_form_and_feeds_the_second_st
 
 
 def test_the_shipped_heads_are_plain_numbers_for_the_packaged_generator() -> None:
-    from ragmem.extraction import shipped_weights
     from ragmem.span_ranking import HEADS, StateHead
+    from ragmem.span_weights import shipped_weights
 
     weights = shipped_weights()
     answerer = SpanRanker(None, AnsweringConfig(mode="extract"))
-    assert "head" in weights
+    assert "head" in weights.heads
     for feature, key in HEADS.items():
-        if key not in weights:
+        if key not in weights.heads:
             continue
-        spec = weights[key]
+        spec = weights.heads[key]
         head = StateHead.from_spec(spec)  # .npy or .npz, read without pickle
         arrays = [head.linear, *([head.hidden, head.out] if head.hidden is not None else [])]
         assert head.size == spec["size"] and spec["model"] == "SmolLM2-135M-Instruct"

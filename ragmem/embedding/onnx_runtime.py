@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragmem.config import DEFAULT_EMBEDDER
+from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
 from ragmem.embedding.base import normalised, token_counter_of
 from ragmem.embedding.onnx_export import OnnxSpec, onnx_model
 from ragmem.errors import ModelError
@@ -29,7 +29,7 @@ class OnnxEmbedder:
     """
 
     def __init__(self, model: str = DEFAULT_EMBEDDER, precision: str = "int8",
-                 batch_size: int = 64, threads: int | None = None) -> None:
+                 batch_size: int = EmbedderConfig.batch_size, threads: int | None = None) -> None:
         if precision not in ("int8", "fp32"):
             raise ModelError(f"the ONNX embedder runs int8 or fp32, not {precision!r}")
         self.model_id = model

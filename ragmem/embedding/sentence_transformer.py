@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragmem.config import DEFAULT_EMBEDDER
+from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
 from ragmem.embedding.base import cuda_available, normalised, token_counter_of
 from ragmem.models import load_error, resolve
 
@@ -20,7 +20,8 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded on first use (embed, count_tokens, dim)."""
 
     def __init__(
-        self, model: str = DEFAULT_EMBEDDER, batch_size: int = 64, device: str | None = None
+        self, model: str = DEFAULT_EMBEDDER, batch_size: int = EmbedderConfig.batch_size,
+        device: str | None = None
     ) -> None:
         self.model_id = model
         self.batch_size = batch_size

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ragmem.config import IndexConfig
 from ragmem.memory.manifest import write_atomic
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ def with_ids(factory: str) -> str:
 
 
 class VectorIndex:
-    def __init__(self, index: Any, *, use_gpu: bool = True, nprobe: int = 16,
-                 ef_search: int = 128) -> None:
+    def __init__(self, index: Any, *, use_gpu: bool = IndexConfig.use_gpu,
+                 nprobe: int = IndexConfig.nprobe,
+                 ef_search: int = IndexConfig.ef_search) -> None:
         self.cpu = index
         self._gpu: Any = None
         self._dirty_gpu = True
