@@ -21,15 +21,16 @@ if not Path("/proc/self/stat").exists():
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = textwrap.dedent("""
-    import os, time
+    import os, subprocess, time
     import ray
     from ragmem.distributed import ray_session
+    bystander = subprocess.Popen(["sleep", "600"])  # the driver's own, not Ray's
     with ray_session(None):
         @ray.remote
         def pid():
             return os.getpid()
         ray.get([pid.remote() for _ in range(4)])  # workers started
-        print("ready", flush=True)
+        print("ready", bystander.pid, flush=True)
         time.sleep(600)
 """)
 GONE_WITHIN_S = 15.0  # Ray's own fate sharing leaves its agents a minute or more
@@ -74,37 +75,57 @@ def survivors(started: dict[tuple[int, int], str], within_s: float) -> list[str]
 
 
 @pytest.fixture
-def driver() -> Iterator[subprocess.Popen[str]]:
+def driver(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A driver with a local Ray, and the pid of a process of its own it started first."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    yield proc
+    with open(tmp_path / "driver.err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    if line[:1] != ["ready"]:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the driver did not start a local Ray: "
+                    + (tmp_path / "driver.err").read_text()[-1500:])
+    yield proc, int(line[1])
+    bystander = line[1]
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    try:
+        os.kill(int(bystander), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def test_a_local_ray_dies_with_a_driver_killed_with_sigkill(
-        driver: subprocess.Popen[str]) -> None:
-    started = processes_under(driver.pid)
+        driver: tuple[subprocess.Popen[str], int]) -> None:
+    proc, bystander = driver
+    started = processes_under(proc.pid)
     names = " ".join(started.values())
     assert "raylet" in names and "ray::" in names, names
-    driver.kill()  # SIGKILL: no finally, no atexit
-    driver.wait()
-    assert survivors(started, GONE_WITHIN_S) == []
+    proc.kill()  # SIGKILL: no finally, no atexit
+    proc.wait()
+    ray = {key: cmd for key, cmd in started.items() if key[0] != bystander}
+    assert survivors(ray, GONE_WITHIN_S) == []
+    # Only what Ray started: a process the driver had started itself is left alone.
+    assert [cmd for key, cmd in started.items() if key[0] == bystander] == ["sleep 600"]
+    assert survivors({k: v for k, v in started.items() if k[0] == bystander}, 0) \
+        == ["sleep 600"]
 
 
 def test_the_next_run_kills_what_a_run_killed_with_its_watchdog_left(
-        driver: subprocess.Popen[str]) -> None:
+        driver: tuple[subprocess.Popen[str], int]) -> None:
     from ragmem.distributed.reaper import reap_leftovers, state_dir
 
-    started = processes_under(driver.pid)
+    proc, bystander = driver
+    started = {k: v for k, v in processes_under(proc.pid).items() if k[0] != bystander}
     watchdogs = [pid for (pid, _), cmd in started.items() if "reaper.py" in cmd]
     assert len(watchdogs) == 1, started
     os.kill(watchdogs[0], signal.SIGKILL)  # both at once: nothing sweeps after them
-    driver.kill()
-    driver.wait()
+    proc.kill()
+    proc.wait()
     time.sleep(1.0)
     left = survivors(started, 0)
     assert any(cmd.startswith("ray::") for cmd in left), left  # Ray's agents linger

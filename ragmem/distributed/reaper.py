@@ -16,8 +16,9 @@ So a local Ray that ragmem starts is watched (``LocalRay``):
   writes to, and the pipe ends when the driver does, however it ends;
 - what Ray starts is marked: a token in the environment while ``ray.init`` runs (every
   process Ray starts inherits it, the workers started later included), and the
-  processes under the driver once it returns, by pid and start time (the agents
-  overwrite their environment when they set their titles);
+  processes that appeared under the driver while it ran, by pid and start time (the
+  agents overwrite their environment when they set their titles). A process the
+  driver's other threads start during ``ray.init`` would be marked too;
 - when the pipe ends, the watchdog kills what is marked (SIGKILL: what a dead driver's
   Ray holds is of no use to anyone) and removes the record.
 
@@ -90,6 +91,7 @@ class LocalRay:
     def __init__(self) -> None:
         self.record: Path | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._before: set[Process] = set()  # the driver's own children: never Ray's
 
     def __enter__(self) -> LocalRay:
         folder = state_dir() if supported() else None
@@ -103,6 +105,7 @@ class LocalRay:
             [sys.executable, "-S", __file__, str(self.record)], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env={k: v for k, v in os.environ.items() if k != TOKEN})
+        self._before = set(descendants(os.getpid()))
         os.environ[TOKEN] = token
         return self
 
@@ -112,7 +115,7 @@ class LocalRay:
         os.environ.pop(TOKEN, None)
         if self.record is None or self._watchdog is None:
             return
-        mine = tuple(p for p in descendants(os.getpid()) if p[0] != self._watchdog.pid)
+        mine = tuple(p for p in descendants(os.getpid()) if p not in self._before)
         record = _read(self.record)
         if record is not None:
             _write(self.record, replace(record, processes=mine))
