@@ -1,6 +1,6 @@
 """Gather committed reports into one Markdown table of configurations.
 
-    python eval/config_table.py > eval/reports/retrieval-configs.md
+    python -m eval.config_table > eval/reports/retrieval-configs.md
 
 Reads eval/reports/<name>/report.json for the SciFact and SQuAD runs named below and
 prints the table (missing reports print as "-").

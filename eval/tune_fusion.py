@@ -1,6 +1,6 @@
 """Tune hybrid fusion on a BEIR *train* split; the chosen setting is then reported on test.
 
-    python eval/tune_fusion.py ../shared/datasets/scifact --split train \\
+    python -m eval.tune_fusion ../shared/datasets/scifact --split train \\
         --out eval/reports/fusion-tuning-scifact-train.json
 
 Each query's dense (FAISS) and lexical (FTS5 BM25) window lists are fetched once

@@ -1,6 +1,6 @@
 """ask latency and answers on the demo corpus, the answer modes side by side.
 
-    python eval/bench/answer_modes.py [--rounds 3] [--modes extract,extract-pmi,generate]
+    python -m eval.bench.answer_modes [--rounds 3] [--modes extract,extract-pmi,generate]
         [--out eval/reports/answer-modes-demo]
 
 Modes: ``extract`` without and ``extract-pmi`` with ``AnsweringConfig.pmi``, and

@@ -1,7 +1,7 @@
 """Peak memory and time of indexing one big file: a single-line .txt and a normal one.
 
-    python eval/bench/big_file.py --mb 50 --out eval/reports/big-file-50mb.json
-    python eval/bench/big_file.py --mb 50 --embedder minilm --kinds normal   # real model
+    python -m eval.bench.big_file --mb 50 --out eval/reports/big-file-50mb.json
+    python -m eval.bench.big_file --mb 50 --embedder minilm --kinds normal   # real model
 
 Each run is a fresh process (``ragmem.Assistant.create`` + ``index``, the path
 ``ragmem index`` takes), so its peak RSS (``wait4``'s ``ru_maxrss``) is its own. The file

@@ -1,7 +1,7 @@
 """Cold start: `ragmem ask` in a fresh process, from launch to the printed answer, and its parts.
 
-    python eval/bench/cold_start.py                      # demo corpus, fp32 and int8 indexes
-    python eval/bench/cold_start.py --runs 3 --precisions int8
+    python -m eval.bench.cold_start                      # demo corpus, fp32 and int8 indexes
+    python -m eval.bench.cold_start --runs 3 --precisions int8
 
 For each embedder precision it builds the demo index once (in a temp folder), then:
 
@@ -33,7 +33,6 @@ from typing import Any
 
 T0 = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout's ragmem, whatever is installed
 QUESTION = "Which bank's cellar were the robbers tunnelling into?"
 HEAVY = ("torch", "transformers", "sentence_transformers", "onnxruntime", "faiss")
 
@@ -114,7 +113,8 @@ def main() -> None:
             row["end_to_end_s"] = [round(r, 2) for r in runs]
             row["end_to_end_median_s"] = round(statistics.median(runs), 2)
             row["printed"] = done.stdout.strip().splitlines()[0] if done.stdout else ""
-            done = subprocess.run([sys.executable, __file__, "--parts", str(index),
+            done = subprocess.run([sys.executable, "-m", "eval.bench.cold_start", "--parts",
+                                   str(index),
                                    args.question], cwd=ROOT, capture_output=True, text=True,
                                   check=True)
             row["parts"] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,8 +2,8 @@
 the prompt's KV cache, greedy generation, thread settings, load time; fp32 vs int8
 (torch dynamic quantisation) vs llama.cpp on the packaged SmolLM2 GGUF.
 
-    python eval/bench/generator_speed.py                       # the committed report
-    python eval/bench/generator_speed.py --repeats 3 --quick   # a smoke run
+    python -m eval.bench.generator_speed                       # the committed report
+    python -m eval.bench.generator_speed --repeats 3 --quick   # a smoke run
 
 Variants are measured round-robin (every variant once per repeat), so a change in the
 machine's load hits all of them alike; medians and ratios are what to quote. Agreement
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from ragmem.config import GeneratorConfig
+from ragmem.generation import Generator, from_config
 
-from ragmem.config import GeneratorConfig  # noqa: E402
-from ragmem.generation import Generator, from_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+
 
 # shared/ lies beside the checkout (as in every worktree and in CI).
 SQUAD = ROOT.parent / "shared" / "datasets" / "squad_v1.1_dev" / "dev-v1.1.json"
@@ -147,14 +147,14 @@ def score_without_reuse(generator: Any, prompt: str, options: list[str]) -> list
 
 def load_in_fresh_process(cfg: GeneratorConfig) -> float:
     code = (
-        "import time, sys; sys.path.insert(0, sys.argv[1]); t = time.perf_counter()\n"
+        "import time, sys; t = time.perf_counter()\n"
         "from ragmem.config import GeneratorConfig\nfrom ragmem.generation import from_config\n"
-        "g = from_config(GeneratorConfig(**__import__('json').loads(sys.argv[2])))\n"
+        "g = from_config(GeneratorConfig(**__import__('json').loads(sys.argv[1])))\n"
         "g.count_tokens('warm'); print(time.perf_counter() - t)\n"
     )
     fields = {"device": cfg.device, "backend": cfg.backend, "quantization": cfg.quantization,
               "threads": cfg.threads}
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT), json.dumps(fields)],
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(fields)], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -177,9 +177,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="lengths 200/400 only")
     parser.add_argument("--out", default=str(ROOT / "eval" / "reports" / "generator-speed"))
     args = parser.parse_args()
-    command = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT))
-                                    if Path(sys.argv[0]).is_absolute() else sys.argv[0],
-                                    *sys.argv[1:]])
+    command = " ".join(["python -m eval.bench.generator_speed", *sys.argv[1:]])
     names = args.variants.split(",")
     threads = [int(t) for t in args.threads.split(",")]
     configs = variants(names, threads)

@@ -1,8 +1,8 @@
 """Indexing throughput, side by side: the plain loop a user would write vs ragmem's paths.
 
-    python eval/bench/index_throughput.py                       # SciFact, every path (long)
-    python eval/bench/index_throughput.py --quick               # 300 documents, a smoke run
-    python eval/bench/index_throughput.py CORPUS --split test --limit 1000 --paths plain,int8
+    python -m eval.bench.index_throughput                       # SciFact, every path (long)
+    python -m eval.bench.index_throughput --quick               # 300 documents, a smoke run
+    python -m eval.bench.index_throughput CORPUS --split test --limit 1000 --paths plain,int8
 
 CORPUS is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv; SciFact by
 default). Two parts, each run in the same session so that the ratios compare like with
@@ -41,7 +41,6 @@ from typing import Any
 T0 = time.perf_counter()  # a path's clock starts before its imports
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout's ragmem, whatever is installed
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32")
 # On a GPU (--device cuda): the plain loop in fp32 and half precision, and ragmem's fp16
@@ -383,7 +382,8 @@ def machine() -> dict[str, Any]:
 def index_paths(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for path in args.paths:
-        cmd = [sys.executable, __file__, str(args.corpus), "--split", args.split,
+        cmd = [sys.executable, "-m", "eval.bench.index_throughput", str(args.corpus),
+               "--split", args.split,
                "--run-one", path, "--device", args.device] + (
                    ["--limit", str(args.limit)] if args.limit else [])
         say(f"indexing: {path} ...")

@@ -1,23 +1,17 @@
 """ragmem's chunking tests with langchain's recursive splitter as the over-long-sentence
-cutter (see splitters.py). Not part of the suite (it lives outside tests/); run it with
+cutter (see splitters.py). Not part of the suite (it lives outside tests/); run it from
+the repository root with
 
     python -m pytest eval/bench/langchain_chunking_test.py -q
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "eval" / "bench")]
-
-from splitters import langchain_cut  # noqa: E402
-
-import ragmem.chunking  # noqa: E402
-from tests.test_chunking import *  # noqa: E402,F401,F403
+import ragmem.chunking
+from eval.bench.splitters import langchain_cut
+from tests.test_chunking import *  # noqa: F401,F403
 
 
 @pytest.fixture(autouse=True)

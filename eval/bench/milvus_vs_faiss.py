@@ -1,6 +1,6 @@
 """The Milvus store (milvus-lite) against the FAISS store on the same synthetic windows.
 
-    python eval/bench/milvus_vs_faiss.py --windows 100000 --out eval/reports/scale-out-milvus.json
+    python -m eval.bench.milvus_vs_faiss --windows 100000 --out eval/reports/scale-out-milvus.json
 
 Data: the clustered synthetic corpus of ``scale.py`` (``synthetic.py``: documents of
 50-200 windows with real text and offsets, dim-384 clustered vectors), written through
@@ -36,14 +36,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import machine, pct  # noqa: E402
-from synthetic import Clusters, Corpus  # noqa: E402
-
-from ragmem.config import IndexConfig, MilvusConfig  # noqa: E402
-from ragmem.memory import create_memory, open_memory  # noqa: E402
-from ragmem.memory.faiss.vectors import default_factory  # noqa: E402
-from ragmem.memory.milvus import MilvusMemory  # noqa: E402
+from eval.bench.scale import machine, pct
+from eval.bench.synthetic import Clusters, Corpus
+from ragmem.config import IndexConfig, MilvusConfig
+from ragmem.memory import create_memory, open_memory
+from ragmem.memory.faiss.vectors import default_factory
+from ragmem.memory.milvus import MilvusMemory
 
 DIM = 384
 K = 10

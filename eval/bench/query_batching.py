@@ -5,7 +5,7 @@ embedded one at a time (``QUERY_BATCH = 1``, what the harness did before) and in
 batches (the harness default), and compares every query's top 10, the metrics and the
 wall time of the retrieval loop. The index is built once (cached under indexes/).
 
-    python eval/bench/query_batching.py ../shared/datasets/scifact --split test \
+    python -m eval.bench.query_batching ../shared/datasets/scifact --split test \
         --out eval/reports/query-batching-scifact-test.json
 """
 

@@ -1,7 +1,7 @@
 """Retrieve latency for short and long questions, and what bounding BM25's terms buys.
 
-    python eval/bench/query_latency.py INDEX                  # e.g. an eval-scifact-* index
-    python eval/bench/query_latency.py INDEX --queries 50 --terms none,32,16
+    python -m eval.bench.query_latency INDEX                  # e.g. an eval-scifact-* index
+    python -m eval.bench.query_latency INDEX --queries 50 --terms none,32,16
 
 INDEX is any ragmem index (the SciFact one that `ragmem eval retrieval` builds, for the
 committed report). Questions:
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout's ragmem, whatever is installed
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 

@@ -1,8 +1,8 @@
 """Ray ingestion against the local path, side by side: the same files, the same embedder.
 
-    python eval/bench/ray_ingest.py                          # SciFact first 200, fp32
-    python eval/bench/ray_ingest.py --limit 1000 --actors 1,2
-    python eval/bench/ray_ingest.py --precision fp16 --num-gpus 1   # a GPU machine
+    python -m eval.bench.ray_ingest                          # SciFact first 200, fp32
+    python -m eval.bench.ray_ingest --limit 1000 --actors 1,2
+    python -m eval.bench.ray_ingest --precision fp16 --num-gpus 1   # a GPU machine
 
 The first ``--limit`` SciFact documents (BEIR folder; SciFact by default) are written as
 ``--shards`` .jsonl files into a temp folder (never into the repo), and each path indexes
@@ -35,8 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from index_throughput import DEFAULT_CORPUS, ROOT, T0, load_corpus, machine, say  # noqa: E402
+from eval.bench.index_throughput import DEFAULT_CORPUS, ROOT, T0, load_corpus, machine, say
 
 WINDOWS_PLAN = 100_000_000  # the scale-out plan's corpus, in windows
 
@@ -145,7 +144,8 @@ def max_vector_difference(index_a: Path, index_b: Path) -> tuple[float, int]:
 
 def run_path(args: argparse.Namespace, path: str, actors: int, work: Path) -> dict[str, Any]:
     index = work / f"{path}-a{actors}" / "index"
-    cmd = [sys.executable, __file__, "--run-one", path, "--files", str(work / "files"),
+    cmd = [sys.executable, "-m", "eval.bench.ray_ingest", "--run-one", path,
+           "--files", str(work / "files"),
            "--probe", str(work / "probe.txt"), "--index", str(index), "--actors", str(actors),
            "--precision", args.precision] + \
         (["--num-gpus", str(args.num_gpus)] if args.num_gpus is not None else [])
@@ -260,7 +260,7 @@ def main() -> None:
                    "num_gpus": args.num_gpus},
         "gpu_note": ("run with --num-gpus on this machine" if args.num_gpus else
                      "not measured: no GPU was lent to this session; on a GPU machine run "
-                     "`python eval/bench/ray_ingest.py --precision fp16 --num-gpus 1`")}
+                     "`python -m eval.bench.ray_ingest --precision fp16 --num-gpus 1`")}
     print(json.dumps({k: report[k] for k in ("command", "config", "machine")}, indent=1),
           file=sys.stderr)
     rows: dict[str, dict[str, Any]] = {}

@@ -1,6 +1,6 @@
 """Long-term memory at scale: build, open, search, recall, delete, update, reopen.
 
-    python eval/bench/scale.py --windows 1000000 --out eval/reports/scale-1m.json
+    python -m eval.bench.scale --windows 1000000 --out eval/reports/scale-1m.json
 
 Builds an index of N windows through the real API (``LongTermMemory.create``,
 ``memory.writer()``, ``Writer.add``) with real docstore rows and synthetic clustered
@@ -25,17 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import Clusters, Corpus  # noqa: E402
-
-from ragmem.config import IndexConfig  # noqa: E402
-from ragmem.memory import LongTermMemory  # noqa: E402
-from ragmem.memory.faiss.vectors import VectorIndex  # noqa: E402
-from ragmem.types import Filter  # noqa: E402
+from eval.bench.synthetic import Clusters, Corpus
+from ragmem.config import IndexConfig
+from ragmem.memory import LongTermMemory
+from ragmem.memory.faiss.vectors import VectorIndex
+from ragmem.types import Filter
 
 DIM = 384
 K = 10
 T0 = time.perf_counter()
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def say(msg: str) -> None:
@@ -217,12 +218,12 @@ def measure(args: argparse.Namespace, index_dir: Path, work: Path) -> dict:
 
 def run_fresh(args: argparse.Namespace, index_dir: Path) -> dict:
     """Run ``measure`` in a new Python process, passing its progress lines through."""
-    cmd = [sys.executable, __file__, "--phase", "measure", "--dir", str(index_dir),
+    cmd = [sys.executable, "-m", "eval.bench.scale", "--phase", "measure", "--dir", str(index_dir),
            "--out", str(args.out), "--clusters", str(args.clusters),
            "--nprobe", ",".join(map(str, args.nprobe)), "--repeats", str(args.repeats),
            "--seed", str(args.seed)]
     result = None
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT) as child:
         assert child.stdout is not None
         for line in child.stdout:
             if line.startswith("RESULT "):
@@ -328,7 +329,7 @@ def markdown(r: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example: python eval/bench/scale.py --windows 100000 "
+                                epilog="example: python -m eval.bench.scale --windows 100000 "
                                        "--out /tmp/scale-100k.json")
     p.add_argument("--windows", type=int, default=1_000_000)
     p.add_argument("--out", type=Path, required=True, help="JSON report; .md written beside")

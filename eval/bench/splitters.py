@@ -1,7 +1,7 @@
 """Over-long sentences: ragmem's soft-break cutter against langchain-text-splitters'
 token-aware ``RecursiveCharacterTextSplitter``, on the properties chunking promises.
 
-    python eval/bench/splitters.py --out eval/reports/splitters.json
+    python -m eval.bench.splitters --out eval/reports/splitters.json
 
 Both cut a sentence longer than the window (in the embedder's tokens) into pieces.
 What chunking promises of every piece, checked here on each case:
@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout's ragmem, not an installed one
+from ragmem.chunking import _cut_to_fit
 
-from ragmem.chunking import _cut_to_fit  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+
 
 Cutter = Callable[[str, int, int, Callable[[str], int], int], list[tuple[int, int, int]]]
 SEPARATORS = ["\n\n", "\n", " ", "，", "、", "；", "：", ",", ";", ":", ""]

@@ -1,8 +1,8 @@
 """The windows a checkout's chunking makes of SQuAD's articles, to compare two checkouts.
 
-    PYTHONPATH=/path/to/old python eval/bench/squad_windows.py /tmp/old.json
-    PYTHONPATH=.            python eval/bench/squad_windows.py /tmp/new.json
-    python eval/bench/squad_windows.py --diff /tmp/old.json /tmp/new.json
+    PYTHONPATH=/path/to/old python -m eval.bench.squad_windows /tmp/old.json
+    PYTHONPATH=.            python -m eval.bench.squad_windows /tmp/new.json
+    python -m eval.bench.squad_windows --diff /tmp/old.json /tmp/new.json
 
 Chunking only (the MiniLM tokenizer counts tokens; nothing is embedded), with the
 default window and overlap, over every article of the SQuAD file: what an index of it

@@ -1,6 +1,6 @@
 """Window size and overlap: tokens embedded against retrieval quality, side by side.
 
-    RAGMEM_HOME=/tmp/winidx python eval/bench/windows.py \\
+    RAGMEM_HOME=/tmp/winidx python -m eval.bench.windows \\
         --settings 256:1,256:0,128:0,128:1 --out eval/reports/windows
 
 For each ``window_tokens:overlap_sentences`` setting, on the default embedder and the
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "datasets"
 FIRST_UNSEEN = 1000
 
@@ -127,8 +126,7 @@ def _find(metrics: dict[str, Any], key: str) -> Any:
 
 def _machine() -> str:
     """The CPU, its cores and vector ISA, and the load, as index_throughput.py says them."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from index_throughput import machine
+    from eval.bench.index_throughput import machine
 
     m = machine()
     return (f"{m['cpu'] or platform.machine()}, {m['cores']} cores "
