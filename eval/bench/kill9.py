@@ -1,8 +1,8 @@
 """kill -9 during writes, then a normal ``ragmem index``: the index must equal a clean
 build, rankings included.
 
-    python eval/bench/kill9.py                                # 24 runs, ~20 min on 2 cores
-    python eval/bench/kill9.py --runs 2 --backends faiss      # a smoke test
+    python -m eval.bench.kill9                                # 24 runs, ~25 min on 2 cores
+    python -m eval.bench.kill9 --runs 2 --backends faiss      # a smoke test
 
 The corpus is the demo corpus's two Doyle stories, each cut into 4 files at paragraphs,
 in a temp folder (the Time Machine would triple every run's embedding time and add
@@ -48,8 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout's ragmem, whatever is installed
+ROOT = Path(__file__).resolve().parents[2]  # the ragmem processes run this checkout's
 DEMO = ROOT / "ragmem" / "demo"
 STORIES = ("doyle-a-scandal-in-bohemia.txt", "doyle-the-red-headed-league.txt")
 EXTRA = "extra-irene-adler.txt"
