@@ -153,17 +153,34 @@ def _citation(span: ReadSpan, passages: Sequence[Passage]) -> Citation:
 def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Generator | None,
                  embedder: Embedder | None = None, *,
                  max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> Answerer:
-    """The answerer ``config.mode`` asks for. "auto" extracts: the reader is the best
-    answerer ragmem ships (eval/reports/reader/); "generate" needs a generator."""
+    """The answerer ``config.mode`` asks for ("auto" extracts; "generate" needs a
+    generator). The extract mode's spans come from ``config.extractor``: the span
+    ranker, or a trained reader, which leaves Chinese questions to the span ranker."""
     if config.mode in ("auto", "extract"):
-        def chinese() -> SpanFinder:
+        def ranker() -> SpanFinder:
             from ragmem.span_ranking import SpanRanker
 
             return SpanRanker(scorer_of(generator), config, embedder)
 
-        return ExtractAnswerer(Reader(reader), _once(chinese), generator)
+        if config.extractor == "reader":
+            return ExtractAnswerer(Reader(reader), _once(ranker), generator)
+        return ExtractAnswerer(_Lazy(_once(ranker)), None, generator)
     assert generator is not None, "the generate mode needs a generator"
     return GenerateAnswerer(generator, max_new_tokens)
+
+
+class _Lazy:
+    """A span finder made on first use (the span ranker loads weights and a model)."""
+
+    def __init__(self, make: Callable[[], SpanFinder]) -> None:
+        self._make = make
+
+    @property
+    def abstain_below(self) -> float:
+        return self._make().abstain_below
+
+    def read(self, question: str, passages: Sequence[Passage]) -> list[ReadSpan]:
+        return self._make().read(question, passages)
 
 
 def _once(make: Callable[[], SpanFinder]) -> Callable[[], SpanFinder]:

@@ -216,6 +216,12 @@ class AnsweringConfig(_Checked):
     # extract with the packaged 135M generator (its free text is unreliable), generate
     # with any other model.
     mode: AnswerMode = "auto"
+    # Who finds the span: "span_ranker" (features, then the generator's rescoring) or
+    # "reader" (a start/end head on MiniLM, trained by python -m ragmem.training.reader
+    # and named by ReaderConfig.weights). The trained reader scored F1 0.465 on SQuAD dev
+    # long-document (first 1,000) against the span ranker's 0.504, and 0 of 11 demo
+    # questions right: it is not the default (eval/reports/reader/README.md).
+    extractor: Literal["span_ranker", "reader"] = "span_ranker"
     evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
     max_span_words: int = 8  # longest candidate span, in words
     # Candidates rescored by the generator (log-likelihood of the span as the answer);
@@ -237,12 +243,13 @@ class AnsweringConfig(_Checked):
 @dataclass(frozen=True)
 class ReaderConfig(_Checked):
     # The extractive reader (ragmem/reading.py): the packaged MiniLM with a trained
-    # start/end head. base_model must be the model the weights were trained on (checked
-    # by sha256); weights None: the shipped ragmem/data/reader.safetensors.
+    # start/end head (AnsweringConfig.extractor = "reader"). base_model must be the model
+    # the weights were trained on (checked by sha256); weights: the file that
+    # python -m ragmem.training.reader train wrote (none ships: see AnsweringConfig).
     base_model: str = DEFAULT_EMBEDDER
     weights: str | None = None
     # Abstain when the best span's probability is below this; None: the threshold
-    # shipped with the weights (chosen on SQuAD train questions).
+    # stored with the weights (chosen on SQuAD train questions).
     abstain_below: float | None = None
     max_answer_tokens: int = 30  # longest span, in the reader's tokens
     candidates: int = 20  # best starts and ends per piece combined into spans

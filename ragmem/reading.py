@@ -20,13 +20,13 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ragmem.config import ReaderConfig
+from ragmem.errors import RagmemError
 from ragmem.models import resolve
 from ragmem.types import Passage, Sentence
 
@@ -158,15 +158,19 @@ class Reader:
 
     @cached_property
     def weights_path(self) -> Path:
-        if self.config.weights:
-            return Path(self.config.weights).expanduser()
-        return Path(str(resources.files("ragmem").joinpath("data/reader.safetensors")))
+        if not self.config.weights:
+            raise RagmemError(
+                "no reader weights: ragmem ships none (the span ranker measured better); "
+                "train them with python -m ragmem.training.reader train --squad "
+                "dev-v1.1.json --out reader.safetensors, then set RAGMEM_READER_WEIGHTS")
+        return Path(self.config.weights).expanduser()
 
     @cached_property
     def _loaded(self) -> tuple[SpanNet, ReaderSchema]:
         from ragmem.reader_model import load_reader
 
-        return load_reader(self.base_dir, self.weights_path)
+        weights = self.weights_path  # no weights: say how to train them, before any load
+        return load_reader(self.base_dir, weights)
 
     @property
     def schema(self) -> ReaderSchema:

@@ -136,3 +136,6 @@ def test_answerer_for_picks_the_mode() -> None:
     # "auto" extracts with any generator, or none: the reader needs none.
     assert answerer_for(AnsweringConfig(), reader, None).mode == "extract"
     assert answerer_for(AnsweringConfig(), reader, generator).mode == "extract"
+    by_reader = answerer_for(AnsweringConfig(extractor="reader"), reader, generator)
+    assert isinstance(by_reader, ExtractAnswerer) and by_reader.finder("Who?") is \
+        by_reader.reader and by_reader.finder("谁写了《茶经》？") is not by_reader.reader

@@ -131,7 +131,8 @@ def train(examples: Sequence[data.Example], settings: Settings, base_dir: str,
             sched.step()
             opt.zero_grad()
             step += 1
-            seen = 0.98 * seen + 0.02 * float(loss) if step > 1 else float(loss)
+            value = float(loss.detach())
+            seen = 0.98 * seen + 0.02 * value if step > 1 else value
             if step % 50 == 0 or step == steps:
                 log(f"epoch {epoch + 1} step {step}/{steps} loss {seen:.3f} "
                     f"{time.perf_counter() - t0:.0f}s")
@@ -226,7 +227,7 @@ def _train_command(args: argparse.Namespace) -> None:
     held_negs = data.negatives(squad, held, train_articles, 4)
     scores = evaluate(reader_of(net, settings, base_dir), held, held_negs)
     threshold = choose_threshold(scores.p_absent, args.abstain_target)
-    command = " ".join(["python -m ragmem.training.reader", *sys.argv[1:]])
+    command = " ".join(["python -m ragmem.training.reader", *args.argv])
     schema = ReaderSchema(FORMAT, base_sha256(base_dir), settings.tuning, settings.max_length,
                           settings.stride, threshold, f"{command}; squad sha256 "
                           f"{data_sha(args.squad)[:16]}; {len(examples)} questions")
@@ -264,7 +265,7 @@ def _compare_command(args: argparse.Namespace) -> None:
                **scores.summary(choose_threshold(scores.p_absent))}
         rows.append(row)
         print(json.dumps(row), flush=True)
-        report = {"command": " ".join(["python -m ragmem.training.reader", *sys.argv[1:]]),
+        report = {"command": " ".join(["python -m ragmem.training.reader", *args.argv]),
                   "machine": f"{platform.processor() or platform.machine()}, "
                              f"{torch.get_num_threads()} threads",
                   "train_questions": len(examples), "test_questions": len(test),
@@ -282,7 +283,7 @@ def _evaluate_command(args: argparse.Namespace) -> None:
     negs = data.negatives(squad, test, set(squad.test_articles), 3)
     reader = Reader(ReaderConfig(weights=args.weights))
     scores = evaluate(reader, test, negs)
-    result = {"command": " ".join(["python -m ragmem.training.reader", *sys.argv[1:]]),
+    result = {"command": " ".join(["python -m ragmem.training.reader", *args.argv]),
               "weights": str(reader.weights_path), **scores.summary(reader.abstain_below)}
     print(json.dumps(result))
     if args.report:
@@ -338,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ev.add_argument("--held-out", type=int, default=data.TEST_QUESTIONS)
     ev.add_argument("--report", default=None)
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # provenance
     commands = {"train": _train_command, "compare": _compare_command,
                 "evaluate": _evaluate_command}
     commands[args.command](args)

@@ -66,6 +66,24 @@ def sweep(present: list[dict[str, Any]], absent: list[dict[str, Any]],
             "abstained_absent": float((conf_absent < threshold).mean())}
 
 
+def at_threshold(present: list[dict[str, Any]], absent: list[dict[str, Any]],
+                 threshold: float) -> dict[str, float]:
+    """The harness's answer metrics of never-abstaining runs, as if the answers below
+    ``threshold`` had abstained (an abstention scores 0 and cites nothing)."""
+    def kept(r: dict[str, Any], key: str) -> float:
+        return float(r[key]) if (r["confidence"] or 0.0) >= threshold else 0.0
+
+    n = len(present)
+    out = {k: sum(kept(r, k) for r in present) / n
+           for k in ("em", "f1", "gold_in_answer", "citation_correct", "citation_span_correct")}
+    out["abstained_answerable"] = sum((r["confidence"] or 0.0) < threshold
+                                      for r in present) / n
+    if absent:
+        out["abstained_absent"] = sum((r["confidence"] or 0.0) < threshold
+                                      for r in absent) / len(absent)
+    return out
+
+
 def rewrite_threshold(weights: Path, threshold: float) -> None:
     from safetensors.torch import load_file, save_file
 
@@ -90,7 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="rewrite the weights file")
     parser.add_argument("--out", default=None, help="JSON report")
+    parser.add_argument("--rescore", nargs=2, metavar=("PRESENT", "ABSENT"), default=None,
+                        help="instead: score two never-abstaining harness reports "
+                             "(report.json) at the weights' threshold and a sweep")
     args = parser.parse_args(argv)
+    if args.rescore:
+        _rescore(Path(args.weights), *args.rescore)
+        return
     dataset = train_dataset(args.squad, args.questions, args.seed)
     config = Config().with_env().with_overrides({
         "reader": {"weights": str(Path(args.weights).resolve()), "abstain_below": 0.0},
@@ -105,6 +129,18 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.write:
         rewrite_threshold(Path(args.weights), result["abstain_below"])
+
+
+def _rescore(weights: Path, present_report: str, absent_report: str) -> None:
+    from ragmem.reader_model import read_weights
+
+    present, absent = (json.loads(Path(p).read_text("utf-8"))["questions"]
+                       for p in (present_report, absent_report))
+    shipped = read_weights(weights)[0].abstain_below
+    rows = {f"{t:.3f}": at_threshold(present, absent, t)
+            for t in sorted({0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, shipped})}
+    print(json.dumps({"shipped_threshold": shipped, "present": len(present),
+                      "absent": len(absent), "at": rows}, indent=1))
 
 
 if __name__ == "__main__":
