@@ -153,10 +153,15 @@ def _citation(span: ReadSpan, passages: Sequence[Passage]) -> Citation:
 def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Generator | None,
                  embedder: Embedder | None = None, *,
                  max_new_tokens: int = WorkingMemoryConfig.max_new_tokens) -> Answerer:
-    """The answerer ``config.mode`` asks for ("auto" extracts; "generate" needs a
-    generator). The extract mode's spans come from ``config.extractor``: the span
-    ranker, or a trained reader, which leaves Chinese questions to the span ranker."""
-    if config.mode in ("auto", "extract"):
+    """The answerer ``config.mode`` asks for: "auto" extracts when there is no generator
+    or it can score spans (a ``Scorer``), and lets one that can only write answer in its
+    own words. The extract mode's spans come from ``config.extractor``: the span ranker,
+    or a trained reader, which leaves Chinese questions to the span ranker."""
+    mode = config.mode
+    if mode == "auto":
+        mode = "extract" if generator is None or scorer_of(generator) is not None \
+            else "generate"
+    if mode == "extract":
         def ranker() -> SpanFinder:
             from ragmem.span_ranking import SpanRanker
 

@@ -133,9 +133,11 @@ def test_answerer_for_picks_the_mode() -> None:
     reader = ReaderConfig()
     assert answerer_for(AnsweringConfig(mode="generate"), reader, generator).mode == "generate"
     assert answerer_for(AnsweringConfig(mode="extract"), reader, generator).mode == "extract"
-    # "auto" extracts with any generator, or none: the reader needs none.
+    # "auto": extract with no generator or one that can score spans; a generator that
+    # can only write (the echo) answers in its own words.
     assert answerer_for(AnsweringConfig(), reader, None).mode == "extract"
-    assert answerer_for(AnsweringConfig(), reader, generator).mode == "extract"
-    by_reader = answerer_for(AnsweringConfig(extractor="reader"), reader, generator)
+    assert answerer_for(AnsweringConfig(), reader, generator).mode == "generate"
+    by_reader = answerer_for(AnsweringConfig(mode="extract", extractor="reader"), reader,
+                             generator)
     assert isinstance(by_reader, ExtractAnswerer) and by_reader.finder("Who?") is \
         by_reader.reader and by_reader.finder("谁写了《茶经》？") is not by_reader.reader
