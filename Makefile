@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 DEMO_QUESTION ?= Which bank's cellar were the robbers tunnelling into?
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,16 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Everything but the tests marked slow (real models, Ray clusters): under a minute on 2 cores.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: install
 	$(BIN)/ruff check ragmem tests eval
 	$(BIN)/mypy ragmem
 
 bench: install
-	$(BIN)/python eval/bench_demo.py
+	$(BIN)/python -m eval.bench_demo
 
 clean:
 	rm -rf $(VENV) indexes/demo

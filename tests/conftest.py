@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ragmem.config import AnsweringConfig, Config
 from ragmem.generation import Generator, PromptState, load_generator
 from ragmem.generation.causal import CausalGenerator
 from ragmem.generation.scoring import TokenScorer
@@ -122,10 +123,97 @@ class WordCountScorer(EchoGenerator, TokenScorer):
         return np.array(rows, dtype=np.float32).reshape(len(nodes), self.vocab)
 
 
+# Modules whose every test is slow (Ray clusters started and killed; the reader trained),
+# marked here because their files are someone else's work in progress.
+SLOW_MODULES = ("tests/test_ray_processes.py", "tests/training/test_reader.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.as_posix().endswith(SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
+
+
+# The fakes write; they do not read. A pipeline test with them answers in the generate
+# mode, as "auto" did for them before the extractive reader (a real model, so its tests
+# are slow) became the default: ECHO as a config, ``echo_mode`` for the command line.
+ECHO = Config(answering=AnsweringConfig(mode="generate"))
+
+
+@pytest.fixture
+def echo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGMEM_ANSWERING_MODE", "generate")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAGMEM_HOME", str(tmp_path / "indexes"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# Where a real model is loaded: each gets the name it loads (a known name, a hub id, or a
+# path); the guard below lets a fast test load only models it made in a temp folder.
+MODEL_LOADS = {
+    "ragmem.embedding.sentence_transformer.SentenceTransformerEmbedder._load": "model_id",
+    "ragmem.embedding.onnx_runtime.OnnxEmbedder._load": "model_id",
+    "ragmem.generation.transformers_model.TransformersGenerator._load": "model_id",
+    "ragmem.generation.llamacpp.LlamaCppGenerator._load": "model_id",
+    "ragmem.reranking.CrossEncoderReranker._load": "model_id",
+}
+
+
+def _is_real_model(name: str) -> bool:
+    """A packaged or cached model (a known name, a hub id, a path outside the temp
+    folder), as opposed to a tiny one a test built in a temp folder."""
+    import tempfile
+
+    path = Path(name).expanduser()
+    return not path.is_dir() or not path.resolve().is_relative_to(
+        Path(tempfile.gettempdir()).resolve())
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_load_no_real_model(request: pytest.FixtureRequest,
+                                   monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test not marked ``slow`` that loads a real model fails, naming the model, so that
+    ``make test-fast`` (``-m "not slow"``) stays fast and the marks stay true."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import functools
+    import importlib
+
+    from ragmem.reading import Reader
+
+    loaded: list[str] = []
+
+    def guard(real: Any, attribute: str) -> Any:
+        def load(self: Any, *args: Any, **kwargs: Any) -> Any:
+            out = real(self, *args, **kwargs)  # a model that is not there loads nothing
+            name = str(getattr(self, attribute))
+            if _is_real_model(name):
+                loaded.append(name)
+            return out
+        return load
+
+    for where, attribute in MODEL_LOADS.items():
+        module, cls, method = where.rsplit(".", 2)
+        owner = getattr(importlib.import_module(module), cls)
+        monkeypatch.setattr(owner, method, guard(getattr(owner, method), attribute))
+    real_reader = Reader.__dict__["_loaded"].func  # a cached_property: the packaged reader
+
+    def reader_loaded(self: Reader) -> Any:
+        out = real_reader(self)
+        loaded.append(f"the reader ({self.config.base_model})")
+        return out
+
+    cached = functools.cached_property(reader_loaded)
+    cached.__set_name__(Reader, "_loaded")
+    monkeypatch.setattr(Reader, "_loaded", cached)
+    yield
+    if loaded:
+        pytest.fail(f"{request.node.nodeid} loads {', '.join(sorted(set(loaded)))}: mark it "
+                    "@pytest.mark.slow, or give it a fake or a tiny model", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,12 @@ import pytest
 from ragmem import Assistant
 from ragmem.config import Config, EmbedderConfig, indexes_home
 from ragmem.errors import IndexMismatchError, IndexNotFoundError
-from tests.conftest import EchoGenerator, KeywordEmbedder
+from tests.conftest import ECHO, EchoGenerator, KeywordEmbedder
 
 
 def test_ask_cites_document_path_and_span(corpus_dir: Path, tmp_path: Path) -> None:
-    a = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder(), generator=EchoGenerator())
+    a = Assistant.create(tmp_path / "idx", ECHO, embedder=KeywordEmbedder(),
+                         generator=EchoGenerator())
     stats = a.index([corpus_dir])
     assert (stats.added, stats.failed) == (3, ())
     answer = a.ask("When did Neil Armstrong walk on the Moon?")
@@ -61,7 +62,7 @@ def test_open_by_name_under_home_and_wrong_embedder(corpus_dir: Path) -> None:
 
 
 def test_stream_yields_text_then_answer(corpus_dir: Path, tmp_path: Path) -> None:
-    a = Assistant.create(tmp_path / "idx", Config(), embedder=KeywordEmbedder(),
+    a = Assistant.create(tmp_path / "idx", ECHO, embedder=KeywordEmbedder(),
                          generator=EchoGenerator())
     a.index([corpus_dir])
     *pieces, answer = list(a.stream("What is a group of cats called?"))
@@ -112,6 +113,7 @@ def test_an_index_records_the_precision_that_made_it(corpus_dir: Path) -> None:
         Assistant.open("eights", embedder=KeywordEmbedder())
 
 
+@pytest.mark.slow
 def test_an_int8_index_opens_with_the_int8_embedder(corpus_dir: Path) -> None:
     """The real path: built in int8, reopened with the default config (precision auto)."""
     from ragmem.embedding import OnnxEmbedder

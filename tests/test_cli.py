@@ -32,6 +32,7 @@ def test_help_is_instant_and_imports_no_model_code() -> None:
     assert "Examples" in out and "ragmem ask" in out
 
 
+@pytest.mark.slow
 def test_index_info_ask_rm_check(runner: CliRunner, corpus_dir: Path) -> None:
     r = runner.invoke(cli, ["index", str(corpus_dir), "--index", "t", "--json"])
     assert r.exit_code == 0, r.output
@@ -66,7 +67,8 @@ def test_index_info_ask_rm_check(runner: CliRunner, corpus_dir: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["ask", "nope", "hi"], "no ragmem index at"),
     (["info", "nope"], "ragmem index PATH --index nope"),
-    (["index", "/no/such/path", "--index", "t"], "no such file or folder"),
+    pytest.param(["index", "/no/such/path", "--index", "t"], "no such file or folder",
+                 marks=pytest.mark.slow),  # a new index loads the real embedder first
     (["rm", "nope", "x"], "no ragmem index at"),
 ])
 def test_bad_input_is_one_line_and_exit_1(runner: CliRunner, args: list[str],
@@ -76,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_1(runner: CliRunner, args: list[str],
     assert message in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow
 def test_empty_question_and_wrong_embedder(runner: CliRunner, corpus_dir: Path) -> None:
     assert runner.invoke(cli, ["index", str(corpus_dir), "--index", "t"]).exit_code == 0
     r = runner.invoke(cli, ["ask", "t", "   "])
@@ -97,6 +100,7 @@ def test_library_errors_name_python_fixes_and_the_cli_names_commands() -> None:
                                "--repair", 1)
 
 
+@pytest.mark.slow
 def test_sync_keeps_the_documents_of_other_folders(runner: CliRunner, tmp_path: Path) -> None:
     for folder, name in (("a", "moon.txt"), ("b", "mars.txt"), ("b", "venus.txt")):
         (tmp_path / folder).mkdir(exist_ok=True)
@@ -112,6 +116,7 @@ def test_sync_keeps_the_documents_of_other_folders(runner: CliRunner, tmp_path: 
                                                                              "moon.txt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_second_writer_is_refused_before_it_loads_anything(
         runner: CliRunner, corpus_dir: Path, tmp_path: Path, existing: bool) -> None:

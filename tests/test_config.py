@@ -116,6 +116,7 @@ def test_environment_beats_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         Assistant.open(tmp_path / "idx")  # refused before any model would load
 
 
+@pytest.mark.slow
 def test_cli_flag_beats_environment(monkeypatch: pytest.MonkeyPatch, corpus_dir: Path,
                                     tmp_path: Path) -> None:
     monkeypatch.setenv("RAGMEM_CHUNKING_WINDOW_TOKENS", "64")

@@ -23,7 +23,7 @@ from ragmem.conversation import (
 from ragmem.errors import RagmemError
 from ragmem.types import Answer, Document
 from ragmem.working_memory import WorkingMemory
-from tests.conftest import EchoGenerator, KeywordEmbedder
+from tests.conftest import ECHO, EchoGenerator, KeywordEmbedder
 from tests.test_working_memory import passage
 
 PEOPLE = {
@@ -36,7 +36,7 @@ def turn(question: str, answer: str, query: str | None = None) -> Turn:
     return Turn(question, query or question, Answer(question, answer, (), (), ""))
 
 
-def chat_assistant(tmp_path: Path, config: Config | None = None) -> Assistant:
+def chat_assistant(tmp_path: Path, config: Config = ECHO) -> Assistant:
     a = Assistant.create(tmp_path / "people", config, embedder=KeywordEmbedder(),
                          generator=EchoGenerator())
     a.add_documents(Document(name, name, text) for name, text in PEOPLE.items())
@@ -172,7 +172,8 @@ def test_stream_keeps_the_turn_and_reset_forgets(tmp_path: Path) -> None:
 
 
 def test_a_long_conversation_is_cut_to_its_share(tmp_path: Path) -> None:
-    config = Config(working_memory=WorkingMemoryConfig(token_budget=160, max_new_tokens=20))
+    config = replace(ECHO, working_memory=WorkingMemoryConfig(token_budget=160,
+                                                             max_new_tokens=20))
     chat = Chat(chat_assistant(tmp_path, config), top_k=2)
     for _ in range(6):
         answer = chat.ask("Who was Marie Curie and what did she study at university?")
@@ -206,7 +207,7 @@ def test_generator_rewrite_uses_the_generators_line(tmp_path: Path) -> None:
 # -- ragmem chat, in-process ---------------------------------------------------------
 
 @pytest.fixture
-def people_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def people_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, echo_mode: None) -> str:
     """An index named "people" under RAGMEM_HOME; Assistant.open gets the fakes injected."""
     Assistant.create("people", embedder=KeywordEmbedder()).add_documents(
         Document(name, name, text) for name, text in PEOPLE.items())

@@ -35,6 +35,7 @@ from ragmem.memory import LongTermMemory, create_memory
 from tests.conftest import CORPUS, EchoGenerator, KeywordEmbedder
 
 ray = pytest.importorskip("ray", reason="the ray engine needs Ray: pip install 'ragmem[scale]'")
+pytestmark = pytest.mark.slow  # a local Ray cluster for the module, and the packaged MiniLM
 
 ROOT = Path(__file__).resolve().parents[1]
 STORY = ROOT / "ragmem" / "demo" / "corpus" / "doyle-a-scandal-in-bohemia.txt"

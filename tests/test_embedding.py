@@ -35,6 +35,7 @@ def test_from_config_is_an_embedder() -> None:
     assert embedder.model_id == "all-MiniLM-L6-v2"
 
 
+@pytest.mark.slow
 def test_vectors_are_float32_unit_rows(minilm: SentenceTransformerEmbedder) -> None:
     vectors = minilm.embed(["The cat sleeps.", "Mars is red.", "x"])
     assert vectors.shape == (3, minilm.dim) == (3, 384)
@@ -42,10 +43,12 @@ def test_vectors_are_float32_unit_rows(minilm: SentenceTransformerEmbedder) -> N
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_empty_input_gives_no_rows(minilm: SentenceTransformerEmbedder) -> None:
     assert minilm.embed([]).shape == (0, 384)
 
 
+@pytest.mark.slow
 def test_a_paraphrase_is_nearer_than_an_unrelated_sentence(
     minilm: SentenceTransformerEmbedder,
 ) -> None:
@@ -59,6 +62,7 @@ def test_a_paraphrase_is_nearer_than_an_unrelated_sentence(
     assert query @ paraphrase > query @ unrelated + 0.3
 
 
+@pytest.mark.slow
 def test_count_tokens_matches_the_tokenizer_with_cls_and_sep(
     minilm: SentenceTransformerEmbedder,
 ) -> None:
@@ -69,6 +73,7 @@ def test_count_tokens_matches_the_tokenizer_with_cls_and_sep(
     assert minilm.max_tokens == 256
 
 
+@pytest.mark.slow
 def test_count_tokens_is_untruncated_after_embedding(minilm: SentenceTransformerEmbedder) -> None:
     long_text = "word " * 1000
     minilm.embed([long_text])  # leaves truncation set on the model's own tokenizer
@@ -92,6 +97,7 @@ def minilm_int8() -> OnnxEmbedder:
     return OnnxEmbedder("all-MiniLM-L6-v2", "int8")
 
 
+@pytest.mark.slow
 def test_int8_vectors_are_close_to_fp32(minilm: SentenceTransformerEmbedder,
                                         minilm_int8: OnnxEmbedder) -> None:
     fp32 = minilm.embed(SENTENCES)
@@ -104,6 +110,7 @@ def test_int8_vectors_are_close_to_fp32(minilm: SentenceTransformerEmbedder,
     assert (np.argmax(int8 @ fp32.T, axis=1) == np.arange(len(SENTENCES))).all()
 
 
+@pytest.mark.slow
 def test_int8_counts_and_limits_like_the_model(minilm: SentenceTransformerEmbedder,
                                                minilm_int8: OnnxEmbedder) -> None:
     assert minilm_int8.precision == "int8" and minilm.precision == "fp32"
@@ -113,12 +120,14 @@ def test_int8_counts_and_limits_like_the_model(minilm: SentenceTransformerEmbedd
     assert minilm_int8.embed([]).shape == (0, 384)
 
 
+@pytest.mark.slow
 def test_onnx_fp32_matches_torch(minilm: SentenceTransformerEmbedder) -> None:
     onnx = OnnxEmbedder("all-MiniLM-L6-v2", "fp32")
     cosine = (onnx.embed(SENTENCES) * minilm.embed(SENTENCES)).sum(axis=1)
     assert cosine.min() > 0.9999
 
 
+@pytest.mark.slow
 def test_int8_is_exported_once_into_the_cache(minilm_int8: OnnxEmbedder) -> None:
     minilm_int8.embed(["load"])
     folder = onnx_model(resolve("all-MiniLM-L6-v2", "embedder"), "int8")

@@ -10,6 +10,8 @@ import pytest
 from ragmem import Assistant
 from ragmem.answering import GenerateAnswerer
 
+pytestmark = pytest.mark.slow  # real models on the demo corpus
+
 DEMO = Path(__file__).resolve().parents[1] / "ragmem" / "demo"
 
 
@@ -39,7 +41,9 @@ def test_generate_mode_quotes_its_citations_exactly(demo_assistant: Assistant) -
                                                 demo_assistant.retriever.passages(question))
     answer = GenerateAnswerer(demo_assistant.generator, max_new_tokens=24).answer(buffer)
     assert answer.mode == "generate" and answer.text
-    for c in (*answer.citations, *answer.suggestions):  # [n] it wrote, or a suggestion
+    located = (*answer.citations, *answer.suggestions)  # [n] it wrote, or a suggestion
+    assert located, answer.text  # an answer always says where it stands, or where to look
+    for c in located:
         source = Path(c.path).read_text(encoding="utf-8")
         assert source[c.start:c.end] == c.quote
     evidence = " ".join(str(q["evidence"]).split())
@@ -55,14 +59,22 @@ def test_generate_mode_quotes_its_citations_exactly(demo_assistant: Assistant) -
 def test_extract_answers_are_exact_spans_of_the_files(demo_assistant: Assistant) -> None:
     """Every demo answer is a piece of its file at the offsets it cites; one that
     abstains points to evidence in the right story, as a suggestion only."""
+    right = []
     for q in sample_questions():
         answer = demo_assistant.ask(str(q["question"]))
         assert answer.mode == "extract"
         if answer.abstained:
+            assert answer.citations == ()
             continue
         (cite,) = answer.citations
         source = Path(cite.path).read_text(encoding="utf-8")
         assert source[cite.start:cite.end] == cite.quote == answer.text, q["question"]
+        if answer.text in q["answers"]:  # a gold answer, cited in its own story
+            assert cite.doc_id == q["doc_id"], q["question"]
+            right.append(q["question"])
+    # Not every answer: which ones the packaged reader gets is eval/demo.py's to report;
+    # but a test that passes when everything abstains proves nothing.
+    assert len(right) >= 3, right
     # What the packaged model answers is measured in eval/bench/answer_modes.py; here,
     # where its answer or its suggestion stands.
     bank = demo_assistant.ask(str(sample_questions()[0]["question"]))

@@ -149,16 +149,19 @@ def smollm2_answer(smollm2: Generator, smollm2_prompt: str) -> str:
     return smollm2.generate(smollm2_prompt, max_new_tokens=12)
 
 
+@pytest.mark.slow
 def test_smollm2_renders_its_chat_template(smollm2: Generator, smollm2_prompt: str) -> None:
     assert isinstance(smollm2, CausalGenerator)
     assert smollm2_prompt.startswith("<|im_start|>system\n" + INSTRUCTION + "<|im_end|>")
     assert smollm2_prompt.endswith("<|im_start|>assistant\n")
 
 
+@pytest.mark.slow
 def test_smollm2_answers_from_the_context(smollm2_answer: str) -> None:
     assert "Paris" in smollm2_answer
 
 
+@pytest.mark.slow
 def test_smollm2_stream_joins_to_generate(
     smollm2: Generator, smollm2_prompt: str, smollm2_answer: str
 ) -> None:
@@ -167,12 +170,14 @@ def test_smollm2_stream_joins_to_generate(
     assert "".join(pieces) == smollm2_answer
 
 
+@pytest.mark.slow
 def test_smollm2_scores_the_right_option_highest(smollm2: Generator, smollm2_prompt: str) -> None:
     scores = smollm2.score_options(smollm2_prompt, ["Paris", "Berlin", "London"])
     assert scores[0] == max(scores)
     assert all(math.isfinite(s) for s in scores)
 
 
+@pytest.mark.slow
 def test_smollm2_counts_the_prompt_as_generate_encodes_it(
     smollm2: Generator, smollm2_prompt: str
 ) -> None:
@@ -181,6 +186,7 @@ def test_smollm2_counts_the_prompt_as_generate_encodes_it(
     assert smollm2.count_tokens(smollm2_prompt) == expected
 
 
+@pytest.mark.slow
 def test_smollm2_reloads_fast_from_the_cache_and_generates_the_same(
     smollm2_prompt: str,
     smollm2_answer: str,
@@ -332,6 +338,7 @@ SPAN_OPTIONS = ["the City and Suburban Bank", "the City", "City and Suburban Ban
                 "the pawnbroker's cellar", "France", "thirty thousand napoleons", "Holmes"]
 
 
+@pytest.mark.slow
 def test_smollm2_prefill_scores_match_the_old_implementation(smollm2: Generator) -> None:
     prompt = smollm2.render(INSTRUCTION, SPAN_CONTEXT)
     new = smollm2.score_options(prompt, SPAN_OPTIONS)
@@ -339,6 +346,7 @@ def test_smollm2_prefill_scores_match_the_old_implementation(smollm2: Generator)
     assert len(set(np.round(new, 2))) == len(SPAN_OPTIONS)
 
 
+@pytest.mark.slow
 def test_smollm2_continuations_are_tokenised_as_after_the_prompt(smollm2: Generator) -> None:
     chat = smollm2.prefill(smollm2.render(INSTRUCTION, QUESTION))
     # After the assistant turn ("...assistant\n") an answer starts a new word, no space.
@@ -352,6 +360,7 @@ def test_smollm2_continuations_are_tokenised_as_after_the_prompt(smollm2: Genera
     assert smollm2.continuation_ids(trailing, "Paris") == smollm2._plain_ids("Paris")
 
 
+@pytest.mark.slow
 def test_smollm2_next_logprobs_follow_the_continuation(smollm2: Generator) -> None:
     state = smollm2.prefill(smollm2.render(INSTRUCTION, SPAN_CONTEXT))
     answer = smollm2.continuation_ids(state, "the City and Suburban Bank")

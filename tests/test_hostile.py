@@ -94,6 +94,7 @@ def stored(index: str) -> dict[str, str]:
     return {d["doc_id"]: d["content_hash"] for d in json.loads(r.stdout)["documents_list"]}
 
 
+@pytest.mark.slow
 def test_hostile_files_are_skipped_one_line_each(tmp_path: Path, index: str) -> None:
     before = stored(index)
     src = tmp_path / "hostile"
@@ -161,6 +162,7 @@ def test_garbage_docstore(index: str) -> None:
     assert store.read_bytes() == garbage  # never deleted nor "fixed" by guessing
 
 
+@pytest.mark.slow
 def test_faiss_file_of_the_same_size_but_corrupted(index: str) -> None:
     before = moon_answers(index)
     (snapshot,) = Path(index).glob("vectors-*.faiss")
@@ -175,6 +177,7 @@ def test_faiss_file_of_the_same_size_but_corrupted(index: str) -> None:
     assert moon_answers(index) == before
 
 
+@pytest.mark.slow
 def test_truncated_manifest(index: str) -> None:
     before = moon_answers(index)
     manifest = Path(index) / "manifest.json"
@@ -187,6 +190,7 @@ def test_truncated_manifest(index: str) -> None:
     assert moon_answers(index) == before
 
 
+@pytest.mark.slow
 def test_half_created_index_is_finished_by_the_next_index(tmp_path: Path) -> None:
     # A kill during the first create left a docstore (part of its schema) and a lock.
     half = tmp_path / "half"
@@ -207,6 +211,7 @@ def test_half_created_index_is_finished_by_the_next_index(tmp_path: Path) -> Non
     assert moon_answers(str(half))[0][0] == "moon.txt"
 
 
+@pytest.mark.slow
 def test_kill_between_data_commit_and_manifest_write(tmp_path: Path, index: str) -> None:
     # The state such a kill leaves: the docstore has the new write, the manifest is the
     # one from before it. check passes and says so, writing nothing; --repair catches up.
@@ -242,6 +247,7 @@ def test_a_deleted_docstore_is_damage_and_no_command_makes_a_new_one(
     assert (Path(index) / "manifest.json").read_bytes() == manifest
 
 
+@pytest.mark.slow
 def test_random_bytes_inside_the_faiss_file_are_never_served(index: str) -> None:
     before = moon_answers(index)
     (snapshot,) = Path(index).glob("vectors-*.faiss")
@@ -257,6 +263,7 @@ def test_random_bytes_inside_the_faiss_file_are_never_served(index: str) -> None
     assert moon_answers(index) == before
 
 
+@pytest.mark.slow
 def test_a_damaged_database_page_names_the_index_to_check(index: str) -> None:
     # The documents table's page overwritten: the index opens, a question fails on it.
     store = Path(index) / "docstore.sqlite"
@@ -286,6 +293,7 @@ def test_missing_embedder_fails_at_once_without_network(index: str) -> None:
     assert run("info", index).exit_code == 0  # what needs no embedder still works
 
 
+@pytest.mark.slow
 def test_rm_glob_asks_first_and_never_deletes_silently(index: str) -> None:
     r = run("rm", index, "*")  # no answer on stdin: like a script without --yes
     assert r.exit_code != 0
@@ -303,6 +311,7 @@ def test_rm_glob_asks_first_and_never_deletes_silently(index: str) -> None:
     assert run("check", index).exit_code == 0
 
 
+@pytest.mark.slow
 def test_any_error_is_one_line_and_debug_shows_the_traceback(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.txt").write_text("Some text.")

@@ -68,6 +68,7 @@ def stored(into: Path) -> dict[str, str]:
     return {d["doc_id"]: d["title"] for d in json.loads(r.stdout)["documents_list"]}
 
 
+@pytest.mark.slow
 def test_100k_nested_tags_are_read_and_the_run_goes_on(tmp_path: Path) -> None:
     # The file: RecursionError after 49 s at 0.9-1.2 GB, and nothing indexed.
     folder = folder_with(tmp_path / "c", {
@@ -84,6 +85,7 @@ def test_100k_nested_tags_are_read_and_the_run_goes_on(tmp_path: Path) -> None:
     assert sorted(stored(tmp_path / "i")) == sorted([*CORPUS, "nested.html", "headings.html"])
 
 
+@pytest.mark.slow
 def test_files_that_defeat_a_reader_are_skipped_in_one_line(tmp_path: Path) -> None:
     # Each of these ended the whole run before: html.parser's AssertionError, json's
     # RecursionError and its ValueError on a 5,000-digit number, a lone surrogate that
@@ -106,6 +108,7 @@ def test_files_that_defeat_a_reader_are_skipped_in_one_line(tmp_path: Path) -> N
     assert sorted(stored(tmp_path / "i")) == sorted([*CORPUS, "n2", "s1", "d2"])
 
 
+@pytest.mark.slow
 def test_a_slow_file_is_skipped_at_the_time_limit(tmp_path: Path) -> None:
     # html.parser is quadratic on unterminated start tags (CVE-2025-6069, Pythons before
     # 3.11.13, 3.12.11, 3.13.4): 60 KB of them read for 43 s, holding the run.
@@ -119,6 +122,7 @@ def test_a_slow_file_is_skipped_at_the_time_limit(tmp_path: Path) -> None:
     assert sorted(stored(tmp_path / "i")) == sorted(CORPUS)
 
 
+@pytest.mark.slow
 def test_an_unforeseen_error_in_a_reader_skips_its_file_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object) -> object:
@@ -137,6 +141,7 @@ def test_an_unforeseen_error_in_a_reader_skips_its_file_only(
     assert isinstance(r.exception, RuntimeError)  # the traceback, for whoever debugs it
 
 
+@pytest.mark.slow
 def test_no_stray_lines_from_pdf_and_html_libraries(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,6 +201,7 @@ def test_a_file_that_fails_to_chunk_is_skipped_locally(tmp_path: Path) -> None:
     check_run(stats.failed, memory)
 
 
+@pytest.mark.slow  # starts a local Ray cluster
 def test_every_file_skipped_in_one_line_on_ray_too(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="the ray engine needs pip install 'ragmem[scale]'")
     from ragmem.distributed import RayEngine

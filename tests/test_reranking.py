@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from ragmem.config import Config, RetrievalConfig
 from ragmem.errors import ModelError
 from ragmem.reranking import CrossEncoderReranker, rerank
 from ragmem.types import Hit
-from tests.conftest import CORPUS, EchoGenerator, KeywordEmbedder
+from tests.conftest import CORPUS, ECHO, EchoGenerator, KeywordEmbedder
 
 SENTENCES = [s for text in CORPUS.values() for s in text.replace("\n", " ").split(". ")]
 
@@ -94,7 +95,7 @@ def test_reranked_order_is_the_models_own_order(tiny_cross_encoder: Path) -> Non
 def test_retrieval_with_a_reranker_keeps_top_k_of_the_candidates(
         corpus_dir: Path, tmp_path: Path, tiny_cross_encoder: Path) -> None:
     retrieval = RetrievalConfig(top_k=2, rerank_candidates=20, reranker=str(tiny_cross_encoder))
-    a = Assistant.create(tmp_path / "idx", Config(retrieval=retrieval),
+    a = Assistant.create(tmp_path / "idx", replace(ECHO, retrieval=retrieval),
                          embedder=KeywordEmbedder(), generator=EchoGenerator())
     a.index([corpus_dir])
     question = "When did Neil Armstrong walk on the Moon?"
@@ -111,7 +112,8 @@ def test_retrieval_with_a_reranker_keeps_top_k_of_the_candidates(
 
 
 def test_cli_ask_reranks_with_the_given_model(
-        corpus_dir: Path, tiny_cross_encoder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        corpus_dir: Path, tiny_cross_encoder: Path, monkeypatch: pytest.MonkeyPatch,
+        echo_mode: None) -> None:
     plain = Assistant.create("notes", embedder=KeywordEmbedder())
     plain.index([corpus_dir])
     question = "What is the tallest volcano?"

@@ -102,6 +102,7 @@ def test_retrieve_many_equals_one_at_a_time(corpus_dir: Path, tmp_path: Path,
     assert a.retrieve_many([]) == []
 
 
+@pytest.mark.slow
 def test_retrieve_many_with_the_real_embedder_ranks_as_one_at_a_time(
         corpus_dir: Path, tmp_path: Path) -> None:
     """MiniLM pads a batch to its longest question: the vectors differ in the last bits

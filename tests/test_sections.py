@@ -12,7 +12,7 @@ import ragmem.assistant
 from ragmem import Assistant
 from ragmem.cli import cli
 from ragmem.documents import markdown_sections, section_at
-from tests.conftest import EchoGenerator, KeywordEmbedder
+from tests.conftest import ECHO, EchoGenerator, KeywordEmbedder
 
 BOOK = """# The Red-Headed League
 
@@ -40,7 +40,7 @@ def book(tmp_path: Path) -> Path:
 
 
 def test_passages_and_citations_carry_their_section(book: Path, tmp_path: Path) -> None:
-    a = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder(),
+    a = Assistant.create(tmp_path / "idx", ECHO, embedder=KeywordEmbedder(),
                          generator=EchoGenerator())
     a.index([book])
     answer = a.ask("Which bank's cellar were the robbers tunnelling into?")
@@ -56,7 +56,7 @@ def test_passages_and_citations_carry_their_section(book: Path, tmp_path: Path) 
 
 
 def test_the_cli_shows_the_section(book: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                   monkeypatch: pytest.MonkeyPatch, echo_mode: None) -> None:
     real_open = Assistant.open
 
     def with_fakes(cls: type[Assistant], index: str, config: object = None,

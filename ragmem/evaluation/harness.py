@@ -194,7 +194,7 @@ def evaluate_qa(
             timings.append(t)
             tick(progress, "ask" if generate else "prepare", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,
-                  "generator": getattr(assistant.generator, "model_id", "unknown")}
+                  "generator": assistant.generator.model_id}
         documents = len(dataset.documents) or assistant.memory.counts()["documents"]
     stages = ("retrieve", "fill", "generate") if generate else ("retrieve", "fill")
     metrics: dict[str, Any] = {
@@ -270,7 +270,7 @@ def evaluate_mc(
             timings.append(t)
             tick(progress, "score", i + 1, len(examples))
         models = {"embedder": assistant.embedder.model_id,
-                  "generator": getattr(assistant.generator, "model_id", "unknown")}
+                  "generator": assistant.generator.model_id}
     return {
         "kind": "mc",
         "system": f"ragmem ({models['embedder']} + {models['generator']})",

@@ -18,7 +18,7 @@ from ragmem.evaluation.baselines import evaluate_bm25
 from ragmem.evaluation.harness import abstains, evaluate_mc, evaluate_qa, evaluate_retrieval
 from ragmem.evaluation.indexes import beir_documents, index_name, open_index
 from ragmem.types import Document
-from tests.conftest import EchoGenerator, KeywordEmbedder, WordCountScorer
+from tests.conftest import ECHO, EchoGenerator, KeywordEmbedder, WordCountScorer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "eval"
 QUALITY = ("retrieval", "evidence", "working_memory", "answers")
@@ -80,8 +80,8 @@ def test_bm25_baseline_ranks_the_matching_document_first():
 def test_qa_long_document_with_fakes():
     data = load_squad(FIXTURES / "squad_v1.json")
     kwargs = {"embedder": KeywordEmbedder(), "generator": EchoGenerator(), "budgets": (256, 512)}
-    first = evaluate_qa(data, Config(), **kwargs)
-    second = evaluate_qa(data, Config(), **kwargs)
+    first = evaluate_qa(data, ECHO, **kwargs)
+    second = evaluate_qa(data, ECHO, **kwargs)
     assert quality(first) == quality(second)
     metrics = first["metrics"]
     assert metrics["evidence"]["evidence_recall@100"] == 1.0
@@ -99,7 +99,7 @@ def test_qa_absent_asks_without_the_questions_own_document():
     """--absent: each question's article is filtered out, so no evidence is found and
     an answer is a false one (the echo always answers: nothing abstains)."""
     data = load_squad(FIXTURES / "squad_v1.json")
-    report = evaluate_qa(data, Config(), embedder=KeywordEmbedder(),
+    report = evaluate_qa(data, ECHO, embedder=KeywordEmbedder(),
                          generator=EchoGenerator(), budgets=(256,), absent=True)
     metrics = report["metrics"]
     assert metrics["evidence"]["evidence_recall@100"] == 0.0
@@ -111,7 +111,7 @@ def test_qa_absent_asks_without_the_questions_own_document():
 
 def test_qa_scores_gold_in_answer_and_cited_spans():
     data = load_squad(FIXTURES / "squad_v1.json")
-    report = evaluate_qa(data, Config(), embedder=KeywordEmbedder(),
+    report = evaluate_qa(data, ECHO, embedder=KeywordEmbedder(),
                          generator=EchoGenerator(), budgets=(256,))
     answers = report["metrics"]["answers"]
     assert {"gold_in_answer", "citation_span_accuracy"} <= set(answers)
@@ -122,7 +122,7 @@ def test_qa_scores_gold_in_answer_and_cited_spans():
 
 def test_qa_without_generation_skips_answer_metrics():
     data = load_squad(FIXTURES / "squad_v1.json")
-    report = evaluate_qa(data, embedder=KeywordEmbedder(), generator=EchoGenerator(),
+    report = evaluate_qa(data, ECHO, embedder=KeywordEmbedder(), generator=EchoGenerator(),
                          generate=False)
     assert "answers" not in report["metrics"]
     assert "generate_p50_s" not in report["metrics"]["latency"]
@@ -131,14 +131,14 @@ def test_qa_without_generation_skips_answer_metrics():
 
 def test_qa_v2_reports_abstention():
     data = load_squad(FIXTURES / "squad_v2.json")
-    report = evaluate_qa(data, embedder=KeywordEmbedder(), generator=EchoGenerator())
+    report = evaluate_qa(data, ECHO, embedder=KeywordEmbedder(), generator=EchoGenerator())
     answers = report["metrics"]["answers"]
     assert answers["abstained_impossible"] == 0.0  # the echo always answers
 
 
 def test_qa_jsonl_against_an_existing_index(tmp_path):
     text = "The sky is blue on a clear day."
-    assistant = Assistant.create(tmp_path / "idx", embedder=KeywordEmbedder(),
+    assistant = Assistant.create(tmp_path / "idx", ECHO, embedder=KeywordEmbedder(),
                                  generator=EchoGenerator())
     assistant.add_documents([Document("sky.txt", "sky.txt", text, content_hash="h")])
     report = evaluate_qa(load_qa_jsonl(FIXTURES / "qa.jsonl"), assistant=assistant)
@@ -173,6 +173,7 @@ def test_abstains(text, expected):
     assert abstains(text) is expected
 
 
+@pytest.mark.slow
 def test_cli_eval_retrieval_with_the_real_embedder(tmp_path):
     """The default MiniLM on four documents: the same command gives the same numbers."""
     runner = CliRunner()
@@ -258,7 +259,7 @@ def test_qa_harness_retrieves_once_and_answers_as_ask_does():
     """The harness composes ask()'s steps itself, one retrieval per question serving both
     evidence@k and the passages: its answers and prompts are ask()'s."""
     data = load_squad(FIXTURES / "squad_v1.json")
-    assistant, _ = open_index(data.name, data.documents, Config(), embedder=KeywordEmbedder(),
+    assistant, _ = open_index(data.name, data.documents, ECHO, embedder=KeywordEmbedder(),
                               generator=EchoGenerator())
     expected = {ex.question: assistant.ask(ex.question) for ex in data.examples}
     calls = []
@@ -269,7 +270,7 @@ def test_qa_harness_retrieves_once_and_answers_as_ask_does():
         return real(questions, *args, **kwargs)
 
     assistant.retriever.retrieve_many = counting  # a spy on the harness's collaborator
-    report = evaluate_qa(data, Config(), assistant=assistant, budgets=(256,))
+    report = evaluate_qa(data, ECHO, assistant=assistant, budgets=(256,))
     assert len(calls) == len(report["questions"]) == len(expected)
     for record in report["questions"]:
         answer = expected[record["question"]]

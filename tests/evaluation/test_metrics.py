@@ -147,6 +147,7 @@ def ranx_per_query(run, qrels):
     }
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use: ~50 s on 2 cores
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agrees_with_ranx_with_ties_and_duplicate_windows(seed):
     run, qrels = random_case(seed)
@@ -163,6 +164,7 @@ def test_agrees_with_ranx_with_ties_and_duplicate_windows(seed):
             assert ours[qid][name] == pytest.approx(theirs[name][qid], abs=1e-6), (name, qid)
 
 
+@pytest.mark.slow
 def test_agrees_with_ranx_on_raw_scores_without_ties():
     run, qrels = random_case(7, ties=False)
     run = {q: s for q, s in run.items() if s}

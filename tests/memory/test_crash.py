@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check
 from ragmem.memory.faiss.docstore import Docstore
@@ -93,6 +95,7 @@ def wait_for_round(path: Path, proc: subprocess.Popen[str], target: int) -> None
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # a kill -9 loop over real writes: ~15 s
 def test_kill_9_at_random_points_leaves_old_or_new(tmp_path: Path) -> None:
     rng = random.Random(1234)
     path = tmp_path / "idx"
