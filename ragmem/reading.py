@@ -51,6 +51,7 @@ class ReadSpan:
     text: str
     probability: float
     no_answer: float
+    score: float = 0.0  # start + end logit: compares across pieces when trained shared
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ class Reader:
         spans: list[ReadSpan] = []
         for row, (c, piece) in enumerate(pieces):
             spans.extend(self._spans(index[c], contexts[c], piece, starts[row], ends[row]))
-        spans.sort(key=lambda s: -s.probability)
+        shared = self.schema.ranking == "shared"
+        spans.sort(key=lambda s: -s.score if shared else -s.probability)
         return _distinct(spans)[:self.config.top_spans]
 
     def logits(self, pieces: Sequence[Encoding]) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +242,8 @@ class Reader:
                 a = offsets[i][0] - context.starts[sentence]
                 b = offsets[j][1] - context.starts[sentence]
                 out.append(ReadSpan(passage, s, s.start + a, s.start + b, s.text[a:b],
-                                    float(np.exp(ls[i] + le[j])), no_answer))
+                                    float(np.exp(ls[i] + le[j])), no_answer,
+                                    float(start_logits[i] + end_logits[j])))
         return out
 
 

@@ -28,10 +28,19 @@ import torch
 from ragmem.config import ReaderConfig
 from ragmem.evaluation.metrics import exact_match, token_f1
 from ragmem.models import resolve
-from ragmem.reader_model import FORMAT, ReaderSchema, SpanNet, base_net, base_sha256, save_reader
+from ragmem.reader_model import (
+    FORMAT,
+    ReaderSchema,
+    SpanNet,
+    base_net,
+    base_sha256,
+    load_reader,
+    save_reader,
+)
 from ragmem.reading import Reader, batch_arrays, encode, tokenizer_for
 from ragmem.training import data
 from ragmem.training.lora import add_lora, merge_lora
+from ragmem.training.shared import group_batches, shared_loss
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Settings:
     lora_rank: int = 16
     warmup: float = 0.1
     seed: int = 0
+    shared: bool = False  # add the loss normalised across a question's pieces
 
 
 @dataclass(frozen=True)
@@ -93,18 +103,29 @@ def _trainable(net: SpanNet, settings: Settings) -> list[str]:
     return [n for n, p in net.named_parameters() if p.requires_grad]
 
 
-def train(examples: Sequence[data.Example], settings: Settings, base_dir: str,
-          log=print) -> tuple[SpanNet, list[str]]:  # noqa: ANN001
-    """A reader trained on ``examples``; returns it and the names of the tensors to ship."""
+def train(groups: Sequence[Sequence[data.Example]], settings: Settings, base_dir: str,
+          log=print, init: Path | None = None) -> tuple[SpanNet, list[str]]:  # noqa: ANN001
+    """A reader trained on ``groups`` (a question's gold example and its negatives, or
+    single examples), from ``init``'s weights when given (a second stage); returns it
+    and the names of the tensors to ship."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    net = base_net(base_dir)
+    net = load_reader(base_dir, init)[0] if init is not None else base_net(base_dir)
     trained = _trainable(net, settings)
     tok = tokenizer_for(base_dir, settings.max_length, settings.stride)
-    pieces = featurize(tok, examples)
-    # Sorted by length and cut into batches (little padding), the batches shuffled.
-    order = sorted(range(len(pieces)), key=lambda i: (len(pieces[i].ids), i))
-    batches = [order[i:i + settings.batch] for i in range(0, len(order), settings.batch)]
+    if settings.shared:
+        piece_groups = [featurize(tok, g) for g in groups]
+        pieces = [p for g in piece_groups for p in g]
+        first = np.cumsum([0] + [len(g) for g in piece_groups])
+        grouped = group_batches(piece_groups, settings.batch)
+        batches = [[i for g in b for i in range(first[g], first[g + 1])] for b in grouped]
+        sizes = [[len(piece_groups[g]) for g in b] for b in grouped]
+    else:
+        pieces = featurize(tok, [e for g in groups for e in g])
+        # Sorted by length and cut into batches (little padding), the batches shuffled.
+        order = sorted(range(len(pieces)), key=lambda i: (len(pieces[i].ids), i))
+        batches = [order[i:i + settings.batch] for i in range(0, len(order), settings.batch)]
+        sizes = []
     steps = len(batches) * settings.epochs
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.01)
@@ -125,6 +146,8 @@ def train(examples: Sequence[data.Example], settings: Settings, base_dir: str,
             ye = torch.tensor([p.end for p in part])
             loss = (torch.nn.functional.cross_entropy(start, ys)
                     + torch.nn.functional.cross_entropy(end, ye)) / 2
+            if settings.shared:
+                loss = loss + shared_loss(start, end, part, sizes[b])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -143,11 +166,22 @@ def train(examples: Sequence[data.Example], settings: Settings, base_dir: str,
     return net, trained
 
 
+def groups(examples: Sequence[data.Example], negs: Sequence[Sequence[data.Example]],
+           settings: Settings) -> list[list[data.Example]]:
+    """What ``train`` reads: with shared normalisation each question with its first
+    ``ceil(negatives)`` negatives; otherwise the examples and ``negatives`` negatives per
+    question, each alone."""
+    if settings.shared:
+        k = math.ceil(settings.negatives)
+        return [[e, *n[:k]] for e, n in zip(examples, negs, strict=True)]
+    return [[e] for e in data.mix(examples, negs, settings.negatives, settings.seed)]
+
+
 def reader_of(net: SpanNet, settings: Settings, base_dir: str,
               abstain_below: float = 0.0) -> Reader:
     """A ``Reader`` over an in-memory network (evaluation before anything is saved)."""
     schema = ReaderSchema(FORMAT, "", settings.tuning, settings.max_length, settings.stride,
-                          abstain_below, "")
+                          abstain_below, "", _ranking(settings))
     return Reader(ReaderConfig(), loaded=(net, schema), base_dir=base_dir)
 
 
@@ -217,8 +251,8 @@ def _train_command(args: argparse.Namespace) -> None:
     examples = data.train_examples(squad, train_articles, args.questions, settings.seed)
     negs = data.negatives(squad, examples, train_articles, max(1, math.ceil(settings.negatives)))
     t0 = time.perf_counter()
-    net, names = train(data.mix(examples, negs, settings.negatives, settings.seed),
-                       settings, base_dir)
+    init = Path(args.init) if args.init else None
+    net, names = train(groups(examples, negs, settings), settings, base_dir, init=init)
     seconds = time.perf_counter() - t0
     # The threshold: abstain on 0.85 of train questions whose own paragraph is absent
     # (scored on the training questions themselves: no test question is ever read).
@@ -230,7 +264,9 @@ def _train_command(args: argparse.Namespace) -> None:
     command = " ".join(["python -m ragmem.training.reader", *args.argv])
     schema = ReaderSchema(FORMAT, base_sha256(base_dir), settings.tuning, settings.max_length,
                           settings.stride, threshold, f"{command}; squad sha256 "
-                          f"{data_sha(args.squad)[:16]}; {len(examples)} questions")
+                          f"{data_sha(args.squad)[:16]}; {len(examples)} questions"
+                          + (f"; init sha256 {data_sha(args.init)[:16]}" if init else ""),
+                          _ranking(settings))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_reader(net, names, schema, out)
@@ -256,8 +292,7 @@ def _compare_command(args: argparse.Namespace) -> None:
     rows = []
     for option in options:
         t0 = time.perf_counter()
-        net, names = train(data.mix(examples, negs, option.negatives, option.seed), option,
-                           base_dir)
+        net, names = train(groups(examples, negs, option), option, base_dir)
         seconds = time.perf_counter() - t0
         scores = evaluate(reader_of(net, option, base_dir), test, test_negs)
         row = {"settings": asdict(option), "train_seconds": round(seconds),
@@ -290,6 +325,10 @@ def _evaluate_command(args: argparse.Namespace) -> None:
         Path(args.report).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
+def _ranking(settings: Settings) -> str:
+    return "shared" if settings.shared else "piece"
+
+
 def data_sha(path: str) -> str:
     from ragmem.evaluation.datasets import sha256_of
 
@@ -299,7 +338,7 @@ def data_sha(path: str) -> str:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(tuning=args.tuning, max_length=args.max_length, stride=args.stride,
                     negatives=args.negatives, epochs=args.epochs, batch=args.batch,
-                    lr=args.lr, seed=args.seed)
+                    lr=args.lr, seed=args.seed, shared=args.shared)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -323,8 +362,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.add_argument("--batch", type=int, default=d.batch)
         p.add_argument("--lr", type=float, default=d.lr)
         p.add_argument("--seed", type=int, default=d.seed)
+        p.add_argument("--shared", action="store_true",
+                       help="train on each question's pieces together (shared normalisation)")
     train_p, compare_p = sub.choices["train"], sub.choices["compare"]
     train_p.add_argument("--out", required=True, help="weights file to write")
+    train_p.add_argument("--init", default=None,
+                         help="start from these reader weights (a second stage)")
     train_p.add_argument("--abstain-target", type=float, default=0.85)
     train_p.add_argument("--threshold-questions", type=int, default=200,
                          help="training questions that choose the abstention threshold")
