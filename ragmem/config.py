@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ragmem.config_values import check_value, coerce, field_hints, keys
+from ragmem.config_values import check_value, env_overrides, field_hints, keys
 from ragmem.errors import ConfigError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -299,6 +299,19 @@ class IngestConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class ServeConfig(_Checked):
+    """``ragmem serve`` (ragmem/serve/). Another host than 127.0.0.1 needs a token."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # set it as RAGMEM_SERVE_TOKEN; never written anywhere
+    max_asks: int = 8  # asks admitted at once (running or waiting); more get a 503
+    retry_after_s: int = 2  # what the 503's Retry-After header says
+    max_upload_bytes: int = 20_000_000  # one upload request, all its files together
+    conversations: int = 64  # chats kept (least recently used dropped first)
+
+
+@dataclass(frozen=True)
 class Config:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
@@ -311,6 +324,7 @@ class Config:
     answering: AnsweringConfig = field(default_factory=AnsweringConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -346,24 +360,8 @@ class Config:
         A variable that names a section but no field of it is an error (a typo would
         otherwise be ignored); ``RAGMEM_HOME`` and other non-section names are not ours.
         """
-        env = os.environ if environ is None else environ
-        data: dict[str, dict[str, Any]] = {}
-        for f in fields(self):
-            sub = getattr(self, f.name)
-            prefix = f"RAGMEM_{f.name}_".upper()
-            hints = field_hints(type(sub))
-            known = {f"{prefix}{k.upper()}": k for k in keys(sub)}
-            for key, raw in env.items():
-                if not key.startswith(prefix):
-                    continue
-                if key not in known:
-                    raise ConfigError(f"unknown environment variable {key}; valid ones for "
-                                      f"{f.name}: {', '.join(known)}")
-                name = known[key]
-                value = coerce(raw, hints[name], key)
-                check_value(key, value, hints[name])  # named as the user wrote it
-                data.setdefault(f.name, {})[name] = value
-        return self.with_overrides(data)
+        return self.with_overrides(env_overrides(self, os.environ if environ is None
+                                                 else environ))
 
 
 def manifest_settings(config: Config, manifest_embedder: str,

@@ -9,6 +9,7 @@ string. ``ragmem.config`` holds the fields and their defaults; this holds no def
 from __future__ import annotations
 
 import types
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -80,3 +81,26 @@ def coerce(raw: str, hint: Any, key: str) -> Any:
         elif option is not type(None):
             return raw  # a str or a Literal: checked when the section is made
     raise ConfigError(f"{key}={raw!r} is not {_describe(hint)}")
+
+
+def env_overrides(config: Any, environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``{"retrieval": {"top_k": 8}}`` from ``RAGMEM_RETRIEVAL_TOP_K=8``: each variable
+    named after a section and a field of ``config``, coerced to the field's type and
+    checked; one that names a section but none of its fields is an error."""
+    data: dict[str, dict[str, Any]] = {}
+    for f in fields(config):
+        sub = getattr(config, f.name)
+        prefix = f"RAGMEM_{f.name}_".upper()
+        hints = field_hints(type(sub))
+        known = {f"{prefix}{k.upper()}": k for k in keys(sub)}
+        for key, raw in environ.items():
+            if not key.startswith(prefix):
+                continue
+            if key not in known:
+                raise ConfigError(f"unknown environment variable {key}; valid ones for "
+                                  f"{f.name}: {', '.join(known)}")
+            name = known[key]
+            value = coerce(raw, hints[name], key)
+            check_value(key, value, hints[name])  # named as the user wrote it
+            data.setdefault(f.name, {})[name] = value
+    return data
