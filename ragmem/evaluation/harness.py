@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ragmem.chinese import cuts_word, has_cjk
 from ragmem.config import Config
 from ragmem.errors import ModelError
 from ragmem.evaluation.datasets import (
@@ -32,13 +33,12 @@ from ragmem.evaluation.indexes import IndexInfo, Progress, beir_documents, open_
 from ragmem.evaluation.metrics import (
     DEFAULT_KS,
     answer_in_text,
+    answer_scores,
     contains_gold,
     doc_run_from_windows,
-    exact_match,
     normalize_answer,
     ranking,
     retrieval_metrics,
-    token_f1,
 )
 from ragmem.evaluation.provenance import run_info
 from ragmem.evaluation.sections import (
@@ -215,10 +215,14 @@ def evaluate_qa(
         "system": f"ragmem ({models['embedder']} + {models['generator']})",
         "name": f"ragmem ({models['embedder']} + {models['generator']}) on {dataset.name}",
         "dataset": dataset_info(dataset.name, dataset.sha256, len(examples), limit, sample,
-                                 seed, documents=documents),
+                                 seed, documents=documents)
+        | {"relocated_answers": dataset.relocated_answers,
+           "dropped_answers": dataset.dropped_answers,
+           "skipped_questions": dataset.skipped_questions},
         "run": run_info(config, command, models),
         "index": index.to_dict() if index else {"path": str(assistant.memory.directory)},
         "metrics": metrics,
+        "notes": dataset.notes(),
         "curves": {"answer_in_context_vs_budget": [
             {"token_budget": b, "answer_in_context": mean(
                 [{"x": r["budgets"][b]} for r in records], "x")} for b in budgets]},
@@ -319,16 +323,31 @@ def abstains(text: str) -> bool:
     return not norm or any(phrase in norm for phrase in ABSTAIN)
 
 
+def _cuts_word(answer: Answer, abstained: bool) -> bool:
+    """Whether the answer's span starts or ends inside a Chinese word of its sentence
+    (jieba's words, ``ragmem.chinese``)."""
+    if abstained or not answer.citations or not has_cjk(answer.text):
+        return False
+    c = answer.citations[0]
+    if not 1 <= c.number <= len(answer.passages):
+        return False
+    for s in answer.passages[c.number - 1].sentences:
+        if s.start <= c.start and c.end <= s.end:
+            return cuts_word(s.text, c.start - s.start, c.end - s.start)
+    return False
+
+
 def _answer_scores(answer: Answer, ex: QAExample) -> dict[str, Any]:
     # An abstaining answer counts as the empty answer, as SQuAD v2.0 scores "no answer".
     abstained = answer.abstained or abstains(answer.text)
     prediction = "" if abstained else answer.text
+    em, f1 = answer_scores(ex.question, prediction, ex.answers)
     passages = answer.passages
     cited = [passages[c.number - 1] for c in answer.citations
              if 1 <= c.number <= len(passages)]
     return {"answer": answer.text, "golds": list(ex.answers), "abstained": abstained,
             "mode": answer.mode, "confidence": answer.confidence,
-            "em": exact_match(prediction, ex.answers), "f1": token_f1(prediction, ex.answers),
+            "em": em, "f1": f1, "cuts_word": _cuts_word(answer, abstained),
             "gold_in_answer": bool(prediction) and answer_in_text(prediction, ex.answers),
             "citation_correct": _found(cited, ex) if cited else False,
             # Stricter: the cited characters themselves overlap a gold answer's offsets.

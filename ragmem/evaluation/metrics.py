@@ -214,6 +214,91 @@ def _f1(pred: list[str], gold: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+# Answers in Chinese (CMRC 2018's official script, v5) -------------------------------
+
+# The marks cmrc2018_evaluate.py strips before comparing (its ``sp_char``).
+CMRC_PUNCTUATION = frozenset(["-", ":", "_", "*", "^", "/", "\\", "~", "`", "+", "=",
+                              "，", "。", "：", "？", "！", "“", "”", "；", "’", "《", "》",
+                              "……", "·", "、", "「", "」", "（", "）", "－", "～", "『", "』"])
+_HAN = re.compile(r"[\u4e00-\u9fa5]")
+_LATIN_TOKEN = re.compile(r"\w+|[^\w\s]")
+_ASKS_IN_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def mixed_segmentation(text: str, drop_punctuation: bool = True) -> list[str]:
+    """CMRC's tokens: each Chinese character alone, other runs split into words (the
+    official script uses nltk's ``word_tokenize`` there; a word/punctuation regex
+    agrees on the words and numbers of CMRC answers), lower-cased, its marks dropped.
+
+    ``mixed_segmentation("《光荣》和ω-Force 2") -> ['光', '荣', '和', 'ωforce', '2']``
+    (the script drops a mark before it splits, so "ω-Force" becomes one word)
+    """
+    out: list[str] = []
+    latin = ""
+    for ch in text.lower().strip():
+        if drop_punctuation and ch in CMRC_PUNCTUATION:
+            continue
+        if _HAN.match(ch) or ch in CMRC_PUNCTUATION:
+            out.extend(_LATIN_TOKEN.findall(latin))
+            latin = ""
+            out.append(ch)
+        else:
+            latin += ch
+    out.extend(_LATIN_TOKEN.findall(latin))
+    return out
+
+
+def _cmrc_plain(text: str) -> str:
+    return "".join(ch for ch in text.lower().strip() if ch not in CMRC_PUNCTUATION)
+
+
+def char_exact_match(prediction: str, answers: Iterable[str]) -> float:
+    """CMRC's EM: equal once lower-cased and its marks removed, max over references."""
+    pred = _cmrc_plain(prediction)
+    return float(any(pred == _cmrc_plain(a) for a in answers))
+
+
+def char_f1(prediction: str, answers: Iterable[str]) -> float:
+    """CMRC's F1, max over references: the longest common *substring* of the two token
+    lists (not a bag overlap, as SQuAD's) over the prediction's and the reference's
+    lengths. ``char_f1("光荣公司", ["光荣和ω-force"]) -> 2 * (2/4 * 2/4) / 1 = 0.5``"""
+    pred = mixed_segmentation(prediction)
+    best = 0.0
+    for answer in answers:
+        gold = mixed_segmentation(answer)
+        common = _longest_common_run(pred, gold)
+        if common:
+            precision, recall = common / len(pred), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest run of tokens ``a`` and ``b`` share (dynamic programming)."""
+    best, row = 0, [0] * (len(b) + 1)
+    for x in a:
+        previous = 0
+        for j, y in enumerate(b, start=1):
+            previous, row[j] = row[j], (previous + 1 if x == y else 0)
+            best = max(best, row[j])
+    return best
+
+
+def asks_in_chinese(question: str) -> bool:
+    """Whether a question is written in Chinese (it holds a CJK character)."""
+    return _ASKS_IN_CHINESE.search(question) is not None
+
+
+def answer_scores(question: str, prediction: str, answers: Sequence[str]
+                  ) -> tuple[float, float]:
+    """``(EM, F1)`` by the question's language: CMRC's character-level metrics for a
+    Chinese question, SQuAD's token-level ones for any other (and for a question with
+    no answer, where abstaining is right)."""
+    if answers and asks_in_chinese(question):
+        return char_exact_match(prediction, answers), char_f1(prediction, answers)
+    return exact_match(prediction, answers), token_f1(prediction, answers)
+
+
 # Cost -------------------------------------------------------------------------------
 
 

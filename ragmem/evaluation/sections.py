@@ -39,6 +39,8 @@ def answers_section(records: Sequence[dict[str, Any]], examples: Sequence[QAExam
            "citation_accuracy": mean(answerable, "citation_correct"),
            "citation_span_accuracy": mean(answerable, "citation_span_correct"),
            "abstained_answerable": mean(answerable, "abstained")}
+    if records and "cuts_word" in records[0]:
+        out["answers_cutting_a_word"] = float(sum(bool(r["cuts_word"]) for r in records))
     if impossible:
         out["abstained_impossible"] = mean(impossible, "abstained")
     return out

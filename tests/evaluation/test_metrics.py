@@ -11,12 +11,16 @@ import pytest
 
 from ragmem.evaluation.metrics import (
     answer_in_text,
+    answer_scores,
     average_precision,
+    char_exact_match,
+    char_f1,
     contains_gold,
     doc_run_from_windows,
     evidence_recall_at_k,
     exact_match,
     latency_metrics,
+    mixed_segmentation,
     ndcg_at_k,
     normalize_answer,
     percentile,
@@ -243,3 +247,40 @@ def test_latency_metrics_read_timings():
     assert m["total_p50_s"] == pytest.approx(2.22)
     with pytest.raises(ValueError):
         latency_metrics([])
+
+
+# CMRC 2018 (character level) ---------------------------------------------------------
+
+
+def test_mixed_segmentation_splits_han_characters_and_keeps_latin_words():
+    assert mixed_segmentation("《战国无双3》由KOEI开发，2009年") == [
+        "战", "国", "无", "双", "3", "由", "koei", "开", "发", "2009", "年"]
+    # the script drops a mark before it splits, so the two halves join
+    assert mixed_segmentation("ω-Force") == ["ωforce"]
+
+
+def test_char_exact_match_ignores_cmrc_punctuation_and_case():
+    assert char_exact_match("《光荣》", ["光荣"]) == 1.0
+    assert char_exact_match("KOEI", ["koei"]) == 1.0
+    assert char_exact_match("光荣和", ["光荣", "和光"]) == 0.0
+
+
+def test_char_f1_is_the_longest_common_substring_not_a_bag():
+    # 4 predicted tokens, 4 gold ones (光 荣 和 ωforce), "光荣" in common: P = R = 1/2
+    assert char_f1("光荣公司", ["光荣和ω-force"]) == pytest.approx(0.5)
+    # the same characters in another order share only runs of 1: a bag would say 1.0
+    assert char_f1("荣光", ["光荣"]) == pytest.approx(0.5)
+    assert char_f1("无关", ["光荣"]) == 0.0
+    assert char_f1("", ["光荣"]) == 0.0
+    # max over the references
+    assert char_f1("长城", ["万里长城", "长城"]) == 1.0
+
+
+def test_answer_scores_choose_the_metric_by_the_question_language():
+    # A Chinese question: characters (CMRC); an English one: words (SQuAD).
+    # the longest common run is "两万" (or "公里"): P = 2/4, R = 2/6
+    assert answer_scores("长城有多长？", "两万公里", ["两万一千公里"]) == pytest.approx(
+        (0.0, 2 * (2 / 4 * 2 / 6) / (2 / 4 + 2 / 6)))
+    assert answer_scores("How long?", "twenty thousand km", ["21 thousand km"]) == \
+        pytest.approx((0.0, 2 * (2 / 3 * 2 / 3) / (4 / 3)))
+    assert answer_scores("什么？", "", []) == (1.0, 1.0)
