@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     dataset = train_dataset(args.squad, args.questions, args.seed)
     config = Config().with_env().with_overrides({
         "reader": {"weights": str(Path(args.weights).resolve()), "abstain_below": 0.0},
-        "answering": {"mode": "extract"}})
+        "answering": {"mode": "extract", "extractor": "reader"}})
     runs = [evaluate_qa(dataset, config, budgets=(2048,), absent=absent)["questions"]
             for absent in (False, True)]
     result = {"command": "python -m ragmem.training.threshold " + " ".join(

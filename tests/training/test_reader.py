@@ -81,3 +81,15 @@ def test_a_tiny_reader_retrains_with_the_shipped_command(tmp_path: Path,
     text = PARAGRAPHS[0][1]
     spans = reader.read("Who wrote the Classic of Tea?", [passage_of("t", text, 0, len(text))])
     assert spans[0].text == "Lu Yu"
+    # The second stage: shared normalisation over each question and a negative,
+    # starting from the first stage's weights, as the shipped recipe does.
+    shared = tmp_path / "reader-shared.safetensors"
+    main(["train", "--squad", str(squad_file(tmp_path / "squad.json")), "--held-out", "1",
+          "--epochs", "5", "--batch", "4", "--lr", "0.0001", "--out", str(shared),
+          "--threshold-questions", "4", "--seed", "1", "--shared", "--negatives", "1",
+          "--init", str(out)])
+    schema = read_weights(shared)[0]
+    assert schema.ranking == "shared" and "init sha256" in schema.trained
+    spans = Reader(ReaderConfig(weights=str(shared))).read(
+        "Who wrote the Classic of Tea?", [passage_of("t", text, 0, len(text))])
+    assert spans[0].text == "Lu Yu" and spans[0].score > spans[-1].score
