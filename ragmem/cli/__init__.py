@@ -16,6 +16,7 @@ from ragmem.cli.evaluate import eval_group
 from ragmem.cli.failures import Cli, one_line
 from ragmem.cli.indexing import index
 from ragmem.cli.manage import check, info, rm
+from ragmem.cli.serve import serve
 
 __all__ = ["cli", "main", "one_line"]
 
@@ -32,12 +33,13 @@ def cli() -> None:
       ragmem ask papers "..." --json --show-context
       ragmem chat papers                        # follow-up questions, /quit to leave
       ragmem info papers
+      ragmem serve                              # a web page and an HTTP API, models warm
 
     Indexes live under ./indexes (set RAGMEM_HOME to move them); a path works too.
     """
 
 
-for command in (index, ask, chat, eval_group, info, rm, check):
+for command in (index, ask, chat, eval_group, info, rm, check, serve):
     cli.add_command(command)
 
 
