@@ -56,10 +56,13 @@ def _scalar(text: str) -> Any:
               "this glob, e.g. 'reports/*.pdf'.")
 @click.option("--where", "where_", multiple=True, metavar="KEY=VALUE",
               help="Only search documents whose metadata KEY equals VALUE (repeatable).")
+@click.option("--server", envvar="RAGMEM_SERVER", metavar="URL", help="Ask a running "
+              "ragmem serve (warm models) instead of loading them here; or set RAGMEM_SERVER.")
 def ask(index_name: str, question: str, top_k: int | None, generator: str | None,
         max_new_tokens: int | None, reranker: str | None, answer_mode: str | None,
         show_context: bool, as_json: bool, stream: bool, generate: bool,
-        doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...]) -> None:
+        doc_ids: tuple[str, ...], path_glob: str | None, where_: tuple[str, ...],
+        server: str | None) -> None:
     """Answer QUESTION from the documents in INDEX_NAME, with citations.
 
     \b
@@ -71,6 +74,7 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
       ragmem ask demo "Who is Irene Adler?" --path 'doyle-*'
       ragmem ask demo "..." --reranker cross-encoder/ms-marco-MiniLM-L-6-v2
       ragmem ask demo "..." --no-generate --json  # retrieval only, for scripts
+      ragmem ask demo "..." --server http://127.0.0.1:8765  # a running ragmem serve
     """
     from ragmem.assistant import Assistant
     from ragmem.types import Filter
@@ -83,17 +87,30 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
         where = Filter(doc_ids=doc_ids or None, path_glob=path_glob,
                        metadata={k: _scalar(v) for k, v in pairs})
 
-    config = _answer_config(generator, max_new_tokens, reranker, answer_mode)
-    assistant = Assistant.open(index_name, config)
-    if not generate:
-        _working_memory_only(assistant, question, top_k, where, as_json)
-        return
-    if as_json or not stream:
-        answer = assistant.ask(question, top_k=top_k, where=where)
-        if not as_json:
-            click.echo(answer.text)
+    if server:
+        if generator or max_new_tokens or reranker or not generate:
+            raise click.UsageError("--generator, --max-new-tokens, --reranker and "
+                                   "--no-generate are the server's own; leave them out with "
+                                   "--server, or ask without it")
+        served = _ask_server(server, {
+            "index": index_name, "question": question, "top_k": top_k, "mode": answer_mode,
+            "doc_ids": list(doc_ids) or None, "path": path_glob,
+            "where": where.metadata or None if where else None}, as_json, stream, show_context)
+        if served is None:
+            return
+        answer = served
     else:
-        answer = echo_stream(assistant.stream(question, top_k=top_k, where=where))
+        config = _answer_config(generator, max_new_tokens, reranker, answer_mode)
+        assistant = Assistant.open(index_name, config)
+        if not generate:
+            _working_memory_only(assistant, question, top_k, where, as_json)
+            return
+        if as_json or not stream:
+            answer = assistant.ask(question, top_k=top_k, where=where)
+            if not as_json:
+                click.echo(answer.text)
+        else:
+            answer = echo_stream(assistant.stream(question, top_k=top_k, where=where))
     if as_json:
         print_json(answer.to_dict() if show_context else
                     {k: v for k, v in answer.to_dict().items() if k != "passages"})
@@ -112,6 +129,23 @@ def ask(index_name: str, question: str, top_k: int | None, generator: str | None
     click.echo(f"(retrieve {t.retrieve_s * 1000:.0f} ms, fill {t.fill_s * 1000:.0f} ms, "
                f"{'answer' if answer.mode == 'extract' else 'generate'} {t.generate_s:.1f} s)",
                err=True)
+
+
+def _ask_server(url: str, body: dict[str, Any], as_json: bool, stream: bool,
+                show_context: bool) -> Answer | None:
+    """The answer from a running ``ragmem serve`` (``ragmem.serve.client``); with
+    ``as_json``, its JSON is printed as the server sent it, and None returned."""
+    from ragmem.serve import client
+
+    if stream and not as_json:
+        return echo_stream(client.stream(url, body))
+    answer, data = client.ask(url, body)
+    if as_json:
+        print_json(data if show_context else {k: v for k, v in data.items()
+                                              if k != "passages"})
+        return None
+    click.echo(answer.text)
+    return answer
 
 
 def _working_memory_only(assistant: Assistant, question: str, top_k: int | None,
