@@ -222,6 +222,11 @@ class AnsweringConfig(_Checked):
     # long-document (first 1,000) against the span ranker's 0.504, and 0 of 11 demo
     # questions right: it is not the default (eval/reports/reader/README.md).
     extractor: Literal["span_ranker", "reader"] = "span_ranker"
+    # Who answers a Chinese question: "cues" (jieba-word spans placed by the question's
+    # words around its question word, ragmem/chinese_answers.py), "sentence" (the whole
+    # evidence sentence holding that span) or "span_ranker" (the spans rescored by the
+    # generator). Measured on CMRC 2018 (eval/reports/chinese/).
+    chinese: Literal["cues", "sentence", "span_ranker"] = "cues"
     evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
     max_span_words: int = 8  # longest candidate span, in words
     # Candidates rescored by the generator (log-likelihood of the span as the answer);
