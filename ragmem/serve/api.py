@@ -161,13 +161,14 @@ def router(service: Service) -> APIRouter:
         result = await run_in_threadpool(job.result)
         if result.kind == "error":
             return JSONResponse({"error": result.data["error"]}, result.data["status"])
-        return {"index": name, "files": names, **result.data}
+        return {"index": name, **result.data, "names": names}
 
     return api
 
 
 def _stream(service: Service, request: AskRequest) -> StreamingResponse:
-    service.limit.enter()  # refused now, with its status, not inside the stream
+    service.served(request.index)  # an unknown index, or the limit, refused now with
+    service.limit.enter()          # its status, not as an event inside the stream
 
     def work(emit: Emit, gone: Any) -> None:
         conversation = None

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragmem import __version__
+from ragmem.errors import RagmemError
 from ragmem.serve.api import router
 from ragmem.serve.errors import HttpError, status_and_message
 from ragmem.serve.security import COOKIE, HEADERS, Guard
@@ -76,7 +77,8 @@ def create_app(service: Service, host: str | None = None) -> FastAPI:
             message = f"nothing at {request.url.path}; the API is under /api (see /docs)"
         return error(exc.status_code, message, dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
+    @app.exception_handler(RagmemError)  # ragmem's own: answered, not logged as a crash
+    @app.exception_handler(Exception)  # anything else: answered the same, and logged
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         status, message, headers = status_and_message(exc)
         return error(status, message, headers)

@@ -10,8 +10,9 @@ response gets (``HEADERS``).
 - **State changes** (POST, PUT, PATCH, DELETE) are refused when their ``Origin`` names
   another site, and otherwise need what a page on another site cannot send without a
   CORS preflight (which this server never grants): a JSON content type, an
-  ``Authorization`` header, or the same origin (``Origin`` or ``Sec-Fetch-Site``). A
-  form or multipart POST from elsewhere is refused; the page's own upload passes.
+  ``Authorization`` header, the same origin (``Origin`` or ``Sec-Fetch-Site``), or a
+  method other than POST. A form or multipart POST from elsewhere is refused; the
+  page's own upload passes.
 - **Size.** A body over the limit is refused from its ``Content-Length`` before it is
   read; a body without one is refused (411) where a size limit applies.
 """
@@ -29,6 +30,8 @@ from ragmem.serve.errors import HttpError
 
 COOKIE = "ragmem_token"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Methods a page elsewhere can only send after a CORS preflight, which is never granted.
+SAFE_FROM_FORMS = frozenset({"PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 JSON_BODY_BYTES = 1_000_000  # a question and its filters; uploads have their own limit
 
@@ -63,7 +66,7 @@ class Guard:
         self._check_host(headers.get("host", ""))
         self._check_token(headers, cookies, query_token)
         if method in STATE_CHANGING:
-            self._check_origin(headers)
+            self._check_origin(method, headers)
             self._check_size(path, headers)
 
     def _check_host(self, host_header: str) -> None:
@@ -90,14 +93,14 @@ class Guard:
                                  "(--token or RAGMEM_SERVE_TOKEN)",
                             {"WWW-Authenticate": "Bearer"})
 
-    def _check_origin(self, headers: Mapping[str, str]) -> None:
+    def _check_origin(self, method: str, headers: Mapping[str, str]) -> None:
         origin = headers.get("origin")
         same = origin is not None and origin == same_origin(headers)
         if origin is not None and origin != "null" and not same:
             raise HttpError(403, f"requests from {origin} are refused: this server allows "
                                  "no other origin (no CORS)")
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if same or headers.get("sec-fetch-site") == "same-origin" \
+        if same or headers.get("sec-fetch-site") == "same-origin" or method in SAFE_FROM_FORMS \
                 or content_type == "application/json" or "authorization" in headers:
             return
         raise HttpError(403, "a state-changing request needs 'Content-Type: "
