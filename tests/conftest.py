@@ -158,6 +158,7 @@ MODEL_LOADS = {
     "ragmem.embedding.onnx_runtime.OnnxEmbedder._load": "model_id",
     "ragmem.generation.transformers_model.TransformersGenerator._load": "model_id",
     "ragmem.generation.llamacpp.LlamaCppGenerator._load": "model_id",
+    "ragmem.generation.numpy_llama.NumpyLlamaGenerator._config_of": "model_id",
     "ragmem.reranking.CrossEncoderReranker._load": "model_id",
 }
 

@@ -138,7 +138,11 @@ def test_int8_is_exported_once_into_the_cache(minilm_int8: OnnxEmbedder) -> None
 
 def test_from_config_picks_the_backend_by_precision() -> None:
     assert isinstance(from_config(EmbedderConfig(precision="int8")), OnnxEmbedder)
-    assert isinstance(from_config(EmbedderConfig(precision="fp32")), SentenceTransformerEmbedder)
+    # fp32 on a CPU runs on ONNX Runtime (installed here), unless torch is asked for.
+    auto = from_config(EmbedderConfig(precision="fp32", device="cpu"))
+    assert isinstance(auto, OnnxEmbedder) and auto.precision == "fp32"
+    torch_fp32 = from_config(EmbedderConfig(precision="fp32", backend="torch"))
+    assert isinstance(torch_fp32, SentenceTransformerEmbedder)
     onnx = from_config(EmbedderConfig(precision="fp32", backend="onnx"))
     assert isinstance(onnx, OnnxEmbedder) and onnx.precision == "fp32"
     assert from_config(EmbedderConfig(device="cpu")).precision == "fp32"  # auto on a CPU
@@ -148,7 +152,7 @@ def test_from_config_picks_the_backend_by_precision() -> None:
     gpu = from_config(EmbedderConfig(precision="fp16", device="cuda:0"))
     assert isinstance(gpu, SentenceTransformerEmbedder) and gpu.batch_size == 256
     cpu = from_config(EmbedderConfig(precision="fp32", device="cpu"))
-    assert isinstance(cpu, SentenceTransformerEmbedder) and cpu.batch_size == 64
+    assert cpu.batch_size == 64
     # An unknown precision never reaches from_config: the typed config refuses it.
     with pytest.raises(ConfigError, match="'auto', 'fp32', 'fp16', 'int8'; got 'int4'"):
         from_config(EmbedderConfig(precision="int4"))  # type: ignore[arg-type]

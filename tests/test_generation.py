@@ -132,7 +132,7 @@ def smollm2(model_cache: Path) -> Iterator[Generator]:
     """Loaded from the GGUF: the first load converts it into ``model_cache``."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAGMEM_CACHE", str(model_cache))
-        generator = from_config(GeneratorConfig(device="cpu"))
+        generator = from_config(GeneratorConfig(device="cpu", backend="torch"))
         started = time.perf_counter()
         assert generator.context_length == 8192  # loads
         print(f"\nSmolLM2 first load (GGUF -> cache): {time.perf_counter() - started:.1f} s")

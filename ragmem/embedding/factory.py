@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 from ragmem.config import EmbedderConfig
-from ragmem.embedding.base import PRECISIONS, Embedder, default_precision, token_counter_of
+from ragmem.embedding.base import (
+    PRECISIONS,
+    Embedder,
+    cuda_available,
+    default_precision,
+    token_counter_of,
+)
 from ragmem.embedding.onnx_runtime import OnnxEmbedder
 from ragmem.embedding.sentence_transformer import SentenceTransformerEmbedder
 from ragmem.errors import ModelError
@@ -33,7 +40,7 @@ def from_config(cfg: EmbedderConfig) -> Embedder:
     if precision not in PRECISIONS:
         raise ModelError(f"unknown embedder precision {cfg.precision!r}; use auto, "
                          f"{', '.join(PRECISIONS)}")
-    if precision == "int8" or (precision == "fp32" and cfg.backend == "onnx"):
+    if precision == "int8" or (precision == "fp32" and _onnx_fp32(cfg)):
         if cfg.device is not None and cfg.device.startswith("cuda"):
             raise ModelError(f"{precision} on ONNX Runtime runs on the CPU, not "
                              f"{cfg.device}; use precision fp16 on a GPU")
@@ -44,3 +51,15 @@ def from_config(cfg: EmbedderConfig) -> Embedder:
                          "use precision int8 or fp32 on a CPU")
     batch = cfg.gpu_batch_size if device.startswith("cuda") else cfg.batch_size
     return SentenceTransformerEmbedder(cfg.model, batch_size=batch, device=device)
+
+
+def _onnx_fp32(cfg: EmbedderConfig) -> bool:
+    """Whether fp32 runs on ONNX Runtime: asked for, or ``auto`` on a CPU with
+    onnxruntime installed (the vectors match torch's to cosine 0.9999+, checked when the
+    model is exported, and a query process needs no torch)."""
+    if cfg.backend != "auto":
+        return cfg.backend == "onnx"
+    if cfg.device is not None and not cfg.device.startswith("cpu"):
+        return False
+    return importlib.util.find_spec("onnxruntime") is not None and \
+        (cfg.device is not None or not cuda_available())

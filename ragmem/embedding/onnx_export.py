@@ -16,27 +16,16 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragmem.config import cache_home
+from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
 from ragmem.errors import ModelError
 from ragmem.models import ResolvedModel, load_error
 
 # Bumped whenever the export or quantisation recipe changes: cached files are rebuilt.
 ONNX_RECIPE = 1
-
-
-@dataclass(frozen=True)
-class OnnxSpec:
-    """What the exported graph needs around it (``spec.json`` beside ``model.onnx``)."""
-
-    dim: int
-    max_tokens: int
-    pooling: str  # "mean" or "cls"
-    precision: str
-    source: str
 
 
 def onnx_model(resolved: ResolvedModel, precision: str) -> Path:
@@ -124,6 +113,27 @@ def _export(resolved: ResolvedModel, tmp: Path) -> None:
     spec = OnnxSpec(dim=int(st.get_embedding_dimension()), max_tokens=int(st.max_seq_length),
                     pooling=str(pooling), precision="fp32", source=resolved.path)
     (tmp / "spec.json").write_text(json.dumps(vars(spec), indent=2), encoding="utf-8")
+    _check_against_torch(st, tmp, resolved.name)
+
+
+# Fixed texts the export is checked on: short and long, the truncation limit included.
+CHECK_TEXTS = ("a cat", "Which bank's cellar were the robbers tunnelling into?",
+               "Coronary heart disease risk rises with LDL cholesterol. " * 3,
+               "The quick brown fox jumps over the lazy dog. " * 80)
+MIN_COSINE = 0.9999
+
+
+def _check_against_torch(st: Any, folder: Path, name: str) -> None:
+    """The exported fp32 graph must give torch's vectors on ``CHECK_TEXTS`` (cosine >=
+    ``MIN_COSINE`` each); a graph that does not is never cached."""
+    torch_vectors = st.encode(list(CHECK_TEXTS), convert_to_numpy=True,
+                              normalize_embeddings=True)
+    onnx_vectors = OnnxSession.open(folder).embed(CHECK_TEXTS)
+    cosine = (torch_vectors * onnx_vectors).sum(axis=1).min()
+    if cosine < MIN_COSINE:
+        raise ModelError(f"the ONNX export of {name} gives vectors at cosine {cosine:.5f} to "
+                         f"torch's (at least {MIN_COSINE} expected); set "
+                         "RAGMEM_EMBEDDER_BACKEND=torch and report it")
 
 
 def _optimise(src: Path, dst: Path, heads: int, hidden: int) -> None:

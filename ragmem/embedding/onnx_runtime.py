@@ -4,16 +4,16 @@ fast."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
-from ragmem.embedding.base import normalised, token_counter_of
-from ragmem.embedding.onnx_export import OnnxSpec, onnx_model
+from ragmem.embedding.base import token_counter_of
+from ragmem.embedding.onnx_export import onnx_model
+from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
 from ragmem.errors import ModelError
 from ragmem.models import require_local
 
@@ -36,8 +36,7 @@ class OnnxEmbedder:
         self.precision = precision
         self.batch_size = batch_size
         self._threads = threads
-        self._session: Any = None
-        self._tokenizer: Tokenizer | None = None
+        self._session: OnnxSession | None = None
         self._counter: Tokenizer | None = None
         self._spec: OnnxSpec | None = None
         self._lock = threading.Lock()
@@ -51,28 +50,9 @@ class OnnxEmbedder:
         return self._loaded().max_tokens
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        spec = self._loaded()
-        out = np.zeros((len(texts), spec.dim), dtype=np.float32)
-        if len(texts) == 0:
-            return out
-        assert self._tokenizer is not None
-        encodings = self._tokenizer.encode_batch(list(texts))
-        # Longest first, in batches of similar length: little padding, and a batch's
-        # dynamic activation scale is not set by padding positions.
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            width = len(encodings[rows[0]].ids)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "token_type_ids": np.zeros_like(ids)})[0]
-            out[rows] = _pool(hidden, mask, spec.pooling)
-        return normalised(out)
+        self._loaded()
+        assert self._session is not None
+        return self._session.embed(texts, self.batch_size)
 
     def count_tokens(self, text: str) -> int:
         self._loaded()
@@ -88,36 +68,13 @@ class OnnxEmbedder:
 
     def _load(self) -> None:
         try:
-            import onnx  # noqa: F401  (needed to export and quantise)
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as error:
             raise ModelError(
-                f"embedder precision {self.precision} runs on ONNX Runtime, which is not "
-                "installed; pip install 'ragmem[int8]' (or set "
-                "RAGMEM_EMBEDDER_PRECISION=fp32)") from error
-        from tokenizers import Tokenizer
-
+                f"embedder precision {self.precision} on ONNX Runtime needs onnxruntime, "
+                "which is not installed; pip install onnxruntime onnx (or set "
+                "RAGMEM_EMBEDDER_BACKEND=torch for fp32)") from error
         resolved = require_local(self.model_id, "embedder")
-        folder = onnx_model(resolved, self.precision)
-        spec = OnnxSpec(**json.loads((folder / "spec.json").read_text(encoding="utf-8")))
-        options = ort.SessionOptions()
-        # Idle threads sleep instead of spinning: on a CPU shared with other work, spinning
-        # takes cores from it (and from our own other threads) for nothing.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self._threads:
-            options.intra_op_num_threads = self._threads
-        self._session = ort.InferenceSession(str(folder / "model.onnx"), options,
-                                             providers=["CPUExecutionProvider"])
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._counter = token_counter_of(tokenizer)
-        tokenizer.enable_truncation(spec.max_tokens)
-        tokenizer.no_padding()
-        self._tokenizer = tokenizer
-        self._spec = spec
-
-
-def _pool(hidden: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
-    if pooling == "cls":
-        return hidden[:, 0]
-    weights = mask[..., None].astype(np.float32)
-    return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        self._session = OnnxSession.open(onnx_model(resolved, self.precision), self._threads)
+        self._counter = token_counter_of(self._session.tokenizer)
+        self._spec = self._session.spec

@@ -13,7 +13,7 @@ from ragmem.models import load_error, resolve
 if TYPE_CHECKING:
     from ragmem.generation.transformers_model import TransformersGenerator
 
-BACKENDS = ("torch", "llamacpp")
+BACKENDS = ("auto", "torch", "numpy", "llamacpp")
 
 
 def load_generator(name_or_path: str, device: str | None = None,
@@ -43,14 +43,35 @@ def load_generator(name_or_path: str, device: str | None = None,
 
 
 def from_config(cfg: GeneratorConfig) -> Generator:
-    """The generator ``cfg`` names, on the backend it names."""
-    if cfg.backend == "llamacpp":
+    """The generator ``cfg`` names, on the backend it names (``auto``: see ``backend_for``)."""
+    backend = backend_for(cfg)
+    if backend == "llamacpp":
         from ragmem.generation.llamacpp import LlamaCppGenerator
 
         return LlamaCppGenerator(cfg.model, repetition_penalty=cfg.repetition_penalty,
                                  threads=cfg.threads)
-    if cfg.backend != "torch":
-        raise ModelError(f"generator.backend must be {' or '.join(map(repr, BACKENDS))}, "
-                         f"got {cfg.backend!r}")
+    if backend == "numpy":
+        from ragmem.generation.numpy_llama import NumpyLlamaGenerator
+
+        return NumpyLlamaGenerator(cfg.model, repetition_penalty=cfg.repetition_penalty,
+                                   threads=cfg.threads)
     return load_generator(cfg.model, device=cfg.device, repetition_penalty=cfg.repetition_penalty,
                           quantization=cfg.quantization, threads=cfg.threads)
+
+
+def backend_for(cfg: GeneratorConfig) -> str:
+    """The backend ``cfg`` runs on. ``auto`` is ``numpy`` for a Llama model on the CPU
+    without quantization (no torch import: a question from the command line starts
+    seconds sooner), else ``torch``."""
+    if cfg.backend not in BACKENDS:
+        raise ModelError(f"generator.backend must be one of {', '.join(map(repr, BACKENDS))}, "
+                         f"got {cfg.backend!r}")
+    if cfg.backend != "auto":
+        return cfg.backend
+    from ragmem.embedding.base import cuda_available
+    from ragmem.generation.numpy_llama import runs_on_numpy
+
+    on_cpu = cfg.device == "cpu" or (cfg.device is None and not cuda_available())
+    if not on_cpu or cfg.quantization != "none":
+        return "torch"
+    return "numpy" if runs_on_numpy(resolve(cfg.model, "generator")) else "torch"

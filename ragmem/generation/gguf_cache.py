@@ -39,6 +39,22 @@ def load_gguf(resolved: ResolvedModel, auto_class: Any, dtype: Any) -> tuple[Any
     return model.to(dtype), tokenizer
 
 
+def cached_folder(resolved: ResolvedModel) -> Path:
+    """The safetensors cache folder of a GGUF model (config, weights, tokenizer),
+    converted with transformers on first use; later calls only read its stamp."""
+    assert resolved.gguf_file is not None
+    source = Path(resolved.path) / resolved.gguf_file
+    stat = source.stat()
+    stamp = {"gguf": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    cached = cache_home() / "models" / resolved.name
+    if _stamp(cached) != stamp:
+        from transformers import AutoModelForCausalLM
+
+        model, tokenizer = _dequantise(resolved.path, resolved.gguf_file, AutoModelForCausalLM)
+        _save_atomically(model, tokenizer, stamp, cached)
+    return cached
+
+
 def _dequantise(directory: str, gguf_file: str, auto_class: Any) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, GgufConfig
