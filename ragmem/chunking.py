@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from ragmem.config import ChunkingConfig
 from ragmem.types import Document, Sentence, Window
@@ -167,26 +168,87 @@ def chunk_document(
     if overlap_sentences < 0:
         raise ValueError(f"overlap_sentences={overlap_sentences} must be 0 or more")
 
+    raw = split_sentences(doc.doc_id, doc.text, max_sentence_chars)
+    tokens = _TokenIndex.of(doc.text, raw, count_tokens)
+
+    def count(a: int, b: int) -> int:
+        """Tokens of ``doc.text[a:b]`` as ``count_tokens`` counts them."""
+        inside = tokens.inside(a, b) if tokens is not None else None
+        return count_tokens(doc.text[a:b]) if inside is None else overhead + inside
+
     sentences: list[Sentence] = []
     counts: list[int] = []
-    for s in split_sentences(doc.doc_id, doc.text, max_sentence_chars):
-        n = count_tokens(s.text)
+    for s in raw:
+        n = count(s.start, s.end)
         pieces = [(s.start, s.end, n)] if n <= window_tokens else _cut_to_fit(
             doc.text, s.start, s.end, count_tokens, window_tokens
         )
         for a, b, n in pieces:
             sentences.append(Sentence(doc.doc_id, len(sentences), a, b, doc.text[a:b]))
             counts.append(n)
-    windows = _pack(doc, sentences, counts, count_tokens, overhead, window_tokens,
-                    overlap_sentences)
+    windows = _pack(doc, sentences, counts, count, overhead, window_tokens, overlap_sentences)
     return sentences, windows
+
+
+@runtime_checkable
+class SpanCounter(Protocol):
+    """A token counter that can also give the character spans of a text's tokens
+    (``ragmem.embedding.base.TokenCounter``): a document is then tokenised once."""
+
+    exact_spans: bool
+
+    def __call__(self, text: str) -> int: ...
+
+    def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
+
+
+class _TokenIndex:
+    """A document's tokens, by character span, from one tokenisation in blocks of whole
+    sentences (a block of at most ``BLOCK_CHARS``: memory stays bounded). A run of
+    sentences is counted as the tokens inside it; where a token crosses its ends (a
+    sentence cut inside a word) the run is tokenised alone instead."""
+
+    BLOCK_CHARS = 50_000
+
+    def __init__(self, starts: list[int], ends: list[int]) -> None:
+        self.starts, self.ends = starts, ends
+
+    @classmethod
+    def of(cls, text: str, sentences: Sequence[Sentence],
+           count_tokens: Callable[[str], int]) -> _TokenIndex | None:
+        if not sentences or not isinstance(count_tokens, SpanCounter) \
+                or not count_tokens.exact_spans:
+            return None
+        blocks: list[tuple[int, int]] = []
+        for s in sentences:
+            # A new block only where a word cannot continue across the cut.
+            clean = s.start == 0 or text[s.start - 1].isspace()
+            if blocks and (not clean or s.end - blocks[-1][0] <= cls.BLOCK_CHARS):
+                blocks[-1] = (blocks[-1][0], s.end)
+            else:
+                blocks.append((s.start, s.end))
+        starts: list[int] = []
+        ends: list[int] = []
+        spans = count_tokens.spans([text[a:b] for a, b in blocks])
+        for (a, _), offsets in zip(blocks, spans, strict=True):
+            starts.extend(a + x for x, _ in offsets)
+            ends.extend(a + y for _, y in offsets)
+        return cls(starts, ends)
+
+    def inside(self, a: int, b: int) -> int | None:
+        """Tokens within ``[a, b)``; None when a token crosses ``a`` or ``b``."""
+        i = bisect_left(self.starts, a)
+        j = bisect_right(self.ends, b)
+        if (i > 0 and self.ends[i - 1] > a) or (j < len(self.starts) and self.starts[j] < b):
+            return None
+        return max(j - i, 0)
 
 
 def _pack(
     doc: Document,
     sentences: list[Sentence],
     counts: list[int],
-    count_tokens: Callable[[str], int],
+    count: Callable[[int, int], int],
     overhead: int,
     budget: int,
     overlap: int,
@@ -208,7 +270,8 @@ def _pack(
             est += cost[last]
         while True:
             text = doc.text[sentences[first].start : sentences[last].end]
-            n_tokens = counts[first] if first == last else count_tokens(text)
+            n_tokens = counts[first] if first == last else \
+                count(sentences[first].start, sentences[last].end)
             if n_tokens <= budget or first == last:
                 break
             if last > fresh:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, get_args
 from ragmem.config import ChunkingConfig, DocumentsConfig, EngineName, IndexConfig
 from ragmem.documents import discover
 from ragmem.embedding import Embedder
+from ragmem.embedding.factory import counter_of
 from ragmem.errors import ConfigError, IndexMismatchError
 from ragmem.ingest import (
     Embedded,
@@ -211,7 +212,7 @@ class Indexer:
 
         for source in sources:
             (name, docs, problems), chunked = chunk_source(
-                source, known, self.embedder.count_tokens, self.chunking)
+                source, known, counter_of(self.embedder), self.chunking)
             n_sent = n_win = 0
             for doc, sentences, windows in chunked:
                 pending.append((doc, sentences, windows))

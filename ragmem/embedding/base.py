@@ -3,6 +3,7 @@ tokens untruncated, and the precision a new index gets by default."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +54,37 @@ def token_counter_of(tokenizer: Tokenizer) -> Tokenizer:
     counter.no_truncation()
     counter.no_padding()
     return counter
+
+
+class TokenCounter:
+    """``count_tokens`` of a fast tokenizer (special tokens included, untruncated), and
+    for chunking the character spans of a whole text's tokens (``spans``): a document is
+    tokenised once and any run of its sentences counted from that.
+
+    ``spans`` is offered only where counting a piece from the whole text's tokens gives
+    what tokenising the piece alone gives: a WordPiece model after BERT's pre-tokenizer
+    (every word, punctuation mark and CJK character tokenised on its own, e.g.
+    all-MiniLM-L6-v2). A byte-level BPE or SentencePiece model tokenises a word
+    differently after a space, so it counts pieces one by one, as before.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = token_counter_of(tokenizer)
+        self.special = len(self._tokenizer.encode("", add_special_tokens=True).ids)
+        spec = json.loads(self._tokenizer.to_str())
+        self.exact_spans = (spec.get("model") or {}).get("type") == "WordPiece" and \
+            (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+
+    def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Per text, the (start, end) character offsets of its tokens, no special tokens;
+        empty lists where ``exact_spans`` is false (then count pieces with ``__call__``)."""
+        if not self.exact_spans:
+            return [[] for _ in texts]
+        return [e.offsets for e in self._tokenizer.encode_batch(list(texts),
+                                                                add_special_tokens=False)]
 
 
 def cuda_available() -> bool:

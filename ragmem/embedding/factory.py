@@ -10,9 +10,9 @@ from ragmem.config import EmbedderConfig
 from ragmem.embedding.base import (
     PRECISIONS,
     Embedder,
+    TokenCounter,
     cuda_available,
     default_precision,
-    token_counter_of,
 )
 from ragmem.embedding.onnx_runtime import OnnxEmbedder
 from ragmem.embedding.sentence_transformer import SentenceTransformerEmbedder
@@ -23,15 +23,22 @@ from ragmem.models import resolve
 def token_counter(cfg: EmbedderConfig) -> Callable[[str], int]:
     """``count_tokens`` of the embedder ``cfg`` makes, without loading its weights: from
     the model folder's ``tokenizer.json`` (the tokenizers library alone, ~0.2 s) when it
-    has one, else from the embedder itself. For workers that only chunk."""
+    has one (a ``TokenCounter``, with token spans for chunking), else from the embedder
+    itself. For workers that only chunk."""
     resolved = resolve(cfg.model, "embedder")
     path = Path(resolved.path) / "tokenizer.json"
     if not path.is_file():
-        return from_config(cfg).count_tokens
+        return counter_of(from_config(cfg))
     from tokenizers import Tokenizer
 
-    counter = token_counter_of(Tokenizer.from_file(str(path)))
-    return lambda text: len(counter.encode(text, add_special_tokens=True).ids)
+    return TokenCounter(Tokenizer.from_file(str(path)))
+
+
+def counter_of(embedder: Embedder) -> Callable[[str], int]:
+    """What chunking counts ``embedder``'s tokens with: its ``token_counter`` (a
+    ``TokenCounter``: a document tokenised once) where it has one, else ``count_tokens``."""
+    counter = getattr(embedder, "token_counter", None)
+    return counter if callable(counter) else embedder.count_tokens
 
 
 def from_config(cfg: EmbedderConfig) -> Embedder:

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
-from ragmem.embedding.base import token_counter_of
+from ragmem.embedding.base import TokenCounter
 from ragmem.embedding.onnx_export import onnx_model
 from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
 from ragmem.errors import ModelError
 from ragmem.models import require_local
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
 
 
 class OnnxEmbedder:
@@ -37,7 +33,7 @@ class OnnxEmbedder:
         self.batch_size = batch_size
         self._threads = threads
         self._session: OnnxSession | None = None
-        self._counter: Tokenizer | None = None
+        self._counter: TokenCounter | None = None
         self._spec: OnnxSpec | None = None
         self._lock = threading.Lock()
 
@@ -55,9 +51,14 @@ class OnnxEmbedder:
         return self._session.embed(texts, self.batch_size)
 
     def count_tokens(self, text: str) -> int:
+        return self.token_counter(text)
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """``count_tokens``, with token spans for chunking (``TokenCounter``)."""
         self._loaded()
         assert self._counter is not None
-        return len(self._counter.encode(text, add_special_tokens=True).ids)
+        return self._counter
 
     def _loaded(self) -> OnnxSpec:
         with self._lock:
@@ -76,5 +77,5 @@ class OnnxEmbedder:
                 "RAGMEM_EMBEDDER_BACKEND=torch for fp32)") from error
         resolved = require_local(self.model_id, "embedder")
         self._session = OnnxSession.open(onnx_model(resolved, self.precision), self._threads)
-        self._counter = token_counter_of(self._session.tokenizer)
+        self._counter = TokenCounter(self._session.tokenizer)
         self._spec = self._session.spec

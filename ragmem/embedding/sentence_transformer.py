@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
-from ragmem.embedding.base import cuda_available, normalised, token_counter_of
+from ragmem.embedding.base import TokenCounter, cuda_available, normalised
 from ragmem.models import load_error, resolve
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
 
 
 class SentenceTransformerEmbedder:
@@ -27,7 +24,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._device = device
         self._model: Any = None
-        self._counter: Tokenizer | None = None
+        self._counter: TokenCounter | None = None
         self._lock = threading.Lock()
 
     @property
@@ -55,9 +52,14 @@ class SentenceTransformerEmbedder:
         return normalised(vectors)
 
     def count_tokens(self, text: str) -> int:
+        return self.token_counter(text)
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """``count_tokens``, with token spans for chunking (``TokenCounter``)."""
         self._loaded()
         assert self._counter is not None
-        return len(self._counter.encode(text, add_special_tokens=True).ids)
+        return self._counter
 
     def _resolved_device(self) -> str:
         if self._device is None:
@@ -70,7 +72,7 @@ class SentenceTransformerEmbedder:
                 self._model, self._counter = self._load()
             return self._model
 
-    def _load(self) -> tuple[Any, Tokenizer]:
+    def _load(self) -> tuple[Any, TokenCounter]:
         from sentence_transformers import SentenceTransformer
 
         resolved = resolve(self.model_id, "embedder")
@@ -81,4 +83,4 @@ class SentenceTransformerEmbedder:
             raise load_error(resolved, error) from error
         if device.startswith("cuda"):
             model.half()
-        return model, token_counter_of(model.tokenizer.backend_tokenizer)
+        return model, TokenCounter(model.tokenizer.backend_tokenizer)
