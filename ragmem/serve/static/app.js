@@ -167,7 +167,7 @@ async function documentOf(index, docId) {
 async function openSpan(index, target, kind, trigger) {
   state.lastTrigger = trigger || null;
   const doc = await documentOf(index, target.doc_id);
-  const text = doc.text;
+  const text = reflowed(doc.text);
   const { start, end } = target;
   let from = start;
   let to = end;
@@ -178,7 +178,7 @@ async function openSpan(index, target, kind, trigger) {
   const body = $("viewer-body");
   body.textContent = "";
   const context = el("span", kind === "answer" ? "sentence" : "");
-  const mark = el("mark", kind, text.slice(start, end));
+  const mark = el("mark", kind, doc.text.slice(start, end));  // exactly the span
   mark.tabIndex = -1;
   context.append(text.slice(from, start), mark, text.slice(end, to));
   body.append(text.slice(0, from), context, text.slice(to));
@@ -190,6 +190,13 @@ async function openSpan(index, target, kind, trigger) {
   document.body.classList.add("viewing");
   mark.scrollIntoView({ block: "center" });
   mark.focus({ preventScroll: true });
+}
+
+// Hard-wrapped lines joined into paragraphs for reading: a lone line break becomes a
+// space (same length, so every offset still points at the same character), unless the
+// next line starts a list item, a heading, a quote, a table row or an indent.
+function reflowed(text) {
+  return text.replace(/([^\n])\n(?=[^\n\-*#>|\d \t])/g, "$1 ");
 }
 
 function closeViewer() {
