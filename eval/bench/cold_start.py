@@ -126,7 +126,8 @@ def measure(index: Path, question: str, runs: int, rounds: int) -> dict[str, Any
     row: dict[str, Any] = {}
     if not (index / "manifest.json").exists():
         row["build_s"] = round(build(index), 1)
-    row["manifest_embedder"] = json.loads((index / "manifest.json").read_text())["embedder"]
+    manifest = json.loads((index / "manifest.json").read_text())
+    row["manifest_embedder"] = f"{manifest['embedder']} {manifest.get('embedder_precision')}"
     ends = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -200,7 +201,7 @@ def markdown(report: dict[str, Any]) -> str:
             ("warm ask p50 / p95", lambda r: f"{r['warm']['p50_s']:.3f} / "
              f"{r['warm']['p95_s']:.3f} s" if "warm" in r else "-"),
             ("printed", lambda r: r["printed"][:40]),
-            ("embedder (manifest)", lambda r: str(r["manifest_embedder"].get("precision", ""))),
+            ("embedder (manifest)", lambda r: str(r["manifest_embedder"])),
             ("commit", lambda r: r["commit"])]
     for name, cell in rows:
         lines.append(f"| {name} | " + " | ".join(cell(r) for r in runs.values()) + " |")
