@@ -43,8 +43,8 @@ from eval.bench.index_throughput_data import T0, cpu_s, load_corpus, ndcg10, pea
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-index")
-OTHER_INDEX_PATHS = ("ragmem-index-torch", "ragmem-index-int8", "ragmem-fp32", "ragmem-int8",
-                     "ragmem-onnx-fp32")
+OTHER_INDEX_PATHS = ("ragmem-index-baseline", "ragmem-index-torch", "ragmem-index-int8",
+                     "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32")
 # `ragmem index` with the embedder set by environment, as a user would.
 CLI_ENV = {"ragmem-index-torch": {"RAGMEM_EMBEDDER_BACKEND": "torch"},
            "ragmem-index-int8": {"RAGMEM_EMBEDDER_PRECISION": "int8"}}
@@ -197,8 +197,9 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
     """``ragmem index corpus.jsonl`` as a user runs it: the first ``--limit`` lines of the
     BEIR corpus.jsonl, one whole process timed from launch to exit (imports, model load,
     reading, chunking, embedding, writing). ``ragmem-index-torch``/``-int8`` set the
-    embedder by environment; ``--ragmem-root`` runs another checkout's ragmem (a
-    baseline). Then the index is opened here, off the clock, for nDCG@10."""
+    embedder by environment; ``ragmem-index-baseline`` runs the checkout named by
+    ``--ragmem-root`` (an older ragmem) with its defaults. Then the index is opened here,
+    off the clock, for nDCG@10."""
     from dataclasses import replace
 
     from ragmem.assistant import Assistant
@@ -207,7 +208,11 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
 
     _, queries, qrels = load_corpus(args.corpus, args.split, args.limit)
     env = os.environ | CLI_ENV.get(path, {})
-    root = args.ragmem_root or ROOT
+    root = ROOT
+    if path == "ragmem-index-baseline":
+        if args.ragmem_root is None:
+            raise RuntimeError("ragmem-index-baseline needs --ragmem-root DIR")
+        root = args.ragmem_root
     env["PYTHONPATH"] = str(root)
     with tempfile.TemporaryDirectory(prefix="ragmem-cli-") as tmp:
         jsonl = Path(tmp) / "corpus.jsonl"
@@ -379,8 +384,8 @@ def main() -> None:
     p.add_argument("--embed-texts", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "eval/reports/index-throughput")
-    p.add_argument("--ragmem-root", type=Path, help="run `ragmem index` (the ragmem-index "
-                   "paths) from this checkout instead: a baseline in the same run")
+    p.add_argument("--ragmem-root", type=Path, help="the checkout ragmem-index-baseline "
+                   "runs `ragmem index` from: an older ragmem, measured in the same run")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
