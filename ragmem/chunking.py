@@ -15,6 +15,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from ragmem.config import ChunkingConfig
 from ragmem.types import Document, Sentence, Window
 
@@ -231,8 +233,10 @@ class _TokenIndex:
         ends: list[int] = []
         spans = count_tokens.spans([text[a:b] for a, b in blocks])
         for (a, _), offsets in zip(blocks, spans, strict=True):
-            starts.extend(a + x for x, _ in offsets)
-            ends.extend(a + y for _, y in offsets)
+            if offsets:
+                shifted = np.asarray(offsets, dtype=np.int64) + a
+                starts.extend(shifted[:, 0].tolist())
+                ends.extend(shifted[:, 1].tolist())
         return cls(starts, ends)
 
     def inside(self, a: int, b: int) -> int | None:
