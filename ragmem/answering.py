@@ -5,10 +5,11 @@ exactly in its document, so ``document.text[citation.start:citation.end] == answ
 An English question is read by the trained extractive reader (``ragmem.reading``: the
 packaged MiniLM with a start/end head, every passage of the working memory in one
 forward pass); a Chinese one, which that reader's vocabulary cannot read, by the
-LM-scored span ranker (``ragmem.span_ranking``). When the best span's probability is
-below the threshold chosen on training questions, the answer abstains: "not found in
-the indexed documents", with the sentence it came from as a suggestion, never as a
-citation.
+Chinese span finder (``ragmem.chinese_answers``: whole jieba words placed by the
+question's words around its question word; ``AnsweringConfig.chinese``). When the best
+span's probability is below the threshold chosen on training questions, the answer
+abstains: "not found in the indexed documents", with the sentence it came from as a
+suggestion, never as a citation.
 
 ``generate``: the generator's own text; its citations are the ``[n]`` it writes.
 
@@ -156,7 +157,8 @@ def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Gener
     """The answerer ``config.mode`` asks for: "auto" extracts when there is no generator
     or it can score spans (a ``Scorer``), and lets one that can only write answer in its
     own words. The extract mode's spans come from ``config.extractor``: the span ranker,
-    or a trained reader, which leaves Chinese questions to the span ranker."""
+    or a trained reader; a Chinese question's from ``config.chinese`` (cue-placed
+    jieba-word spans by default, ``ragmem.chinese_answers``)."""
     mode = config.mode
     if mode == "auto":
         mode = "extract" if generator is None or scorer_of(generator) is not None \
@@ -167,9 +169,16 @@ def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Gener
 
             return SpanRanker(scorer_of(generator), config, embedder)
 
+        shared_ranker = _once(ranker)
+
+        def chinese() -> SpanFinder:
+            from ragmem.chinese_answers import ChineseSpans
+
+            return ChineseSpans(config) if config.chinese != "span_ranker" else shared_ranker()
+
         if config.extractor == "reader":
-            return ExtractAnswerer(Reader(reader), _once(ranker), generator)
-        return ExtractAnswerer(_Lazy(_once(ranker)), None, generator)
+            return ExtractAnswerer(Reader(reader), _once(chinese), generator)
+        return ExtractAnswerer(_Lazy(shared_ranker), _once(chinese), generator)
     assert generator is not None, "the generate mode needs a generator"
     return GenerateAnswerer(generator, max_new_tokens)
 
