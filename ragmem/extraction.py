@@ -15,9 +15,9 @@ choice, with no model:
 
 A linear ``Ranker`` (``ragmem.span_weights``: weights trained on SQuAD questions after the
 first 1,000, shipped as JSON in ``ragmem/data/`` and checked against ``feature_schema``)
-turns the features into a score. Words are split the same
-way in every language: runs of letters or digits, and each CJK character on its own,
-so Chinese evidence gives spans of whole characters.
+turns the features into a score. Words are runs of letters or digits; a run of
+Chinese characters is split into jieba's words (``ragmem.chinese``), so a Chinese span
+starts and ends on word boundaries and never cuts a word ("型参数" of "模型参数").
 
     >>> [w for _, _, w in words("Wells wrote it in 1895.")]
     ['Wells', 'wrote', 'it', 'in', '1895', '.']
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from ragmem.chinese import CJK_RUN, cjk_words
 from ragmem.config import AnsweringConfig
 from ragmem.types import Passage, Sentence
 
@@ -54,6 +55,7 @@ so not no do does did has have had will would can could should may might must al
 other each some any all most more many much both either neither very just only own same
 too s t
 的 了 是 在 和 与 及 或 也 都 就 而 被 把 从 对 为 这 那 之 其 于 以 个 么 吗 呢 吧 啊
+什么 哪 哪个 哪些 哪里 哪儿 哪一 谁 多少 几 何时 为什么 为何 如何 怎么 怎样 什么样 是否
 """.split())
 OPENERS = frozenset("([\"'“‘$£€¥")
 CLOSERS = frozenset(")]\"'”’%")
@@ -87,8 +89,18 @@ ARTICLES = frozenset("the a an".split())
 
 
 def words(text: str) -> list[tuple[int, int, str]]:
-    """``(start, end, word)`` for every word and punctuation mark of ``text``."""
-    return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
+    """``(start, end, word)`` for every word and punctuation mark of ``text``; a run of
+    Chinese characters gives jieba's words: ``"在模型参数中"`` -> 在, 模型, 参数, 中."""
+    if CJK_RUN.search(text) is None:
+        return [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
+    out, at = [], 0
+    for run in CJK_RUN.finditer(text):
+        out += [(at + m.start(), at + m.end(), m.group())
+                for m in _WORD.finditer(text[at:run.start()])]
+        base = run.start()
+        out += [(base + a, base + b, run.group()[a:b]) for a, b in cjk_words(run.group())]
+        at = run.end()
+    return out + [(at + m.start(), at + m.end(), m.group()) for m in _WORD.finditer(text[at:])]
 
 
 def content_words(text: str) -> list[str]:
@@ -255,6 +267,23 @@ def candidate_spans(text: str,
     return out
 
 
+_OUTLINE_NUMBER = re.compile(r"\d+(?:\.\d+)*[.、]?")  # at a sentence's start: "9.1", "2、"
+
+
+def answerable_spans(question: str, text: str,
+                     max_words: int = AnsweringConfig.max_span_words) -> list[tuple[int, int]]:
+    """``candidate_spans`` of one sentence that may answer ``question``: for a Chinese
+    question, none of a sentence that is itself a question or a Markdown heading
+    ("### 9.1 什么是工作记忆？"), and not the number a sentence starts with ("9.1 工作
+    记忆的局限性": a section's number)."""
+    if CJK_RUN.search(question) is None:
+        return candidate_spans(text, max_words)
+    if text.rstrip().endswith(("？", "?")) or text.lstrip().startswith("#"):
+        return []  # a question, a Markdown heading
+    return [(a, b) for a, b in candidate_spans(text, max_words)
+            if not (_OUTLINE_NUMBER.fullmatch(text, a, b) and not text[:a].strip("#* \t"))]
+
+
 def sentence_candidates(question: str, evidence: EvidenceSentence,
                         max_words: int = AnsweringConfig.max_span_words) -> list[Candidate]:
     """The candidate spans of one evidence sentence, with their features."""
@@ -267,7 +296,7 @@ def sentence_candidates(question: str, evidence: EvidenceSentence,
     starts = {a: k for k, (a, _, _) in enumerate(tokens)}
     ends = {b: k for k, (_, b, _) in enumerate(tokens)}
     out = []
-    for a, b in candidate_spans(text, max_words):
+    for a, b in answerable_spans(question, text, max_words):
         first, last = starts[a], ends[b]
         features = span_features(text[a:b], kind, asked, evidence, tokens, near, first, last,
                                  head)

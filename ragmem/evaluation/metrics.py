@@ -264,7 +264,7 @@ def char_f1(prediction: str, answers: Iterable[str]) -> float:
     lengths. ``char_f1("光荣公司", ["光荣和ω-force"]) -> 2 * (2/4 * 2/4) / 1 = 0.5``"""
     pred = mixed_segmentation(prediction)
     best = 0.0
-    for answer in answers:
+    for answer in dict.fromkeys(answers):
         gold = mixed_segmentation(answer)
         common = _longest_common_run(pred, gold)
         if common:
@@ -279,8 +279,10 @@ def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
     for x in a:
         previous = 0
         for j, y in enumerate(b, start=1):
-            previous, row[j] = row[j], (previous + 1 if x == y else 0)
-            best = max(best, row[j])
+            here = previous + 1 if x == y else 0
+            previous, row[j] = row[j], here
+            if here > best:
+                best = here
     return best
 
 

@@ -1,14 +1,18 @@
 """The lexical side of long-term memory: what SQLite FTS5 indexes, and how it is queried.
 
 FTS5's ``unicode61`` tokenizer keeps a run of Chinese characters as one token, so runs
-of CJK text are rewritten as overlapping character bigrams (the usual choice for
-Chinese BM25) before indexing and querying; Latin text is left to FTS5's Porter stemmer.
+of CJK text are rewritten as their jieba words followed by their overlapping character
+bigrams before indexing and querying (on CMRC 2018 dev, 848 articles in one index, the
+right article at 1: bigrams 0.951, words 0.958, both 0.962; eval/reports/chinese/);
+Latin text is left to FTS5's Porter stemmer.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+
+from ragmem.chinese import CJK, cjk_words
 
 FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS windows_fts USING fts5(
@@ -17,6 +21,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS windows_fts USING fts5(
 """
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+_HAN = re.compile(f"[{CJK}]+")  # what jieba segments (not kana, not hangul)
 
 # Dropped from queries only: they match nearly every window and make OR-queries slow.
 STOPWORDS = frozenset("""
@@ -33,13 +38,27 @@ def _bigrams(match: re.Match[str]) -> str:
     return " " + " ".join(run[i:i + 2] for i in range(len(run) - 1)) + " "
 
 
-def lexical_form(text: str) -> str:
-    """Text as FTS5 should index it.
+def _words(match: re.Match[str]) -> str:
+    return " " + " ".join(match.group(0)[a:b] for a, b in cjk_words(match.group(0))) + " "
 
-    >>> lexical_form("北京大学 in Beijing")
+
+def cjk_bigrams(text: str) -> str:
+    """CJK runs as character bigrams only (the lexical form before jieba words).
+
+    >>> cjk_bigrams("北京大学 in Beijing")
     ' 北京 京大 大学  in Beijing'
     """
     return _CJK.sub(_bigrams, text)
+
+
+def lexical_form(text: str) -> str:
+    """Text as FTS5 should index it: a CJK run as its jieba words, then its bigrams.
+
+    >>> lexical_form("长期记忆 in Beijing")
+    ' 长期 记忆  长期 期记 记忆  in Beijing'
+    """
+    return _CJK.sub(lambda m: (_HAN.sub(_words, m.group(0)) if len(m.group(0)) > 1 else "")
+                    + _bigrams(m), text)
 
 
 def query_terms(question: str) -> list[str]:

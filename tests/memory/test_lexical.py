@@ -6,7 +6,13 @@ import numpy as np
 
 from ragmem.memory import LongTermMemory
 from ragmem.memory.check import check
-from ragmem.memory.lexical import fts_query, lexical_form, most_informative, query_terms
+from ragmem.memory.lexical import (
+    cjk_bigrams,
+    fts_query,
+    lexical_form,
+    most_informative,
+    query_terms,
+)
 from ragmem.retrieval import fuse
 from ragmem.types import Document, Filter, Hit, Sentence, Window
 from tests.memory.test_check import StoredEmbedder
@@ -98,3 +104,12 @@ def test_a_long_question_is_searched_by_its_rarest_terms(tmp_path: Path) -> None
     with m.docstore.conn:  # the statistics live in the temp schema only
         names = {r[0] for r in m.docstore.conn.execute("SELECT name FROM sqlite_master")}
     assert not any("vocab" in n or "query_" in n for n in names)
+
+
+def test_chinese_is_indexed_as_jieba_words_and_character_bigrams() -> None:
+    form = lexical_form("长短期记忆通过模型参数实现")
+    assert {"长短期", "记忆", "模型", "参数"} <= set(form.split())  # jieba's words
+    assert {"短期", "型参"} <= set(form.split())  # and every bigram, as before
+    assert cjk_bigrams("长短期") == " 长短 短期 "
+    # Latin text is left as it was: an English index is unchanged
+    assert lexical_form("Working memory in LLMs, 2024.") == "Working memory in LLMs, 2024."
