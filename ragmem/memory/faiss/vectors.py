@@ -17,6 +17,9 @@ from ragmem.memory.manifest import write_atomic
 
 log = logging.getLogger(__name__)
 
+# Fewer queries than this search on one OpenMP thread (FAISS uses BLAS from 20 on).
+SINGLE_THREAD_BELOW = 20
+
 
 def _faiss() -> Any:
     import faiss  # heavy: imported on first use
@@ -127,9 +130,18 @@ class VectorIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         params = self._params(faiss, allowed_ids)
         index = self.cpu if params is not None else self._searcher()
-        if params is not None:
-            return index.search(q, k, params=params)
-        return index.search(q, k)
+        # A few queries on one thread: OpenMP's waiting threads made one exact search of
+        # 10k vectors take 130 ms (p50) on 2 busy cores against 0.5 ms on one thread
+        # (eval/reports/query-latency.md). Batches (FAISS's BLAS path) keep every core.
+        threads = faiss.omp_get_max_threads()
+        if len(q) < SINGLE_THREAD_BELOW and threads > 1:
+            faiss.omp_set_num_threads(1)
+        try:
+            if params is not None:
+                return index.search(q, k, params=params)
+            return index.search(q, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def _params(self, faiss: Any, allowed_ids: np.ndarray | None) -> Any:
         sel = None
