@@ -28,7 +28,7 @@ from ragmem.extraction import feature_schema
 
 FORMAT = 1  # the file format this ragmem reads; a file without "format" is format 1
 SHIPPED = "ragmem/data/extractive.json"
-RETRAIN = "retrain the span ranker (eval/answering/train_ranker.py) or reinstall ragmem"
+RETRAIN = "retrain the span ranker (python -m ragmem.training.span_ranker) or reinstall ragmem"
 
 # What the second stage and the confidence model read beside a span's own features
 # (ragmem.span_ranking: lm_features, pmi_features, HEADS, confidence_signals).
