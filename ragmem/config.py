@@ -238,7 +238,7 @@ class AnsweringConfig(_Checked):
     scored_sentences: int = 4  # evidence sentences shown to the generator when scoring
     dense_sentences: int = 12  # best sentences rescored by the embedder; 0: lexical only
     # Abstain below this estimated chance that the span is right; None: the threshold
-    # shipped with the weights (chosen on SQuAD train questions, eval/answering/).
+    # shipped with the weights (chosen on SQuAD train questions, ragmem.training.span_ranker).
     abstain_below: float | None = None
     # Also score each span under a question that asks nothing and rescore by the
     # difference (its PMI with the question). Its weights predate the trained head and
