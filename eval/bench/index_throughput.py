@@ -249,6 +249,16 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
             hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in queries}
             out_row[f"ndcg@10 {mode}"] = ndcg10(doc_run_from_windows(hits), qrels)
         assistant.close()
+        if out_row["precision"] == "int8":  # asymmetric: int8 documents, fp32 questions
+            fp32 = Config().with_overrides({"embedder": {
+                "precision": "fp32", "allow_precision_mismatch": True}})
+            assistant = Assistant.open(Path(tmp) / "index", fp32)
+            for mode in ("dense", "hybrid"):
+                assistant.retriever.config = replace(assistant.retriever.config, mode=mode)
+                hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in queries}
+                out_row[f"ndcg@10 {mode} (fp32 questions)"] = \
+                    ndcg10(doc_run_from_windows(hits), qrels)
+            assistant.close()
     return out_row
 
 
@@ -337,6 +347,10 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {row['tokens_per_s']:.0f} | {row['embed_tokens_per_s']:.0f} "
                 f"| {row['peak_rss_mb']:.0f} | {row['ndcg@10 dense']} "
                 f"| {row.get('ndcg@10 hybrid', '-')} |")
+            if "ndcg@10 dense (fp32 questions)" in row:
+                lines.append(f"| {name}, fp32 questions | | | | | | | | | | "
+                             f"{row['ndcg@10 dense (fp32 questions)']} "
+                             f"| {row['ndcg@10 hybrid (fp32 questions)']} |")
         lines.append("")
     return "\n".join(lines)
 
