@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 DOC_DEPTH = 100  # documents ranked per query: enough for recall@100 and map@100
 WINDOW_FETCH = 300  # windows fetched to find DOC_DEPTH distinct documents
 QUERY_BATCH = 64  # questions embedded together by evaluate_retrieval
+ARTICLE_KS = (1, 5)  # the right article among the first k retrieved documents
 BUDGETS = (512, 1024, 2048)  # working-memory token budgets of the answer-in-context curve
 ABSTAIN = ("dont know", "do not know", "cannot answer", "not contain")  # normalised phrases
 
@@ -181,6 +182,7 @@ def evaluate_qa(
             question = buffer.question
             record: dict[str, Any] = {"qid": ex.qid, "question": ex.question}
             record |= {f"evidence@{k}": _found(hits[:k], ex) for k in DEFAULT_KS}
+            record |= {f"article@{k}": _article_in(hits, ex, k) for k in ARTICLE_KS}
             record["budgets"] = {b: _found(wm.fill(question, passages).passages, ex)
                                  for b, wm in by_budget.items()}
             if generate:
@@ -199,7 +201,8 @@ def evaluate_qa(
     stages = ("retrieve", "fill", "generate") if generate else ("retrieve", "fill")
     metrics: dict[str, Any] = {
         "evidence": {f"evidence_recall@{k}": mean(records, f"evidence@{k}")
-                     for k in DEFAULT_KS},
+                     for k in DEFAULT_KS}
+        | {f"article@{k}": mean(records, f"article@{k}") for k in ARTICLE_KS},
         "working_memory": working_memory_section(records),
     }
     if generate and absent:
@@ -315,6 +318,16 @@ def _found(located: Sequence[Any], ex: QAExample) -> bool:
     if ex.spans:
         return contains_gold(located, ex.doc_id, ex.spans)
     return any(answer_in_text(x.text, ex.answers) for x in located)
+
+
+def _article_in(hits: Sequence[Any], ex: QAExample, k: int) -> bool:
+    """Whether the question's own document is among the first ``k`` distinct documents
+    of the retrieved windows (the right article at k)."""
+    docs: list[str] = []
+    for h in hits:
+        if h.doc_id not in docs:
+            docs.append(h.doc_id)
+    return ex.doc_id is not None and ex.doc_id in docs[:k]
 
 
 def abstains(text: str) -> bool:

@@ -275,3 +275,39 @@ def test_qa_harness_retrieves_once_and_answers_as_ask_does():
     for record in report["questions"]:
         answer = expected[record["question"]]
         assert (record["answer"], record["tokens_used"]) == (answer.text, answer.tokens_used)
+
+
+def cmrc_like(path: Path) -> Path:
+    """Two Chinese articles in SQuAD form, with CMRC 2018 dev's flaws: one answer_start
+    that is off, one reference that occurs nowhere (its question is skipped)."""
+    def article(title: str, context: str, qas: list) -> dict:
+        return {"title": title, "paragraphs": [{"context": context, "qas": [
+            {"id": qid, "question": q, "answers": [{"text": t, "answer_start": s}]}
+            for qid, q, t, s in qas]}]}
+    data = {"version": "v1.0", "data": [
+        article("茶经", "陆羽写了《茶经》。《茶经》共有三卷十章。",
+                [("Q1", "谁写了《茶经》？", "陆羽", 3), ("Q2", "《茶经》共有几卷？", "三卷", 15)]),
+        article("长安", "长安城是唐朝的都城，人口超过一百万。",
+                [("Q3", "长安城是哪个朝代的都城？", "唐朝", 4),
+                 ("Q4", "长安有多大？", "39764.0", -1)]),
+    ]}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_qa_on_chinese_scores_characters_and_counts_repairs(tmp_path):
+    data = load_squad(cmrc_like(tmp_path / "cmrc.json"))
+    assert [e.qid for e in data.examples] == ["Q1", "Q2", "Q3"]
+    config = Config().with_overrides({"answering": {"mode": "extract"}})
+    report = evaluate_qa(data, config, embedder=KeywordEmbedder(), generator=EchoGenerator(),
+                         budgets=(256,))
+    repairs = ("relocated_answers", "dropped_answers", "skipped_questions")
+    assert [report["dataset"][k] for k in repairs] == [1, 1, 1]
+    assert any("re-located" in n for n in report["notes"])
+    answers = report["metrics"]["answers"]
+    assert answers["answers_cutting_a_word"] == 0.0
+    assert report["metrics"]["evidence"]["article@5"] == 1.0
+    for record in report["questions"]:
+        assert record["em"] in (0.0, 1.0) and 0.0 <= record["f1"] <= 1.0
+        if record["answer"] in record["golds"]:  # character EM for a Chinese question
+            assert record["em"] == 1.0 and record["f1"] == 1.0
