@@ -64,10 +64,7 @@ class EmbedderConfig(_Checked):
     # What makes the vectors: "auto" (an index's own precision; for a new index fp16 on
     # a GPU, fp32 on a CPU), "fp32", "fp16" (GPU) or "int8" (ONNX Runtime, CPU).
     precision: Precision = "auto"
-    # fp32 only: "torch" (sentence-transformers) or "onnx" (ONNX Runtime, the same
-    # vectors to cosine 0.9999+; no torch import, so a query process starts fast);
-    # "auto": onnx on a CPU when onnxruntime is installed, else torch.
-    backend: Backend = "auto"
+    backend: Backend = "auto"  # fp32: torch or onnx; auto: onnx on a CPU with onnxruntime
     # An index refuses a query embedder of another precision than the one that made
     # its vectors, unless this is set (the vectors then differ slightly from the index's).
     allow_precision_mismatch: bool = False
@@ -271,10 +268,8 @@ class GeneratorConfig(_Checked):
     device: str | None = None
     # Greedy decoding stays deterministic; a mild penalty stops small models looping.
     repetition_penalty: float = 1.15
-    # "torch": transformers; "numpy": a Llama model in NumPy on the CPU (the packaged
-    # SmolLM2; no torch import, same log-probs to float32 rounding); "llamacpp": the
-    # model's GGUF run by llama.cpp (pip install 'ragmem[llamacpp]'). "auto": numpy for a
-    # Llama model on a CPU without quantization, else torch (eval/reports/cold-start.md).
+    # "torch" (transformers), "numpy" (a Llama in NumPy: no torch, same log-probs), "llamacpp"
+    # (pip install 'ragmem[llamacpp]'); "auto": numpy for a Llama on a CPU, else torch.
     backend: Literal["auto", "torch", "numpy", "llamacpp"] = "auto"
     # torch on CPU: "int8" quantises the linear layers' weights (activations per call).
     quantization: Literal["none", "int8"] = "none"
