@@ -195,8 +195,9 @@ def markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     lines += ["| | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
     rows = [("**end to end** (median)", lambda r: f"**{r['end_to_end_median_s']:.2f} s**"),
-            *((s, lambda r, s=s: f"{r['steps'][s]['median_s']:.3f} s "
-               f"({r['steps'][s]['cpu_median_s']:.3f} s CPU)") for s in STEPS),
+            *((s, lambda r, s=s: f"{r['steps'][s]['median_s']:.3f} s" + (
+                f" ({r['steps'][s]['cpu_median_s']:.3f} s CPU)"
+                if "cpu_median_s" in r["steps"][s] else "")) for s in STEPS),
             ("steps total (median)", lambda r: f"{r['steps_total_median_s']:.2f} s"),
             ("warm ask p50 / p95", lambda r: f"{r['warm']['p50_s']:.3f} / "
              f"{r['warm']['p95_s']:.3f} s" if "warm" in r else "-"),
