@@ -145,3 +145,25 @@ def test_upload_progress_events(client: TestClient) -> None:
 
 
 BASE = "http://127.0.0.1:8765"
+
+
+def test_the_page_and_its_files_fetch_nothing_from_elsewhere(client: TestClient) -> None:
+    from ragmem.serve.app import STATIC
+
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>ragmem</title>" in page.text
+    names = sorted(p.name for p in STATIC.iterdir())
+    assert names == ["app.css", "app.js", "docs.html", "docs.js", "index.html"]
+    for name in names:
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200
+        assert "http://" not in r.text and "https://" not in r.text and "//cdn" not in r.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_api_is_documented(client: TestClient) -> None:
+    assert "docs.js" in client.get("/docs").text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/ask", "/api/ask/stream", "/api/indexes", "/api/indexes/{name}",
+            "/api/indexes/{name}/documents", "/api/indexes/{name}/documents/{doc_id}"} <= set(paths)
+    assert set(paths["/api/indexes/{name}/documents"]) == {"get", "post"}
