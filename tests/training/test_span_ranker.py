@@ -28,6 +28,7 @@ from ragmem.training.span_ranker import (
     load_written,
     retrain,
 )
+from ragmem.training.span_ranker_fit import choose_threshold, out_of_fold
 from tests.conftest import KeywordEmbedder, WordCountScorer
 
 PEOPLE = [("Alice Moreau", "Lyon", "1901", "three", "Marseille"),
@@ -169,3 +170,31 @@ def test_written_weights_naming_an_unknown_feature_are_refused_in_one_line(
 def test_too_few_questions_after_the_test_part_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(RagmemError, match="--questions"):
         run(tmp_path, "out", StateScorer(), replace(TINY, questions=100))
+
+
+def test_out_of_fold_scores_each_question_with_a_head_fitted_without_it() -> None:
+    group = np.repeat(np.arange(6), 3)
+    states = np.arange(18, dtype=np.float32)[:, None]
+    seen: list[set[int]] = []
+
+    def fit_and_score(h: np.ndarray, y: np.ndarray, g: np.ndarray,
+                      other: np.ndarray) -> np.ndarray:
+        seen.append(set(g.tolist()))
+        return other[:, 0] * 0 + len(seen)
+
+    scores = out_of_fold(states, np.zeros(18, dtype=np.float32), group, 3, fit_and_score)
+    for fold, trained_on in enumerate(seen):
+        scored = set(group[scores == fold + 1].tolist())
+        assert scored and not scored & trained_on
+        assert scored | trained_on == set(range(6))
+
+
+def test_the_threshold_is_the_highest_that_loses_at_most_the_allowed_f1() -> None:
+    # answerable: right at 0.9 and 0.7, wrong at 0.3; absent: 0.5 and 0.1
+    confidence = np.array([0.9, 0.7, 0.3, 0.5, 0.1])
+    f1 = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    answerable = np.array([True, True, True, False, False])
+    threshold, table = choose_threshold(confidence, f1, answerable, max_loss=0.0)
+    assert threshold == 0.7  # above it the answer at 0.7 would be lost
+    row = next(r for r in table if r["abstain_below"] == 0.7)
+    assert row == {"abstain_below": 0.7, "f1_loss": 0.0, "abstain_absent": 1.0}
