@@ -264,7 +264,10 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
 
 def index_paths(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Any] = {}
+    partial = args.out.with_suffix(".partial.json")  # each path's row as soon as it is done
+    partial.parent.mkdir(parents=True, exist_ok=True)
     for path in args.paths:
+        partial.write_text(json.dumps(rows, indent=1) + "\n")
         if path.startswith("ragmem-index"):
             say(f"indexing: {path} (ragmem index, whole process) ...")
             try:
