@@ -56,6 +56,9 @@ class QAExample:
     spans: tuple[tuple[int, int], ...] = ()  # spans[i] is answers[i] in the document
     paragraph_spans: tuple[tuple[int, int], ...] = ()  # the paragraph around spans[i]
     is_impossible: bool = False  # SQuAD v2.0: the document does not answer it
+    # Every reference answer the file gives, those not found in the paragraph included
+    # (what the official scripts score against); empty when it is ``answers``.
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,10 @@ class QADataset:
                        "occurrence of its text nearest the stated start")
         if self.dropped_answers:
             out.append(f"{self.dropped_answers} reference answers occur nowhere in their "
-                       f"paragraph and were dropped; {self.skipped_questions} questions "
-                       "left with no answer were skipped")
+                       "paragraph: they still count for EM/F1 (as the official scripts "
+                       "score) but have no span; "
+                       f"{self.skipped_questions} questions left with no answer in their "
+                       "paragraph were skipped")
         return out
 
 
@@ -236,6 +241,8 @@ def load_squad(path: str | Path, long_document: bool = True) -> QADataset:
                         spans=tuple((shift + s, shift + e) for s, e in spans),
                         paragraph_spans=tuple(para_span for _ in spans),
                         is_impossible=impossible,
+                        references=tuple(str(a["text"]) for a, _ in located)
+                        if len(answers) < len(located) else (),
                     )
                 )
     return QADataset(documents, examples, name=path.stem, sha256=sha256_of(path),

@@ -354,11 +354,12 @@ def _answer_scores(answer: Answer, ex: QAExample) -> dict[str, Any]:
     # An abstaining answer counts as the empty answer, as SQuAD v2.0 scores "no answer".
     abstained = answer.abstained or abstains(answer.text)
     prediction = "" if abstained else answer.text
-    em, f1 = answer_scores(ex.question, prediction, ex.answers)
+    em, f1 = answer_scores(ex.question, prediction, ex.references or ex.answers)
     passages = answer.passages
     cited = [passages[c.number - 1] for c in answer.citations
              if 1 <= c.number <= len(passages)]
-    return {"answer": answer.text, "golds": list(ex.answers), "abstained": abstained,
+    return {"answer": answer.text, "golds": list(ex.references or ex.answers),
+            "abstained": abstained,
             "mode": answer.mode, "confidence": answer.confidence,
             "em": em, "f1": f1, "cuts_word": _cuts_word(answer, abstained),
             "gold_in_answer": bool(prediction) and answer_in_text(prediction, ex.answers),

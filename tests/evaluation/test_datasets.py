@@ -117,8 +117,10 @@ def test_squad_answer_nowhere_in_its_paragraph_is_dropped_and_its_question_skipp
     data = load_squad(bad)
     assert [e.qid for e in data.examples] == ["q0-0", "q1-0"]
     assert (data.relocated_answers, data.dropped_answers, data.skipped_questions) == (0, 1, 1)
-    assert data.notes() == ["1 reference answers occur nowhere in their paragraph and were "
-                            "dropped; 1 questions left with no answer were skipped"]
+    assert data.notes() == ["1 reference answers occur nowhere in their paragraph: they "
+                            "still count for EM/F1 (as the official scripts score) but have "
+                            "no span; 1 questions left with no answer in their paragraph "
+                            "were skipped"]
     assert load_squad(write_squad(tmp_path, [("ok", [(0, "ok")])])).notes() == []
 
 
@@ -132,6 +134,7 @@ def test_squad_question_keeps_the_references_found(tmp_path):
     data = load_squad(path)
     (e,) = data.examples
     assert e.answers == ("长城", "长城") and e.spans == ((0, 2), (0, 2))
+    assert e.references == ("长城", "改写的答案", "长城")  # EM/F1 score against all three
     assert (data.relocated_answers, data.dropped_answers, data.skipped_questions) == (1, 1, 0)
 
 
