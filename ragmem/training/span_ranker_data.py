@@ -157,25 +157,46 @@ def scored_candidates(ranker: SpanRanker, rows: Sequence[dict[str, Any]], answer
         part["group"] = part["group"] + start
         parts.append(part)
         _progress(f"{path.name} scored", min(start + PART, len(rows)), len(rows), t0)
+    return _joined(parts)
+
+
+def read_scored(path: Path) -> Scored:
+    """The scored parts a retrain left in its work folder (``path``: ``W/answerable``
+    or ``W/absent``), as one ``Scored``, for research on the same numbers."""
+    files = sorted(path.parent.glob(f"{path.name}-*.npz"),
+                   key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    if not files:
+        raise FileNotFoundError(f"no {path.name}-*.npz in {path.parent}: run "
+                                "python -m ragmem.training.span_ranker --work there first")
+    parts = []
+    for file in files:
+        with np.load(file, allow_pickle=False) as z:
+            part = {k: z[k] for k in z.files if k != "key"}
+        part["group"] = part["group"] + int(file.stem.rsplit("-", 1)[1])
+        parts.append(part)
+    return _joined(parts)
+
+
+def _joined(parts: Sequence[dict[str, np.ndarray]]) -> Scored:
+    """Parts (their groups already offset) as one ``Scored``, features aligned by name."""
     names = sorted({str(n) for p in parts for n in p["names"]})
 
     def aligned(p: dict[str, np.ndarray]) -> np.ndarray:
-        own = [str(n) for n in p["names"]]
         out = np.zeros((len(p["group"]), len(names)), dtype=np.float32)
-        for j, n in enumerate(own):
+        for j, n in enumerate(str(n) for n in p["names"]):
             out[:, names.index(n)] = p["features"][:, j]
         return out
 
     def joined(k: str) -> np.ndarray:
         return np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
 
+    rows = [p for p in parts if len(p["group"])]
     return Scored(joined("group").astype(np.int64), joined("f1").astype(np.float32),
                   tuple(names), np.concatenate([aligned(p) for p in parts])
                   if parts else np.zeros((0, 0), dtype=np.float32),
                   joined("lexical").astype(np.float32), joined("dense").astype(np.float32),
-                  np.concatenate([p["hidden"] for p in parts if len(p["group"])]
-                                 ).astype(np.float32)
-                  if any(len(p["group"]) for p in parts) else np.zeros((0, 0), dtype=np.float32))
+                  np.concatenate([p["hidden"] for p in rows]).astype(np.float32)
+                  if rows else np.zeros((0, 0), dtype=np.float32))
 
 
 def _read_part(file: Path, key: str) -> dict[str, np.ndarray] | None:

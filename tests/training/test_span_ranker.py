@@ -28,6 +28,7 @@ from ragmem.training.span_ranker import (
     load_written,
     retrain,
 )
+from ragmem.training.span_ranker_data import read_scored
 from ragmem.training.span_ranker_fit import choose_threshold, out_of_fold
 from tests.conftest import KeywordEmbedder, WordCountScorer
 
@@ -96,6 +97,15 @@ def run(root: Path, out: str, scorer: StateScorer, settings: Settings = TINY) ->
                    embedder=KeywordEmbedder(), generator=scorer, command="test")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The fits here are tiny: a second thread only waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, SpanWeights]]:
     """One retrain for the module (torch on one thread: the fits are tiny)."""
@@ -138,12 +148,7 @@ def test_a_rerun_reads_the_generator_scores_back_and_writes_the_same_weights(
     root, _ = trained
     monkeypatch.setenv("RAGMEM_HOME", str(root / "indexes"))
     scorer = StateScorer()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run(root, "again", scorer)
-    finally:
-        torch.set_num_threads(threads)
+    run(root, "again", scorer)
     assert scorer.forwards == 0  # the work folder's .npz parts, not the generator
     for name in (LINEAR_HEAD, MLP_HEAD):
         assert (root / "out" / name).read_bytes() == (root / "again" / name).read_bytes()
@@ -198,3 +203,22 @@ def test_the_threshold_is_the_highest_that_loses_at_most_the_allowed_f1() -> Non
     assert threshold == 0.7  # above it the answer at 0.7 would be lost
     row = next(r for r in table if r["abstain_below"] == 0.7)
     assert row == {"abstain_below": 0.7, "f1_loss": 0.0, "abstain_absent": 1.0}
+
+
+def test_the_heads_research_reruns_on_the_numbers_a_retrain_keeps(
+        trained: tuple[Path, SpanWeights], tmp_path: Path) -> None:
+    from eval.answering.heads import main as heads
+
+    root, _ = trained
+    heads(["--work", str(root / "work"), "--folds", "2", "--epochs", "20",
+           "--out", str(tmp_path / "heads.json")])
+    report = json.loads((tmp_path / "heads.json").read_text("utf-8"))
+    scored = read_scored(root / "work" / "answerable")
+    assert report["questions"] == len(np.unique(scored.group)) > 0
+    results = report["results"]
+    assert list(results) == ["no head", "+ linear head (lm_head)", "+ MLP head (mlp_head)",
+                             "+ both (shipped)"]
+    for arm in results.values():
+        assert 0.0 <= arm["f1"] <= 1.0
+        assert len(arm["per_question_f1"]) == report["questions"]
+    assert results["no head"]["paired_gain"] == 0.0

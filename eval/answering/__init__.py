@@ -1,0 +1,1 @@
+"""Research on the extract mode's span ranker, on the numbers its retrain keeps."""
