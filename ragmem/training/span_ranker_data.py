@@ -145,13 +145,13 @@ def scored_candidates(ranker: SpanRanker, rows: Sequence[dict[str, Any]], answer
     t0 = time.perf_counter()
     for start in range(0, len(rows), PART):
         chunk = rows[start:start + PART]
+        with_pmi = min(len(chunk), max(0, pmi_questions - start))
         part_key = hashlib.sha256(json.dumps([key, [r["qid"] for r in chunk],
-                                              start < pmi_questions]).encode()).hexdigest()
+                                              with_pmi]).encode()).hexdigest()
         file = path.with_name(f"{path.name}-{start}.npz")
         part = _read_part(file, part_key)
         if part is None:
-            part = _score_part(ranker, chunk, answerable, layer,
-                               max(0, pmi_questions - start))
+            part = _score_part(ranker, chunk, answerable, layer, with_pmi)
             arrays: dict[str, Any] = {"key": np.array(part_key), **part}
             np.savez(file, **arrays)
         part["group"] = part["group"] + start
