@@ -26,15 +26,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ragmem.config import ReaderConfig
-from ragmem.errors import RagmemError
 from ragmem.models import resolve
 from ragmem.types import Passage, Sentence
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
 
-    from ragmem.reader_model import ReaderSchema, SpanNet
+    from ragmem.reader_model import SpanNet
+    from ragmem.reader_schema import ReaderSchema
 
+PACKAGED_WEIGHTS = Path(__file__).parent / "data" / "reader.safetensors"
 QUESTION_TOKENS = 64  # a longer question is cut: the passage needs the room
 
 
@@ -160,22 +161,39 @@ class Reader:
     @cached_property
     def weights_path(self) -> Path:
         if not self.config.weights:
-            raise RagmemError(
-                "no reader weights: ragmem ships none (the span ranker measured better); "
-                "train them with python -m ragmem.training.reader train --squad "
-                "dev-v1.1.json --out reader.safetensors, then set RAGMEM_READER_WEIGHTS")
+            return PACKAGED_WEIGHTS
         return Path(self.config.weights).expanduser()
 
     @cached_property
     def _loaded(self) -> tuple[SpanNet, ReaderSchema]:
         from ragmem.reader_model import load_reader
 
-        weights = self.weights_path  # no weights: say how to train them, before any load
-        return load_reader(self.base_dir, weights)
+        return load_reader(self.base_dir, self.weights_path)
+
+    @cached_property
+    def _onnx(self) -> tuple[Any, ReaderSchema]:
+        """The ONNX Runtime session and schema (``ragmem.reader_onnx``: no torch once the
+        export is cached)."""
+        import json
+
+        from ragmem.reader_onnx import CHECK, onnx_folder, open_session
+        from ragmem.reader_schema import ReaderSchema
+
+        def sample(schema: ReaderSchema) -> dict[str, np.ndarray]:
+            tok = tokenizer_for(self.base_dir, schema.max_length, schema.stride)
+            return batch_arrays([p for _, p in encode(tok, CHECK[0], [CHECK[1], CHECK[1][:80]])])
+
+        folder = onnx_folder(self.base_dir, self.weights_path, sample)
+        schema = ReaderSchema(**json.loads((folder / "schema.json").read_text("utf-8")))
+        return open_session(folder), schema
+
+    @property
+    def _uses_onnx(self) -> bool:
+        return self.config.runtime == "onnx" and "_loaded" not in self.__dict__
 
     @property
     def schema(self) -> ReaderSchema:
-        return self._loaded[1]
+        return self._onnx[1] if self._uses_onnx else self._loaded[1]
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
@@ -203,21 +221,26 @@ class Reader:
 
     def logits(self, pieces: Sequence[Encoding]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits of every piece, in batches of ``config.batch`` pieces."""
-        import torch
-
-        net = self._loaded[0]
         width = max(len(p.ids) for p in pieces)
         starts = np.zeros((len(pieces), width), dtype=np.float32)
         ends = np.zeros_like(starts)
-        with torch.inference_mode():
-            for at in range(0, len(pieces), self.config.batch):
-                part = pieces[at:at + self.config.batch]
-                arrays: dict[str, Any] = {k: torch.from_numpy(v)
-                                          for k, v in batch_arrays(part).items()}
-                s, e = net(**arrays)
-                starts[at:at + len(part), :s.shape[1]] = s.numpy()
-                ends[at:at + len(part), :e.shape[1]] = e.numpy()
+        for at in range(0, len(pieces), self.config.batch):
+            part = pieces[at:at + self.config.batch]
+            s, e = self._forward(batch_arrays(part))
+            starts[at:at + len(part), :s.shape[1]] = s
+            ends[at:at + len(part), :e.shape[1]] = e
         return starts, ends
+
+    def _forward(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if self._uses_onnx:
+            from ragmem.reader_onnx import run
+
+            return run(self._onnx[0], arrays)
+        import torch
+
+        with torch.inference_mode():
+            s, e = self._loaded[0](**{k: torch.from_numpy(v) for k, v in arrays.items()})
+        return s.numpy(), e.numpy()
 
     def _spans(self, passage: int, context: Context, piece: Encoding,
                start_logits: np.ndarray, end_logits: np.ndarray) -> list[ReadSpan]:

@@ -40,7 +40,7 @@ from ragmem.reader_model import (
 from ragmem.reading import Reader, batch_arrays, encode, tokenizer_for
 from ragmem.training import data
 from ragmem.training.lora import add_lora, merge_lora
-from ragmem.training.shared import group_batches, shared_loss
+from ragmem.training.shared import Piece, group_batches, shared_loss
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,6 @@ class Settings:
     warmup: float = 0.1
     seed: int = 0
     shared: bool = False  # add the loss normalised across a question's pieces
-
-
-@dataclass(frozen=True)
-class Piece:
-    ids: list[int]
-    type_ids: list[int]
-    start: int  # token of the answer's start; 0 ([CLS]) when the piece does not hold it
-    end: int
 
 
 def featurize(tok, examples: Sequence[data.Example]) -> list[Piece]:  # noqa: ANN001

@@ -13,13 +13,20 @@ so each piece's [CLS] no-answer probability keeps its meaning for abstention.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from ragmem.training.reader import Piece
+
+@dataclass(frozen=True)
+class Piece:
+    """A tokenised training piece and its answer's tokens."""
+
+    ids: list[int]
+    type_ids: list[int]
+    start: int  # token of the answer's start; 0 ([CLS]) when the piece does not hold it
+    end: int
 
 
 def group_batches(groups: Sequence[Sequence[Piece]], batch: int) -> list[list[int]]:

@@ -6,8 +6,7 @@ import math
 
 import torch
 
-from ragmem.training.reader import Piece
-from ragmem.training.shared import group_batches, passage_mask, shared_loss
+from ragmem.training.shared import Piece, group_batches, passage_mask, shared_loss
 
 
 def piece(length: int, start: int = 0, end: int = 0) -> Piece:
