@@ -146,3 +146,20 @@ def stripped(pieces: Iterator[str]) -> Iterator[str]:
         if body:
             started = True
             yield body
+
+
+def greedy_token(logits: np.ndarray, seen: set[int], repetition_penalty: float) -> int:
+    """The argmax token after transformers' repetition penalty, for the backends that
+    decode themselves (NumPy, llama.cpp): a seen token's logit is divided by the
+    penalty when positive, multiplied when negative.
+
+        >>> greedy_token(np.array([2.0, 1.5, -1.0]), {0}, 2.0)
+        1
+    """
+    if repetition_penalty != 1.0 and seen:
+        logits = logits.copy()
+        index = np.fromiter(seen, dtype=np.int64)
+        picked = logits[index]
+        logits[index] = np.where(picked > 0, picked / repetition_penalty,
+                                 picked * repetition_penalty)
+    return int(np.argmax(logits))

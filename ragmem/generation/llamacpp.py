@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ragmem.errors import ModelError
-from ragmem.generation.base import TAIL_TOKENS, PromptState, stripped
+from ragmem.generation.base import TAIL_TOKENS, PromptState, greedy_token, stripped
 from ragmem.generation.scoring import TokenScorer
 from ragmem.generation.token_trie import TokenTrie
 from ragmem.models import resolve
@@ -245,7 +245,7 @@ class LlamaCppGenerator(TokenScorer):
             text = b""
             emitted = 0
             for step in range(max_new_tokens):
-                token = self._greedy(logits, seen)
+                token = greedy_token(logits, seen, self.repetition_penalty)
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
                 made.append(token)
@@ -263,17 +263,6 @@ class LlamaCppGenerator(TokenScorer):
             tail = text.decode("utf-8", errors="replace")
             if len(tail) > emitted:
                 yield tail[emitted:]
-
-    def _greedy(self, logits: np.ndarray, seen: set[int]) -> int:
-        """argmax after transformers' repetition penalty: a seen token's logit is divided
-        by the penalty when positive, multiplied when negative."""
-        if self.repetition_penalty != 1.0 and seen:
-            logits = logits.copy()
-            index = np.fromiter(seen, dtype=np.int64)
-            picked = logits[index]
-            logits[index] = np.where(picked > 0, picked / self.repetition_penalty,
-                                     picked * self.repetition_penalty)
-        return int(np.argmax(logits))
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

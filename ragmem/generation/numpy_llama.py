@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragmem.errors import ModelError
-from ragmem.generation.base import TAIL_TOKENS, PromptState, stripped
+from ragmem.generation.base import TAIL_TOKENS, PromptState, greedy_token, stripped
 from ragmem.generation.llama_forward import LlamaWeights, blas_threads, forward, log_softmax
 from ragmem.generation.scoring import TokenScorer
 from ragmem.generation.token_trie import TokenTrie
@@ -245,7 +245,7 @@ class NumpyLlamaGenerator(TokenScorer):
         made: list[int] = []
         emitted = 0
         for step in range(max_new_tokens):
-            token = self._greedy(logits, seen)
+            token = greedy_token(logits, seen, self.repetition_penalty)
             if token in stop:
                 break
             made.append(token)
@@ -260,17 +260,6 @@ class NumpyLlamaGenerator(TokenScorer):
         tail = tokenizer.decode(made, skip_special_tokens=True)
         if len(tail) > emitted:
             yield tail[emitted:]
-
-    def _greedy(self, logits: np.ndarray, seen: set[int]) -> int:
-        """argmax after transformers' repetition penalty: a seen token's logit is divided
-        by the penalty when positive, multiplied when negative."""
-        if self.repetition_penalty != 1.0 and seen:
-            logits = logits.copy()
-            index = np.fromiter(seen, dtype=np.int64)
-            picked = logits[index]
-            logits[index] = np.where(picked > 0, picked / self.repetition_penalty,
-                                     picked * self.repetition_penalty)
-        return int(np.argmax(logits))
 
 
 def _json(path: Path) -> dict[str, Any]:
