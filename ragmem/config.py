@@ -216,12 +216,10 @@ class AnsweringConfig(_Checked):
     # extract with the packaged 135M generator (its free text is unreliable), generate
     # with any other model.
     mode: AnswerMode = "auto"
-    # Who finds the span: "span_ranker" (features, then the generator's rescoring) or
-    # "reader" (a start/end head on MiniLM, trained by python -m ragmem.training.reader
-    # and named by ReaderConfig.weights). The trained reader scored F1 0.465 on SQuAD dev
-    # long-document (first 1,000) against the span ranker's 0.504, and 0 of 11 demo
-    # questions right: it is not the default (eval/reports/reader/README.md).
-    extractor: Literal["span_ranker", "reader"] = "span_ranker"
+    # Who finds an English question's span: "reader" (MiniLM with a trained start/end
+    # head, ragmem/reading.py; F1 0.601 on SQuAD dev long-document, first 1,000) or
+    # "span_ranker" (features, then the generator's rescoring; F1 0.504 there).
+    extractor: Literal["span_ranker", "reader"] = "reader"
     # Who answers a Chinese question: "cues" (jieba-word spans placed by the question's
     # words around its question word, ragmem/chinese_answers.py), "sentence" (the whole
     # evidence sentence holding that span) or "span_ranker" (the spans rescored by the
@@ -247,10 +245,8 @@ class AnsweringConfig(_Checked):
 
 @dataclass(frozen=True)
 class ReaderConfig(_Checked):
-    # The extractive reader (ragmem/reading.py): the packaged MiniLM with a trained
-    # start/end head (AnsweringConfig.extractor = "reader"). base_model must be the model
-    # the weights were trained on (checked by sha256); weights: the file that
-    # python -m ragmem.training.reader train wrote (none ships: see AnsweringConfig).
+    # The extractive reader (ragmem/reading.py). weights: None is the packaged file
+    # (python -m ragmem.training.reader made it), trained on base_model (sha256 checked).
     base_model: str = DEFAULT_EMBEDDER
     weights: str | None = None
     # Abstain when the best span's probability is below this; None: the threshold
@@ -260,6 +256,7 @@ class ReaderConfig(_Checked):
     candidates: int = 20  # best starts and ends per piece combined into spans
     top_spans: int = 20  # spans kept per question, best first
     batch: int = 32  # pieces per forward pass
+    runtime: Literal["onnx", "torch"] = "onnx"  # onnx: exported once, asks without torch
 
 
 @dataclass(frozen=True)

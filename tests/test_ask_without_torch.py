@@ -1,6 +1,6 @@
 """`ragmem ask` with the default config answers without importing torch, transformers or
 sentence-transformers (issue 25): the embedder runs on ONNX Runtime, the generator that
-scores spans on NumPy. A fresh process, as a user runs it, reports its own modules."""
+scores spans on NumPy, the reader on ONNX Runtime. A fresh process, as a user runs it, reports its own modules."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ragmem.config import DEFAULT_EMBEDDER, DEFAULT_GENERATOR
 from ragmem.embedding import onnx_model
 from ragmem.generation.numpy_llama import numpy_folder
 from ragmem.models import require_local, resolve
+from ragmem.reading import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 ASK = """
@@ -38,6 +39,7 @@ def test_ask_with_the_default_config_imports_no_torch(tmp_path: Path) -> None:
     # first `ragmem index` and first question make them. Made here, in the test's cache.
     onnx_model(require_local(DEFAULT_EMBEDDER, "embedder"), "fp32")
     numpy_folder(resolve(DEFAULT_GENERATOR, "generator"))
+    Reader().schema  # noqa: B018 (the reader's ONNX export, made by a first question)
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     index = tmp_path / "demo"
     subprocess.run([sys.executable, "-m", "ragmem.cli", "index", str(ROOT / "ragmem/demo/corpus"),

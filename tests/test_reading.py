@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,24 +53,65 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+TOWER = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. "
+         "It was designed by the engineering company of Gustave Eiffel and completed in 1889 "
+         "as the entrance to the World's Fair. The tower is 330 metres tall and was the "
+         "tallest man-made structure in the world for 41 years.")
+
+
 @pytest.mark.slow
-def test_the_reader_answers_with_exact_spans_of_the_file(tiny_weights: Path) -> None:
-    """Every span it proposes slices back out of the file it cites, best first."""
+def test_the_packaged_reader_answers_with_exact_spans_of_the_file(tmp_path: Path) -> None:
+    """The shipped weights: every span slices back out of the file it cites, best
+    first; a plain encyclopedic question is answered, one the text lacks abstains."""
+    path = tmp_path / "tower.txt"
+    path.write_text("Landmarks\n\n" + TOWER, encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    p = passage_of(path.name, text, 0, len(text))
+    reader = Reader()
+    assert reader.schema.ranking == "shared"
+    for question, answer in [("When was the Eiffel Tower completed?", "1889"),
+                             ("How tall is the tower?", "330 metres")]:
+        spans = reader.read(question, [p])
+        assert all(text[s.start:s.end] == s.text for s in spans)
+        assert spans == sorted(spans, key=lambda s: -s.score)
+        assert all(0.0 <= s.probability <= 1.0 and 0.0 <= s.no_answer <= 1.0 for s in spans)
+        assert spans[0].text == answer and spans[0].probability >= reader.abstain_below
+    absent = reader.read("Which team won Super Bowl 50?", [p])
+    assert absent[0].probability < reader.abstain_below
+
+
+@pytest.mark.slow
+def test_spans_of_a_hard_wrapped_story_are_exact() -> None:
+    """Sentences with line breaks inside (the demo's Gutenberg texts) map back exactly."""
     path = DEMO / "doyle-the-red-headed-league.txt"
     text = path.read_text(encoding="utf-8")
     at = text.index("City and Suburban Bank")
     p = passage_of(path.name, text, at - 1500, at + 500)
-    reader = Reader(ReaderConfig(weights=str(tiny_weights)))
-    spans = reader.read("Which bank's cellar were the robbers tunnelling into?", [p])
+    spans = Reader().read("Which bank's cellar were the robbers tunnelling into?", [p])
     assert spans and all(text[s.start:s.end] == s.text for s in spans)
     assert all(p.start <= s.start < s.end <= p.end for s in spans)
-    assert spans == sorted(spans, key=lambda s: -s.probability)
-    assert all(0.0 <= s.probability <= 1.0 and 0.0 <= s.no_answer <= 1.0 for s in spans)
+    assert any("City and Suburban Bank" in s.text for s in spans[:3])
 
 
-def test_a_reader_without_weights_says_how_to_train_them() -> None:
-    with pytest.raises(RagmemError, match="python -m ragmem.training.reader train"):
-        Reader().weights_path  # noqa: B018 (the first thing a read asks for)
+@pytest.mark.slow
+def test_onnx_and_torch_read_the_same_spans() -> None:
+    path = DEMO / "doyle-a-scandal-in-bohemia.txt"
+    text = path.read_text(encoding="utf-8")
+    p = passage_of(path.name, text, 2000, 6000)
+    question = "Who is always the woman to Sherlock Holmes?"
+    onnx = Reader(ReaderConfig(runtime="onnx")).read(question, [p])
+    torch = Reader(ReaderConfig(runtime="torch")).read(question, [p])
+    assert [s.text for s in onnx[:5]] == [s.text for s in torch[:5]]
+    assert all(abs(a.score - b.score) < 1e-3 for a, b in zip(onnx, torch, strict=False))
+
+
+def test_the_packaged_weights_ship_with_their_schema() -> None:
+    from ragmem.reader_model import describe  # torch, but no model load
+
+    info = json.loads(describe(Reader().weights_path))
+    assert info["ranking"] == "shared" and info["format"] == 1
+    assert 0.0 < float(info["abstain_below"]) < 1.0
+    assert Reader().weights_path.stat().st_size <= 25 * 2**20
 
 
 @pytest.mark.slow
