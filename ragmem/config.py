@@ -171,9 +171,9 @@ class RetrievalConfig(_Checked):
     neighbour_sentences: int = 1  # small-to-big: sentences added on each side of a hit
     mode: Mode = "hybrid"  # "dense" (FAISS), "lexical" (BM25, SQLite FTS5) or "hybrid"
     candidates: int = 100  # hybrid: windows taken from each side before fusion
-    # BM25 searches a long question by its most informative terms (highest IDF) only:
-    # FTS5's cost grows with every term's matches (eval/reports/query-latency.md).
-    lexical_terms: int | None = 32
+    # BM25 searches a long question by its 64 most informative terms (highest IDF): FTS5's
+    # cost grows with every term's matches; 32 cost QuALITY 0.0013 nDCG (eval/reports/bm25-cap.md)
+    lexical_terms: int | None = 64
     # How hybrid merges the two lists: "minmax" (weighted sum of scores scaled to [0, 1]
     # over the top `candidates`), "zscore", or "rrf" (reciprocal-rank fusion). minmax
     # with equal weights won on SciFact *train* queries (eval/reports/fusion-tuning-*).
