@@ -140,6 +140,7 @@ def test_hostile_files_are_skipped_one_line_each(tmp_path: Path, index: str) -> 
     assert moon_answers(index)[0][0] == "space/moon.txt"
 
 
+@pytest.mark.slow  # opening the index for a run loads its embedder
 def test_only_bad_input_fails_the_command(tmp_path: Path, index: str) -> None:
     os.mkfifo(tmp_path / "pipe.txt")
     r = run("index", str(tmp_path / "pipe.txt"), "--index", index)
