@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ragmem.config import EmbedderConfig
@@ -36,9 +36,32 @@ def token_counter(cfg: EmbedderConfig) -> Callable[[str], int]:
 
 def counter_of(embedder: Embedder) -> Callable[[str], int]:
     """What chunking counts ``embedder``'s tokens with: its ``token_counter`` (a
-    ``TokenCounter``: a document tokenised once) where it has one, else ``count_tokens``."""
-    counter = getattr(embedder, "token_counter", None)
-    return counter if callable(counter) else embedder.count_tokens
+    ``TokenCounter``: a document tokenised once) where it has one, else ``count_tokens``.
+    Nothing loads until the first count: a run that reads no document loads no model."""
+    if hasattr(type(embedder), "token_counter"):
+        return _LazyCounter(embedder)
+    return embedder.count_tokens
+
+
+class _LazyCounter:
+    """An embedder's ``TokenCounter``, fetched (the model loaded) on first use."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+
+    def _counter(self) -> TokenCounter:
+        counter: TokenCounter = getattr(self._embedder, "token_counter")  # noqa: B009
+        return counter
+
+    @property
+    def exact_spans(self) -> bool:
+        return self._counter().exact_spans
+
+    def __call__(self, text: str) -> int:
+        return self._counter()(text)
+
+    def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        return self._counter().spans(texts)
 
 
 def from_config(cfg: EmbedderConfig) -> Embedder:
