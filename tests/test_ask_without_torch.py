@@ -1,6 +1,7 @@
 """`ragmem ask` with the default config answers without importing torch, transformers or
 sentence-transformers (issue 25): the embedder runs on ONNX Runtime, the generator that
-scores spans on NumPy, the reader on ONNX Runtime. A fresh process, as a user runs it, reports its own modules."""
+scores spans on NumPy, the reader on ONNX Runtime. A fresh process, as a user runs it,
+reports its own modules."""
 
 from __future__ import annotations
 
