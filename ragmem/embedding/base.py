@@ -105,3 +105,23 @@ def default_precision(device: str | None = None) -> str:
     if device is not None:
         return "fp16" if device.startswith("cuda") else "fp32"
     return "fp16" if cuda_available() else "fp32"
+
+
+class CountsTokens:
+    """``count_tokens`` and ``token_counter`` for an embedder whose ``_loaded`` sets
+    ``_counter`` (one place for both backends)."""
+
+    _counter: TokenCounter | None
+
+    def _loaded(self) -> object:
+        raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        return self.token_counter(text)
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """``count_tokens``, with token spans for chunking (``TokenCounter``)."""
+        self._loaded()
+        assert self._counter is not None
+        return self._counter

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
-from ragmem.embedding.base import TokenCounter
+from ragmem.embedding.base import CountsTokens, TokenCounter
 from ragmem.embedding.onnx_export import onnx_model
 from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
 from ragmem.errors import ModelError
 from ragmem.models import require_local
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(CountsTokens):
     """A sentence-transformers model run by ONNX Runtime on CPU, ``int8`` or ``fp32``.
 
     The first use exports the model (PyTorch, a few seconds) into the cache; later
@@ -49,16 +49,6 @@ class OnnxEmbedder:
         self._loaded()
         assert self._session is not None
         return self._session.embed(texts, self.batch_size)
-
-    def count_tokens(self, text: str) -> int:
-        return self.token_counter(text)
-
-    @property
-    def token_counter(self) -> TokenCounter:
-        """``count_tokens``, with token spans for chunking (``TokenCounter``)."""
-        self._loaded()
-        assert self._counter is not None
-        return self._counter
 
     def _loaded(self) -> OnnxSpec:
         with self._lock:

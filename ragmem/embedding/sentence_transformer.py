@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
-from ragmem.embedding.base import TokenCounter, cuda_available, normalised
+from ragmem.embedding.base import CountsTokens, TokenCounter, cuda_available, normalised
 from ragmem.models import load_error, resolve
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(CountsTokens):
     """A sentence-transformers model, loaded on first use (embed, count_tokens, dim)."""
 
     def __init__(
@@ -50,16 +50,6 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return normalised(vectors)
-
-    def count_tokens(self, text: str) -> int:
-        return self.token_counter(text)
-
-    @property
-    def token_counter(self) -> TokenCounter:
-        """``count_tokens``, with token spans for chunking (``TokenCounter``)."""
-        self._loaded()
-        assert self._counter is not None
-        return self._counter
 
     def _resolved_device(self) -> str:
         if self._device is None:
