@@ -212,6 +212,12 @@ def main(argv: list[str] | None = None) -> None:
         if "ragmem serve:" not in started:
             raise SystemExit(f"the server did not start: {started!r}")
         startup_s = time.perf_counter() - t0
+        while True:  # the line comes before uvicorn binds its port: wait for the port
+            try:
+                urllib.request.urlopen(f"{base}/api/indexes", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
         threading.Thread(target=sample, daemon=True).start()
         levels = []
         for clients in (int(c) for c in args.clients.split(",")):
