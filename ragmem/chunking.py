@@ -11,6 +11,7 @@ before any tokenizer sees it, so memory and time stay proportional to the text.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
@@ -40,6 +41,8 @@ _DOTTED = re.compile(r"(?:[A-Za-z]{1,2}\.)+[A-Za-z]{1,2}")  # e.g, i.e, U.S, Ph.
 _INITIAL = re.compile(r"[A-Z]\.")
 # Where an over-long sentence may be cut: after whitespace or clause punctuation.
 _SOFT_BREAK = re.compile(r"[\s,;:，、；：]+")
+# The ranges BERT's pre-tokenizer splits into single characters.
+_CJK_CHAR = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
 
 
 def split_sentences(doc_id: str, text: str,
@@ -175,7 +178,8 @@ def chunk_document(
 
     def count(a: int, b: int) -> int:
         """Tokens of ``doc.text[a:b]`` as ``count_tokens`` counts them."""
-        inside = tokens.inside(a, b) if tokens is not None else None
+        inside = tokens.inside(a, b) if tokens is not None and not (
+            _joined(doc.text, a) or _joined(doc.text, b)) else None
         return count_tokens(doc.text[a:b]) if inside is None else overhead + inside
 
     sentences: list[Sentence] = []
@@ -202,6 +206,20 @@ class SpanCounter(Protocol):
     def __call__(self, text: str) -> int: ...
 
     def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
+
+
+def _joined(text: str, at: int) -> bool:
+    """Whether ``at`` cuts a word as BERT's pre-tokenizer sees words: WordPiece reads a
+    word's piece alone unlike the same piece inside the word, even where token ends
+    meet. Whitespace, punctuation (ASCII symbols included) and CJK characters stand
+    alone, so a cut beside one joins nothing."""
+    return 0 < at < len(text) and not _stands_alone(text[at - 1]) \
+        and not _stands_alone(text[at])
+
+
+def _stands_alone(c: str) -> bool:
+    return c.isspace() or (c.isascii() and not c.isalnum()) \
+        or unicodedata.category(c).startswith("P") or bool(_CJK_CHAR.match(c))
 
 
 class _TokenIndex:
