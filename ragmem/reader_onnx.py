@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ragmem.config import cache_home
+from ragmem.embedding.onnx_export import built_once
+from ragmem.embedding.onnx_session import cpu_session
 from ragmem.errors import ModelError
 
 if TYPE_CHECKING:
@@ -44,34 +43,12 @@ def onnx_folder(base_dir: str, weights: Path,
     this base model; exported on first use, and checked against torch on ``sample``'s
     arrays (the reader's own tokenisation of ``CHECK``)."""
     folder = cache_home() / "onnx" / f"reader-{_fingerprint(base_dir, weights)}"
-    if (folder / "schema.json").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
-    with FileLock(str(folder) + ".lock"):  # two processes exporting at once: one does it
-        if not (folder / "schema.json").exists():
-            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-            try:
-                _export(base_dir, weights, tmp, sample)
-                tmp.chmod(0o755)
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return built_once(folder, "schema.json", lambda tmp: _export(base_dir, weights, tmp, sample))
 
 
 def open_session(folder: Path, threads: int | None = None) -> Any:
     """An ONNX Runtime session over the folder's graph (no torch)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(folder / "model.onnx"), options,
-                                providers=["CPUExecutionProvider"])
+    return cpu_session(folder / "model.onnx", threads)
 
 
 def run(session: Any, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

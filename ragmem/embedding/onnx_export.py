@@ -14,8 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,34 +34,41 @@ def onnx_model(resolved: ResolvedModel, precision: str) -> Path:
     if (folder / "spec.json").exists():
         return folder
     source = onnx_model(resolved, "fp32") if precision == "int8" else None
+
+    def build(tmp: Path) -> None:
+        if source is None:
+            _export(resolved, tmp)
+            return
+        # int8 is quantised from the fused fp32 graph
+        _quantise(source / "model.onnx", tmp / "model.onnx")
+        shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
+        spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
+        (tmp / "spec.json").write_text(json.dumps(spec | {"precision": "int8"}),
+                                       encoding="utf-8")
+
+    return built_once(folder, "spec.json", build)
+
+
+def built_once(folder: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """``folder``, built by ``build`` into a temp folder beside it that becomes it only
+    when ``build`` succeeds (so ``marker`` inside it means whole); of two processes
+    building at once, one does it and the other waits and reuses it."""
+    if (folder / marker).exists():
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
-    with FileLock(str(folder) + ".lock"):  # two processes exporting at once: one does it
-        if not (folder / "spec.json").exists():
-            with _staging(folder) as tmp:
-                if source is None:
-                    _export(resolved, tmp)
-                else:  # int8 is quantised from the fused fp32 graph
-                    _quantise(source / "model.onnx", tmp / "model.onnx")
-                    shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
-                    spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
-                    (tmp / "spec.json").write_text(json.dumps(spec | {"precision": "int8"}),
-                                                   encoding="utf-8")
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / marker).exists():
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            try:
+                build(tmp)
+                tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-@contextmanager
-def _staging(folder: Path) -> Iterator[Path]:
-    """A temp folder beside ``folder`` that becomes it when the block succeeds."""
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        yield tmp
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _export(resolved: ResolvedModel, tmp: Path) -> None:

@@ -37,18 +37,10 @@ class OnnxSession:
 
     @classmethod
     def open(cls, folder: Path, threads: int | None = None) -> OnnxSession:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         spec = OnnxSpec(**json.loads((folder / "spec.json").read_text(encoding="utf-8")))
-        options = ort.SessionOptions()
-        # Idle threads sleep instead of spinning: on a CPU shared with other work,
-        # spinning takes cores from it (and from our own other threads) for nothing.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(folder / "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
+        session = cpu_session(folder / "model.onnx", threads)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.enable_truncation(spec.max_tokens)
         tokenizer.no_padding()
@@ -83,3 +75,16 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
         return hidden[:, 0]
     weights = mask[..., None].astype(np.float32)
     return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+
+
+def cpu_session(model: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session over ``model`` (no torch)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Idle threads sleep instead of spinning: on a CPU shared with other work,
+    # spinning takes cores from it (and from our own other threads) for nothing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
