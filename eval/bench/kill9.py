@@ -48,6 +48,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ragmem.distributed import reaper
+from ragmem.distributed.reaper import alive, command_line
+
 ROOT = Path(__file__).resolve().parents[2]  # the ragmem processes run this checkout's
 DEMO = ROOT / "ragmem" / "demo"
 STORIES = ("doyle-a-scandal-in-bohemia.txt", "doyle-the-red-headed-league.txt")
@@ -153,40 +156,18 @@ def watch(cmd: list[str], index: Path, kill_after: float | None) -> dict[str, An
 
 
 def descendants(pid: int) -> dict[str, str]:
-    """Live processes under ``pid``: "pid:start" -> command line (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
-            children.setdefault(stat[0], []).append(int(entry.name))
-    out, todo = {}, list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        if (stat := _stat(child)) is not None:
-            try:
-                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            out[f"{child}:{stat[1]}"] = cmd.decode(errors="replace")[:80].strip()
-        todo += children.get(child, [])
-    return out
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = text[text.rindex(b")") + 2:].split()
-    return None if fields[0] == b"Z" else (int(fields[1]), int(fields[19]))
+    """Live processes under ``pid``: "pid:start" -> command line (the reaper's walk)."""
+    return {f"{child}:{start}": command_line(child)[:80]
+            for child, start in reaper.descendants(pid)}
 
 
 def survivors(started: dict[str, str], within_s: float) -> list[str]:
     deadline = time.monotonic() + within_s
     while True:
-        alive = [cmd for key, cmd in started.items()
-                 if (s := _stat(int(key.split(":")[0]))) and s[1] == int(key.split(":")[1])]
-        if not alive or time.monotonic() > deadline:
-            return alive
+        left = [cmd for key, cmd in started.items()
+                if alive((int(key.split(":")[0]), int(key.split(":")[1])))]
+        if not left or time.monotonic() > deadline:
+            return left
         time.sleep(0.1)
 
 

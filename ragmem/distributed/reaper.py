@@ -137,7 +137,7 @@ def reap_leftovers(folder: Path) -> None:
     """Kill what the records of dead drivers name (their watchdogs died with them)."""
     for path in folder.glob("*.json"):
         record = _read(path)
-        if record is None or not _alive(record.driver):
+        if record is None or not alive(record.driver):
             sweep(path)
 
 
@@ -212,8 +212,18 @@ def _identity(pid: int) -> Process:
     return (pid, stat[1] if stat else 0)
 
 
-def _alive(process: Process) -> bool:
+def alive(process: Process) -> bool:
+    """Whether this very process (pid and start time: not a reused pid) still runs."""
     return process[1] != 0 and _identity(process[0]) == process
+
+
+def command_line(pid: int) -> str:
+    """The process's command line, its arguments joined by spaces ("" if it is gone)."""
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def _environ(pid: int) -> bytes:
