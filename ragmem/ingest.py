@@ -69,7 +69,9 @@ class Engine(Protocol):
 def read_source(root: Path, file: Path, max_bytes: int,
                 max_seconds: float = DocumentsConfig.max_read_seconds) -> Source:
     """One file as a ``Source``: a bad file is reported, never raised; so is one that
-    fails in a way no reader foresaw (``RAGMEM_DEBUG=1`` raises that): the run goes on."""
+    fails in a way no reader foresaw (``RAGMEM_DEBUG=1`` raises that): the run goes on.
+    ``root`` is the folder ``documents.discover`` paired ``file`` with: the document's id
+    is its path from there (kept apart from every other file's id)."""
     problems: list[DocumentError] = []
     try:
         docs = load_file(file, root, max_bytes=max_bytes, max_seconds=max_seconds,

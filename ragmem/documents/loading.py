@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragmem.documents.discovery import SUFFIXES, discover_one, identity, unsupported
+from ragmem.documents.discovery import (
+    SUFFIXES,
+    Names,
+    discover_one,
+    identity,
+    relative_id,
+    unsupported,
+)
 from ragmem.documents.files import (
     MAX_FILE_BYTES,
     MAX_READ_SECONDS,
@@ -78,7 +85,7 @@ def load_file(
     if len(text) > max_bytes:  # a PDF's text layer can outgrow its file
         raise DocumentError(path, too_large(f"has {len(text) / 1e6:.1f} M characters of text",
                                             max_bytes))
-    return [document(path.relative_to(root).as_posix(), path, valid_unicode(text),
+    return [document(relative_id(root, path), path, valid_unicode(text),
                      valid_unicode(title) or path.stem, mtime, meta)]
 
 
@@ -93,8 +100,10 @@ def iter_documents(
     ``on_error`` and go on.
 
     With ``on_error=None`` the first bad file or line raises its ``DocumentError``.
+    The same relative name under two of ``paths`` is two ids (``discovery``'s id rule).
     """
     seen: set[str] = set()
+    names = Names({})
     for path in paths:
         try:
             pairs = discover_one(Path(path))
@@ -109,7 +118,8 @@ def iter_documents(
             seen.add(key)
             problems: list[DocumentError] = []
             try:
-                docs = load_file(file, root, max_bytes=max_bytes, max_seconds=max_seconds,
+                docs = load_file(file, names.root(root, file), max_bytes=max_bytes,
+                                 max_seconds=max_seconds,
                                  on_problem=problems.append if on_error else None)
             except DocumentError as e:
                 if on_error is None:
