@@ -156,7 +156,7 @@ class Indexer:
         lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``.
         ``engine`` reads, chunks and embeds instead of this process (the write stays
         here)."""
-        files = discover(paths)
+        files = discover(paths, {d.doc_id: d.path for d in self.memory.documents()})
         if engine is None:
             sources = (read_source(root, file, self.max_file_bytes, self.max_read_seconds)
                        for root, file in files)
