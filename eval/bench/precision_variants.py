@@ -1,7 +1,11 @@
-"""OpenVINO int8 with NNCF post-training calibration: the fourth precision option of issue
-25, as an embedder the benchmark can index with (``index_throughput --paths
-ragmem-openvino-int8``). Not part of ragmem: it is kept only if it wins.
+"""Precision options of issue 25 that ragmem does not ship, as embedders the benchmark can
+index with (``index_throughput --paths ragmem-openvino-int8,ragmem-int8-all``); each is
+kept only if it wins.
 
+**int8, every product** (``Int8AllEmbedder``): ragmem's ONNX Runtime int8 recipe without its
+one exception: the FFN's second products are quantised too (dynamic, per channel).
+
+**OpenVINO int8** (``OpenVinoInt8Embedder``), calibrated by NNCF:
 The graph is ragmem's own fp32 export (``ragmem.embedding.onnx_model``: the same fused
 ONNX that ONNX Runtime runs, cosine 1.0 to PyTorch); NNCF quantises it statically
 (``ModelType.TRANSFORMER``: activations' scales fixed from calibration, unlike ONNX
@@ -13,6 +17,7 @@ ragmem's chunker makes it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -99,3 +104,30 @@ class OpenVinoInt8Embedder(OnnxEmbedder):
         self._session = OnnxSession(_OvSession(compiled), tokenizer, fp32.spec)
         self._counter = TokenCounter(tokenizer)
         self._spec = fp32.spec
+
+
+class Int8AllEmbedder(OnnxEmbedder):
+    """ragmem's fp32 export quantised whole by ONNX Runtime (``quantize_dynamic``, int8
+    per-channel weights, uint8 activations), the six FFN-out products included."""
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2") -> None:
+        super().__init__(model, "fp32")
+        self.precision = "int8"
+
+    def _load(self) -> None:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        source = onnx_model(resolve(self.model_id, "embedder"), "fp32")
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"ragmem-int8-all-{source.name}"
+        if not (folder / "model.onnx").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in ("spec.json", "tokenizer.json"):
+                (folder / name).write_bytes((source / name).read_bytes())
+            quantize_dynamic(str(source / "model.onnx"), str(folder / "model.part.onnx"),
+                             weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            (folder / "model.part.onnx").rename(folder / "model.onnx")
+        self._session = OnnxSession.open(folder, self._threads)
+        self._counter = TokenCounter(self._session.tokenizer)
+        self._spec = self._session.spec
