@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from ragmem.config import AnsweringConfig
 from ragmem.extraction import (
@@ -37,8 +38,12 @@ from ragmem.extraction import (
     rank_sentences,
     words,
 )
+from ragmem.generation import Scorer
 from ragmem.reading import ReadSpan
 from ragmem.types import Passage
+
+if TYPE_CHECKING:
+    from ragmem.span_ranking import SpanRanker
 
 # Question words, longest first at a position; the kind of answer each asks for.
 CUES: tuple[tuple[str, str], ...] = (
@@ -95,6 +100,12 @@ WHOLE: Mapping[str, str] = {"how": "sentence",
 # share of the question's words): the threshold that best tells a question's own article
 # from another one on CMRC trial (python -m eval.chinese.tune).
 ABSTAIN_BELOW = 0.211
+# With a generator (``scorer``): the best ``RESCORED`` spans by the cues are rescored by
+# the cue score (relative to the best) plus the generator's view of each span as the
+# answer (``ragmem.span_ranking.lm_features``), with these weights (fitted on CMRC trial
+# questions 601-800, python -m eval.chinese.rescore).
+RESCORED = 8
+RESCORE: Mapping[str, float] = {"cue": 1.0}
 
 
 @dataclass(frozen=True)
@@ -248,11 +259,17 @@ class ChineseSpans:
 
     def __init__(self, config: AnsweringConfig | None = None,
                  weights: Mapping[str, float] = WEIGHTS,
-                 abstain_below: float = ABSTAIN_BELOW) -> None:
+                 abstain_below: float = ABSTAIN_BELOW, scorer: Scorer | None = None,
+                 rescore: Mapping[str, float] = RESCORE) -> None:
+        """``scorer``: the generator's scoring capability; with it the best spans by the
+        cues are rescored by what it makes of each (``RESCORE``)."""
         self.config = config or AnsweringConfig()
         self.whole_sentence = self.config.chinese == "sentence"
         self.weights = weights
         self.abstain_below = abstain_below
+        self.scorer = scorer
+        self.rescore = rescore
+        self._ranker: SpanRanker | None = None
 
     def candidates(self, question: str, passages: Sequence[Passage]
                    ) -> tuple[Asked, list[Candidate]]:
@@ -275,6 +292,8 @@ class ChineseSpans:
             return []
         scores = [score(features(ask, c), self.weights) for c in found]
         order = sorted(range(len(found)), key=lambda k: -scores[k])
+        if self.scorer is not None:
+            order = self.rescored(question, found, scores, order)
         out = [_read_span(found[k].evidence, found[k], found[k].evidence.lexical)
                for k in order]
         whole = "sentence" if self.whole_sentence else WHOLE.get(ask.kind, "span")
@@ -283,6 +302,34 @@ class ChineseSpans:
         if whole == "clause":
             return [_clause_of(out[0])]
         return out
+
+
+    def rescored(self, question: str, found: Sequence[Candidate], scores: Sequence[float],
+                 order: Sequence[int]) -> list[int]:
+        """``order`` with its first ``RESCORED`` candidates reordered by ``RESCORE``."""
+        from ragmem.span_ranking import SpanRanker
+
+        if self._ranker is None:  # its weights are read once; only its prompt is used
+            self._ranker = SpanRanker(self.scorer, self.config)
+        head = list(order[:RESCORED])
+        views = rescore_features(self._ranker, question, [found[k] for k in head],
+                                 [scores[k] for k in head])
+        rescored = [score(v, self.rescore) for v in views]
+        head = [k for _, k in sorted(zip(rescored, head, strict=True), key=lambda x: -x[0])]
+        return head + list(order[RESCORED:])
+
+
+def rescore_features(ranker: SpanRanker, question: str, kept: Sequence[Candidate],
+                     scores: Sequence[float]) -> list[dict[str, float]]:
+    """Per candidate: its cue score relative to the best (``cue``) and the generator's
+    log-likelihoods of it as the whole answer, its sentences shown to it as the span
+    ranker shows them (``SpanRanker.span_logprobs``)."""
+    from ragmem.span_ranking import lm_features
+
+    views = ranker.span_logprobs([question], kept)[0]
+    top = max(scores)
+    return [{"cue": s - top, **lm_features(lp, n)}
+            for s, (lp, n, _) in zip(scores, views, strict=True)]
 
 
 def spans_of(question: str, e: EvidenceSentence) -> list[Candidate]:

@@ -8,10 +8,12 @@ import pytest
 
 from ragmem import Assistant
 from ragmem.chinese import cuts_word
-from ragmem.chinese_answers import ChineseSpans, asked
+from ragmem.chinese_answers import RESCORED, ChineseSpans, asked, features, rescore_features, score
 from ragmem.config import AnsweringConfig, Config
 from ragmem.extraction import answerable_spans
+from ragmem.span_ranking import SpanRanker
 from ragmem.types import Passage, Sentence
+from tests.conftest import WordCountScorer
 
 ZH_CORPUS = Path(__file__).parent / "fixtures" / "zh_memory"
 # The issue's three questions, with what a Chinese reader would accept of our fixture.
@@ -103,3 +105,26 @@ def test_the_issues_questions_get_whole_word_answers(zh_assistant: Assistant,
     assert text[cite.start:cite.end] == answer.text
     assert answer.text != "9.1" and QUESTIONS[question] in answer.text
     assert not cuts_word(text, cite.start, cite.end)
+
+
+class EndingScorer(WordCountScorer):
+    def end_of_answer_ids(self) -> list[int]:
+        return [0]
+
+
+def test_the_generator_rescores_the_best_spans_by_the_weights_given() -> None:
+    p = passage(["《战国无双3》是由光荣和ω-force合作开发的一款游戏。", "游戏于2010年发售。"])
+    question = "《战国无双3》是由谁合作开发的？"
+    plain = ChineseSpans()
+    ask, found = plain.candidates(question, [p])
+    kept = sorted(found, key=lambda c: -score(features(ask, c)))[:RESCORED]
+    views = rescore_features(SpanRanker(EndingScorer()), question, kept,
+                             [score(features(ask, c)) for c in kept])
+    assert max(v["cue"] for v in views) == 0.0 and all("lm_tokens" in v for v in views)
+    # the cue weight alone keeps the cues' choice; the generator's alone takes its own
+    same = ChineseSpans(scorer=EndingScorer(), rescore={"cue": 1.0}).read(question, [p])
+    assert same[0].text == plain.read(question, [p])[0].text == "光荣和ω-force"
+    by_lm = ChineseSpans(scorer=EndingScorer(), rescore={"lm_tokens": 1.0}).read(
+        question, [p])
+    liked = max(zip(views, kept, strict=True), key=lambda vc: vc[0]["lm_tokens"])[1]
+    assert by_lm[0].text == liked.text != "光荣和ω-force"

@@ -71,6 +71,7 @@ def rows_of(path: str, config: AnsweringConfig, limit: int | None, offset: int =
         other = order[(order.index(ex.doc_id) + 1) % len(order)]
         wrong = rank_sentences(ex.question, [passage_of(other)])
         out.append({"ex": ex, "kind": ask.kind, "cands": cands,
+                    "passage": passage_of(ex.doc_id),
                     "feats": [features(ask, c) for c in cands],
                     "f1": [char_f1(c.text, ex.answers) for c in cands],
                     "absent_lexical": wrong[0].lexical if wrong else 0.0})
