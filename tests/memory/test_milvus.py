@@ -412,14 +412,3 @@ def test_cli_end_to_end_on_milvus_lite(corpus_dir: Path, monkeypatch: pytest.Mon
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["info", "t"])
     assert r.exit_code == 1 and "no ragmem index at" in r.output
-
-
-@pytest.mark.xfail(strict=True, raises=StoreError, reason="check on a lost manifest reads a "
-                   "released collection (call load() first): a bug of its own, open")
-def test_check_problems_name_no_python_call(tmp_path: Path) -> None:
-    # The CLI adds its own fix ("run: ragmem check NAME --repair") to check's problems.
-    build(tmp_path / "i", {"a": (3, 1)}).close()
-    (tmp_path / "i" / "manifest.json").write_text("{")
-    report = check(tmp_path / "i", TEST)
-    assert report.problems and report.repairable
-    assert not any("ragmem.memory" in p or "repair(" in p for p in report.problems)

@@ -6,8 +6,14 @@
   a header row, and each header's counts match the rows there are: a write cut short
   (see ``ragmem.memory.milvus.store``) leaves rows without a header;
 - window spans lie inside their document's text;
-- the manifest's counts (a copy) agree with the headers;
+- the manifest's counts (a copy) agree with the headers (counts one write behind are a
+  note: the next write, or ``repair``, brings them up to date);
 - the embedder the manifest names loads here, with the same dimension.
+
+``check`` writes nothing: a milvus-lite index is read from a copy of its folder
+(``ragmem.memory.milvus.lite``: milvus-lite writes whenever it opens a folder that a
+killed writer left), and a lost manifest is reported, with Milvus's copy of it when
+there is one, never rebuilt.
 
 ``repair`` deletes rows without a header, removes documents whose rows disagree with
 their header (a torn write: index their sources again to restore them), writes a lost
@@ -20,12 +26,14 @@ check; this finds what ragmem's writes can leave behind.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragmem.config import MilvusConfig
-from ragmem.errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, RagmemError
+from ragmem.errors import IndexCorruptError, IndexNotFoundError, RagmemError
 from ragmem.memory.findings import CheckReport, Findings, check_embedder
 from ragmem.memory.folder import write_lock
 from ragmem.memory.manifest import (
@@ -35,8 +43,9 @@ from ragmem.memory.manifest import (
     read_manifest,
     write_manifest,
 )
-from ragmem.memory.milvus.client import LITE_FILE, Client
+from ragmem.memory.milvus.client import LITE_FILE, Client, is_lite, open_here, resolve_uri
 from ragmem.memory.milvus.expressions import doc_ids_expression, quote
+from ragmem.memory.milvus.lite import snapshot
 from ragmem.memory.milvus.store import MilvusMemory
 
 if TYPE_CHECKING:
@@ -48,51 +57,96 @@ _KINDS = {"text": "n_text", "sent": "n_sent", "sect": "n_sect"}
 def check(directory: Path, embedder: Embedder | None = None,
           milvus: MilvusConfig | None = None) -> CheckReport:
     found = Findings()
-    manifest = _manifest(directory, milvus, found)
-    if manifest is None:
+    config = milvus or MilvusConfig()
+    lite = _lite_folder(directory, config)
+    if lite is not None and not lite.is_dir():
+        found.problem(f"the milvus-lite folder {lite} of this index is missing; restore it "
+                      "from a backup, or index the sources again into a new index",
+                      repairable=False)
         return found.report(directory)
-    try:
-        memory = MilvusMemory.connect(directory, manifest, milvus)
-    except RagmemError as exc:
-        found.problem(exc.problem, repairable=False)  # the caller words the fix
-        return found.report(directory)
-    try:
-        found.checked.append("milvus collections")
-        _check_meta(memory, found)
-        _check_rows(memory, found)
-        if "manifest" in found.checked:
-            _reconcile_counts(memory, found)
-    finally:
-        memory.close()
+    with _read_only(lite, config) as config:
+        manifest = _manifest(directory, config, found)
+        if manifest is None:
+            return found.report(directory)
+        try:
+            memory = MilvusMemory.connect(directory, manifest, config)
+        except RagmemError as exc:
+            found.problem(exc.problem, repairable=False)  # the caller words the fix
+            return found.report(directory)
+        try:
+            found.checked.append("milvus collections")
+            _check_meta(memory, found)
+            _check_rows(memory, found)
+            if "manifest" in found.checked:
+                _compare_counts(memory, found)
+        finally:
+            memory.close()
     check_embedder(manifest, embedder, found)
     return found.report(directory)
 
 
-def _manifest(directory: Path, milvus: MilvusConfig | None,
-              found: Findings) -> Manifest | None:
+def _lite_folder(directory: Path, config: MilvusConfig) -> Path | None:
+    """The milvus-lite folder the index at ``directory`` lives in (None: a server's):
+    ``config.uri``'s, the manifest's, or, the manifest lost, the index folder's own."""
+    try:
+        uri = config.uri or resolve_uri(str(read_manifest(directory).milvus.get("uri", "")),
+                                        directory)
+    except (IndexCorruptError, IndexNotFoundError):
+        own = directory / LITE_FILE
+        return own if own.is_dir() else None  # a server's index, or none at all
+    return Path(uri) if is_lite(uri) else None
+
+
+@contextmanager
+def _read_only(lite: Path | None, config: MilvusConfig) -> Iterator[MilvusConfig]:
+    """``config``, reaching a copy of the milvus-lite folder ``lite`` (see
+    ``lite.snapshot``). A server, or a folder this process has open already (its
+    writes are this process's own), is read where it is."""
+    if lite is None:
+        yield config
+        return
+    if open_here(str(lite)):
+        yield replace(config, uri=str(lite))
+        return
+    busy = (f"milvus-lite at {lite} is open in another process (milvus-lite lets one "
+            "process at a time open it); check again when that one has finished")
+    with snapshot(lite, busy) as copy:
+        yield replace(config, uri=str(copy))
+
+
+def _manifest(directory: Path, config: MilvusConfig, found: Findings) -> Manifest | None:
+    """The manifest; a lost one is a problem, and what repair rebuilds it from (Milvus's
+    copy, in the index's own milvus-lite folder) stands in for it while checking."""
     try:
         manifest = read_manifest(directory)
     except (IndexCorruptError, IndexNotFoundError) as exc:
-        copy = _lost_manifest(directory, milvus)
-        found.problem(exc.problem, repairable=copy is not None)
+        lost = directory / MANIFEST
+        why = exc.problem if lost.exists() else f"{lost} is missing"
+        copy = _lost_manifest(Path(config.uri), config) if config.uri else None
+        if copy is None:
+            found.problem(f"{why}, and Milvus holds no copy of it to rebuild it from; "
+                          "restore it from a backup, or index the sources again into a "
+                          "new index", repairable=False)
+        else:
+            found.problem(f"{why}; Milvus holds a copy of it, which repair writes back",
+                          repairable=True)
         return copy
     found.checked.append("manifest")
     return manifest
 
 
-def _lost_manifest(directory: Path, milvus: MilvusConfig | None) -> Manifest | None:
-    """A lost manifest, from the copy in the index's own milvus-lite folder (a server
+def _lost_manifest(lite: Path, milvus: MilvusConfig) -> Manifest | None:
+    """A lost manifest, from the copy in the milvus-lite folder ``lite`` (a server
     index without its manifest cannot be found again from the folder alone)."""
-    lite = directory / LITE_FILE
-    if not lite.is_dir():
+    if not is_lite(str(lite)) or not lite.is_dir():
         return None
-    config = replace(milvus or MilvusConfig(), uri=None)
-    client = Client(str(lite), config)
+    client = Client(str(lite), replace(milvus, uri=None))
     try:
         bases = [n[:-len("_documents")] for n in client.list_collections()
                  if n.endswith("_documents")]
         copies = []
         for base in bases:
+            client.load(f"{base}_documents")  # milvus-lite opens a collection released
             rows = client.query(f"{base}_documents", 'pk == "#meta#0"', ["body"])
             if rows:
                 copies.append(manifest_from_json(rows[0]["body"]))
@@ -154,21 +208,16 @@ def _check_rows(memory: MilvusMemory, found: Findings) -> None:
     found.checked.append("window spans")
 
 
-def _reconcile_counts(memory: MilvusMemory, found: Findings) -> None:
+def _compare_counts(memory: MilvusMemory, found: Findings) -> None:
     """The manifest's counts are a copy: a write cut short after its rows leaves them
-    behind, and they are brought up to date here."""
+    one write behind. Not damage, and not put right here (check writes nothing): a
+    note."""
     counts = memory.counts()
     found.checked.append("counts")
-    if memory.manifest.counts == counts:
-        return
-    try:
-        with write_lock(memory.directory):
-            current = read_manifest(memory.directory)
-            write_manifest(memory.directory, replace(current, counts=counts))
-            found.notes.append(f"manifest counts {memory.manifest.counts} brought up to date "
-                               f"with Milvus's {counts}")
-    except IndexLockedError:
-        found.notes.append("a writer is running: the manifest's counts catch up when it ends")
+    if memory.manifest.counts != counts:
+        found.notes.append(f"the manifest's counts {memory.manifest.counts} lag Milvus's "
+                           f"{counts} (a write was cut short after its rows; nothing is "
+                           "lost): the next write, or check --repair, brings them up to date")
 
 
 def repair(directory: Path, embedder: Embedder | None = None, *,
@@ -182,7 +231,7 @@ def repair(directory: Path, embedder: Embedder | None = None, *,
         try:
             manifest = read_manifest(directory)
         except (IndexCorruptError, IndexNotFoundError):
-            copy = _lost_manifest(directory, milvus)
+            copy = _lost_manifest(directory / LITE_FILE, milvus or MilvusConfig())
             if copy is None:
                 raise
             manifest = replace(copy, milvus={**copy.milvus, "uri": LITE_FILE})

@@ -127,6 +127,12 @@ _lite_users: dict[str, int] = {}
 _lite_lock = threading.Lock()
 
 
+def open_here(uri: str) -> bool:
+    """Whether this process has the milvus-lite folder ``uri`` open."""
+    with _lite_lock:
+        return str(Path(uri).expanduser().absolute()) in _lite_users
+
+
 class Client:
     """A pymilvus ``MilvusClient`` whose failures are ``StoreError``s naming the URI."""
 

@@ -22,6 +22,13 @@ statistics, and ``compact_lite`` leaves it to milvus-lite's own compaction.
 0755 folders); they hold the documents' text, so ``make_private`` sets them to 0600 and
 0700, as the FAISS store's files are made.
 
+**Reading without writing.** milvus-lite has no read-only open: opening a collection
+replays the log a killed writer left and writes it out as a segment on close, removes
+files a flush cut short left behind, and builds a segment's missing index. ``ragmem
+check`` must change nothing, so it opens a ``snapshot``: a copy of the folder, taken
+under milvus-lite's own lock, in a private temp folder, removed afterwards. The copy
+costs the folder's size on the temp folder's disk, and the time to copy it.
+
 **Keepalive.** pymilvus pings its server every 10 s, even idle; milvus-lite's gRPC
 server runs in this process, on loopback, where a ping finds nothing that a call would
 not, so a lite client pings never (``GRPC_OPTIONS``).
@@ -31,6 +38,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +68,34 @@ def locked(folder: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+@contextmanager
+def snapshot(folder: Path, busy: str) -> Iterator[Path]:
+    """A copy of the milvus-lite ``folder`` to open in its place (a path ending in .db,
+    in a 0700 temp folder, its files 0600 as the originals), removed on exit. It is
+    taken under milvus-lite's lock, so no other process writes meanwhile; ``busy`` is
+    the error for one that holds it."""
+    from ragmem.errors import StoreError
+
+    fd = os.open(folder / "LOCK", os.O_RDONLY) if (folder / "LOCK").exists() else None
+    temp = Path(tempfile.mkdtemp(prefix="ragmem-check-"))
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise StoreError(busy) from exc
+        copy = temp / folder.name
+        shutil.copytree(folder, copy, symlinks=True, ignore=lambda _, names: [
+            n for n in names if n == "LOCK"])
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield copy
+    finally:
+        if fd is not None:
+            os.close(fd)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def make_private(folder: Path) -> None:
