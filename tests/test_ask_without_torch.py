@@ -38,7 +38,7 @@ print(json.dumps({"exit": code, "heavy": [m for m in heavy if m in sys.modules]}
 def test_ask_with_the_default_config_imports_no_torch(tmp_path: Path) -> None:
     # The one-time conversions (ONNX export, GGUF -> safetensors) need torch; a user's
     # first `ragmem index` and first question make them. Made here, in the test's cache.
-    onnx_model(require_local(DEFAULT_EMBEDDER, "embedder"), "fp32")
+    onnx_model(require_local(DEFAULT_EMBEDDER, "embedder"))
     numpy_folder(resolve(DEFAULT_GENERATOR, "generator"))
     Reader().schema  # noqa: B018 (the reader's ONNX export, made by a first question)
     env = os.environ | {"PYTHONPATH": str(ROOT)}

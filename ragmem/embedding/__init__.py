@@ -12,14 +12,12 @@ Backends:
 
 - ``SentenceTransformerEmbedder`` (``sentence_transformer``): PyTorch, fp32 on CPU,
   fp16 on CUDA.
-- ``OnnxEmbedder`` (``onnx_runtime``): ONNX Runtime on CPU, the model exported to ONNX
-  once (``onnx_export``, cached under ``~/.cache/ragmem/onnx``), its attention and GELU
-  fused, and for ``int8`` its matrix products quantised dynamically (int8 weights per
-  output channel, uint8 activations per batch). The FFN's second matrix product reads
-  the GELU's long-tailed output and stays in fp32: quantising it too brings the mean
-  cosine to the fp32 vectors from 0.997 down to 0.994 (eval/reports/int8-embedding.md).
-  Running needs only ``onnxruntime`` and ``tokenizers``, no PyTorch: a query process
-  starts fast.
+- ``OnnxEmbedder`` (``onnx_runtime``): on CPU without PyTorch. The model is exported to
+  ONNX once (``onnx_export``, cached under ``~/.cache/ragmem/onnx``, its attention and
+  GELU fused); ``fp32`` runs it on ONNX Runtime, ``int8`` (the CPU default) on OpenVINO
+  after NNCF quantised it statically, calibrated on the bundled demo corpus
+  (``openvino_int8``). A query process needs only ``onnxruntime`` or ``openvino`` and
+  ``tokenizers``: it starts fast.
 """
 
 from ragmem.embedding.base import PRECISIONS, Embedder, cuda_available, default_precision

@@ -66,13 +66,14 @@ class _LazyCounter:
 
 def from_config(cfg: EmbedderConfig) -> Embedder:
     """The embedder ``cfg`` asks for; ``precision="auto"`` is :func:`default_precision`."""
-    precision = cfg.precision if cfg.precision != "auto" else default_precision(cfg.device)
+    precision = cfg.precision if cfg.precision != "auto" else \
+        default_precision(cfg.device, cfg.backend)
     if precision not in PRECISIONS:
         raise ModelError(f"unknown embedder precision {cfg.precision!r}; use auto, "
                          f"{', '.join(PRECISIONS)}")
     if precision == "int8" or (precision == "fp32" and _onnx_fp32(cfg)):
         if cfg.device is not None and cfg.device.startswith("cuda"):
-            raise ModelError(f"{precision} on ONNX Runtime runs on the CPU, not "
+            raise ModelError(f"{precision} on OpenVINO / ONNX Runtime runs on the CPU, not "
                              f"{cfg.device}; use precision fp16 on a GPU")
         return OnnxEmbedder(cfg.model, precision, batch_size=cfg.batch_size)
     device = cfg.device or ("cuda" if precision == "fp16" else "cpu")

@@ -1,9 +1,7 @@
 """A sentence-transformers model exported to ONNX once, into the cache
-(``cache_home() / "onnx"``): the graph with its attention and GELU fused, and for
-``int8`` its matrix products quantised dynamically (int8 weights per output channel,
-uint8 activations per batch). The FFN's second matrix product reads the GELU's
-long-tailed output and stays in fp32 (eval/reports/int8-embedding.md). Exporting needs
-PyTorch and ``onnx``; running the result (``onnx_runtime``) does not.
+(``cache_home() / "onnx"``): the fp32 graph with its attention and GELU fused, checked
+against PyTorch. ONNX Runtime runs it (``onnx_runtime``); the int8 model is quantised
+from it (``openvino_int8``). Exporting needs PyTorch and ``onnx``; running does not.
 """
 
 from __future__ import annotations
@@ -23,30 +21,15 @@ from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
 from ragmem.errors import ModelError
 from ragmem.models import ResolvedModel, load_error
 
-# Bumped whenever the export or quantisation recipe changes: cached files are rebuilt.
+# Bumped whenever the export recipe changes: cached files are rebuilt.
 ONNX_RECIPE = 1
 
 
-def onnx_model(resolved: ResolvedModel, precision: str) -> Path:
-    """The cached folder holding ``model.onnx``, ``tokenizer.json`` and ``spec.json`` for
-    ``resolved`` at ``precision``; exported (and quantised) on first use."""
-    folder = cache_home() / "onnx" / f"{_slug(resolved.name)}-{_fingerprint(resolved)}-{precision}"
-    if (folder / "spec.json").exists():
-        return folder
-    source = onnx_model(resolved, "fp32") if precision == "int8" else None
-
-    def build(tmp: Path) -> None:
-        if source is None:
-            _export(resolved, tmp)
-            return
-        # int8 is quantised from the fused fp32 graph
-        _quantise(source / "model.onnx", tmp / "model.onnx")
-        shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
-        spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
-        (tmp / "spec.json").write_text(json.dumps(spec | {"precision": "int8"}),
-                                       encoding="utf-8")
-
-    return built_once(folder, "spec.json", build)
+def onnx_model(resolved: ResolvedModel) -> Path:
+    """The cached folder holding the fp32 ``model.onnx``, ``tokenizer.json`` and
+    ``spec.json`` for ``resolved``; exported on first use."""
+    folder = cache_home() / "onnx" / f"{_slug(resolved.name)}-{_fingerprint(resolved)}-fp32"
+    return built_once(folder, "spec.json", lambda tmp: _export(resolved, tmp))
 
 
 def built_once(folder: Path, marker: str, build: Callable[[Path], None]) -> Path:
@@ -152,21 +135,6 @@ def _optimise(src: Path, dst: Path, heads: int, hidden: int) -> None:
     model = optimizer.optimize_model(str(src), model_type="bert", num_heads=heads,
                                      hidden_size=hidden, opt_level=1)
     model.save_model_to_file(str(dst))
-
-
-def _quantise(src: Path, dst: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    graph = onnx.load(str(src)).graph
-    producer = {out: node.op_type for node in graph.node for out in node.output}
-    # The FFN's second product: its input is the GELU output (a long positive tail that
-    # one per-batch uint8 scale represents badly).
-    keep_fp32 = [node.name for node in graph.node if node.op_type == "MatMul"
-                 and producer.get(node.input[0]) in ("Gelu", "BiasGelu", "FastGelu")]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     nodes_to_exclude=keep_fp32,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def _slug(name: str) -> str:

@@ -1,6 +1,6 @@
-"""The ONNX Runtime backend, on CPU: the model exported once (``onnx_export``), then run
-with ``onnxruntime`` and ``tokenizers`` alone, no PyTorch, so a query process starts
-fast."""
+"""The CPU backend without PyTorch: the model exported once (``onnx_export``), then run
+in fp32 by ``onnxruntime`` or in int8 by OpenVINO (``openvino_int8``), with ``tokenizers``,
+so a query process starts fast."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ from ragmem.config import DEFAULT_EMBEDDER, EmbedderConfig
 from ragmem.embedding.base import CountsTokens, TokenCounter
 from ragmem.embedding.onnx_export import onnx_model
 from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
+from ragmem.embedding.openvino_int8 import openvino_model, openvino_session
 from ragmem.errors import ModelError
 from ragmem.models import require_local
 
 
 class OnnxEmbedder(CountsTokens):
-    """A sentence-transformers model run by ONNX Runtime on CPU, ``int8`` or ``fp32``.
+    """A sentence-transformers model on CPU: ``fp32`` on ONNX Runtime, ``int8`` on
+    OpenVINO.
 
-    The first use exports the model (PyTorch, a few seconds) into the cache; later
-    processes load the cached file with ONNX Runtime alone.
+    The first use exports the model (PyTorch, a few seconds; int8 then ~30 s of
+    calibration) into the cache; later processes load the cached files alone.
     """
 
     def __init__(self, model: str = DEFAULT_EMBEDDER, precision: str = "int8",
@@ -58,14 +60,17 @@ class OnnxEmbedder(CountsTokens):
             return self._spec
 
     def _load(self) -> None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as error:
-            raise ModelError(
-                f"embedder precision {self.precision} on ONNX Runtime needs onnxruntime, "
-                "which is not installed; pip install onnxruntime onnx (or set "
-                "RAGMEM_EMBEDDER_BACKEND=torch for fp32)") from error
         resolved = require_local(self.model_id, "embedder")
-        self._session = OnnxSession.open(onnx_model(resolved, self.precision), self._threads)
+        if self.precision == "int8":
+            self._session = openvino_session(openvino_model(resolved), self._threads)
+        else:
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError as error:
+                raise ModelError(
+                    "embedder precision fp32 on ONNX Runtime needs onnxruntime, which is "
+                    "not installed; pip install onnxruntime onnx (or set "
+                    "RAGMEM_EMBEDDER_BACKEND=torch)") from error
+            self._session = OnnxSession.open(onnx_model(resolved), self._threads)
         self._counter = TokenCounter(self._session.tokenizer)
         self._spec = self._session.spec
