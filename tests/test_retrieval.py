@@ -129,3 +129,47 @@ def test_a_shorter_list_is_the_start_of_a_longer_one(corpus_dir: Path, tmp_path:
         deep = a.retrieve(question, top_k=100)
         for k in (1, 2, 5):
             assert a.retrieve(question, top_k=k) == deep[:k]
+
+
+class _ReadsEnglishOnly(KeywordEmbedder):
+    """KeywordEmbedder whose tokenizer is all-MiniLM-L6-v2's (no weights loaded): most
+    Chinese characters are unknown to it, and its vector of a Chinese question is noise."""
+
+    @property
+    def token_counter(self) -> object:
+        from tokenizers import Tokenizer
+
+        from ragmem.embedding.base import TokenCounter
+        from ragmem.models import resolve
+
+        path = Path(resolve("all-MiniLM-L6-v2", "embedder").path) / "tokenizer.json"
+        return TokenCounter(Tokenizer.from_file(str(path)))
+
+    def embed(self, texts: object) -> object:
+        import numpy as np
+
+        rng = np.random.default_rng(len(list(texts)))  # type: ignore[arg-type]
+        out = rng.normal(size=(len(list(texts)), self.dim)).astype("float32")  # type: ignore[arg-type]
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_hybrid_searches_a_question_the_embedder_cannot_read_by_bm25_alone(
+        tmp_path: Path) -> None:
+    docs = tmp_path / "zh"
+    docs.mkdir()
+    (docs / "a.txt").write_text("长短期记忆通过模型参数实现，用于存储和更新历史信息。",
+                                encoding="utf-8")
+    (docs / "b.txt").write_text("工作记忆是一个容量有限的缓冲区。", encoding="utf-8")
+    (docs / "c.txt").write_text("The working memory holds numbered sentences.", encoding="utf-8")
+    a = Assistant.create(tmp_path / "idx", embedder=_ReadsEnglishOnly())
+    a.index([docs])
+    lexical = Assistant.open(tmp_path / "idx", Config(retrieval=RetrievalConfig(
+        mode="lexical")), embedder=_ReadsEnglishOnly())
+    question = "长期记忆通常用什么来实现？"
+    assert a.retriever._unreadable(question) and not a.retriever._unreadable("What holds it?")
+    assert a.retrieve(question, top_k=2) == lexical.retrieve(question, top_k=2)
+    assert a.retrieve(question, top_k=1)[0].doc_id.endswith("a.txt")
+    # The share is the rule's: raised above 1, the noisy vector is fused again.
+    fused = Assistant.open(tmp_path / "idx", Config(retrieval=RetrievalConfig(
+        max_unknown_share=1.0)), embedder=_ReadsEnglishOnly())
+    assert not fused.retriever._unreadable(question)

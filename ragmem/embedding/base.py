@@ -75,9 +75,19 @@ class TokenCounter:
         spec = json.loads(self._tokenizer.to_str())
         self.exact_spans = (spec.get("model") or {}).get("type") == "WordPiece" and \
             (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
+        unknown = (spec.get("model") or {}).get("unk_token")
+        self._unknown = self._tokenizer.token_to_id(unknown) if unknown else None
 
     def __call__(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+
+    def unknown_share(self, text: str) -> float:
+        """The share of ``text``'s tokens that are the unknown token (0 for a tokenizer
+        without one, such as a byte-level BPE, which reads any text)."""
+        if self._unknown is None:
+            return 0.0
+        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+        return sum(i == self._unknown for i in ids) / len(ids) if ids else 0.0
 
     def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Per text, the (start, end) character offsets of its tokens, no special tokens;

@@ -14,7 +14,10 @@ compiled-kernel cache, so a later process only loads it (~0.1 s). Building it ne
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +59,12 @@ def openvino_model(resolved: ResolvedModel) -> Path:
             return {"input_ids": ids, "attention_mask": np.ones_like(ids),
                     "token_type_ids": np.zeros_like(ids)}
 
-        quantised = nncf.quantize(ov.Core().read_model(str(source / "model.onnx")),
-                                  nncf.Dataset(texts, feeds), subset_size=len(texts),
-                                  model_type=nncf.ModelType.TRANSFORMER)
+        nncf.set_log_level(logging.WARNING)
+        # NNCF draws its progress bars on stdout, which `--json` keeps for the result.
+        with contextlib.redirect_stdout(sys.stderr):
+            quantised = nncf.quantize(ov.Core().read_model(str(source / "model.onnx")),
+                                      nncf.Dataset(texts, feeds), subset_size=len(texts),
+                                      model_type=nncf.ModelType.TRANSFORMER)
         ov.save_model(quantised, str(tmp / "model.xml"))
         (tmp / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
         spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
