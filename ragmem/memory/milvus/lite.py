@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ragmem.errors import StoreError
 from ragmem.memory.manifest import DIR_MODE, FILE_MODE
 
 # A keepalive interval of 2^31-1 ms is gRPC's "never".
@@ -76,8 +77,6 @@ def snapshot(folder: Path, busy: str) -> Iterator[Path]:
     in a 0700 temp folder, its files 0600 as the originals), removed on exit. It is
     taken under milvus-lite's lock, so no other process writes meanwhile; ``busy`` is
     the error for one that holds it."""
-    from ragmem.errors import StoreError
-
     fd = os.open(folder / "LOCK", os.O_RDONLY) if (folder / "LOCK").exists() else None
     temp = Path(tempfile.mkdtemp(prefix="ragmem-check-"))
     try:
@@ -87,8 +86,13 @@ def snapshot(folder: Path, busy: str) -> Iterator[Path]:
             except OSError as exc:
                 raise StoreError(busy) from exc
         copy = temp / folder.name
-        shutil.copytree(folder, copy, symlinks=True, ignore=lambda _, names: [
-            n for n in names if n == "LOCK"])
+        try:
+            shutil.copytree(folder, copy, symlinks=True, ignore=lambda _, names: [
+                n for n in names if n == "LOCK"])
+        except OSError as exc:  # shutil.Error too: the temp folder's disk is full
+            raise StoreError(f"cannot copy milvus-lite at {folder} into {temp} to read it "
+                             f"({' '.join(str(exc).split())[:200]}); make room there, or "
+                             "point TMPDIR at a disk with room for it") from exc
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
         yield copy
