@@ -88,6 +88,10 @@ def main() -> None:
     terms_settings = [None if t == "none" else int(t) for t in args.terms.split(",")]
     qs = questions(args.queries, args.beir, args.squad)
     opened = []
+    names = [Path(i).name for i in args.index]
+    if len(set(names)) < len(names):  # same folder names: tell them apart by their parents
+        names = [f"{Path(i).resolve().parent.name}/{Path(i).name}" for i in args.index]
+    label = dict(zip(args.index, names, strict=True))
     for index in args.index:
         assistant = Assistant.open(index, Config())
         clocks = (Clock(assistant.embedder, "embed"), Clock(assistant.memory, "search"),
@@ -114,9 +118,9 @@ def main() -> None:
                 for part, clock in zip(("embed", "dense", "lexical"), clocks, strict=True):
                     row[part].append(clock.s)
         for i, ((index, assistant, _, _), s) in enumerate(settings):
-            rows[f"{kind}, {Path(index).name}, terms={s or 'all'}"] = {
+            rows[f"{kind}, {label[index]}, terms={s or 'all'}"] = {
                 "questions": len(items), "mean_words": round(sum(terms) / len(terms), 1),
-                "index": Path(index).name, "precision": assistant.embedder.precision,
+                "index": label[index], "precision": assistant.embedder.precision,
                 "lexical_terms": s,
                 **{f"{part} p50 ms": pct(v, 50) for part, v in times[i].items()},
                 "retrieve p95 ms": pct(times[i]["retrieve"], 95)}
@@ -142,7 +146,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Retrieve latency ({report['mode']})", "",
              f"Command: `{report['command']}`", "",
              f"Index: {first['documents']} documents, {first['windows']} windows; "
-             + "; ".join(f"`{Path(i['path']).name}` {i['precision']}" for i in report["indexes"])
+             + "; ".join(f"`{i['path']}` {i['precision']}" for i in report["indexes"])
              + f". Machine: {report['machine']['platform']}, {report['machine']['cores']} "
              f"cores, load average at start {report['machine']['load_average_at_start'][0]:.1f}"
              " (compare rows measured together, not absolute figures).", "",
