@@ -61,9 +61,8 @@ class EmbedderConfig(_Checked):
     # (eval/reports/gpu.md); a CPU gains nothing from more than 64.
     gpu_batch_size: int = 256
     device: str | None = None  # None: cuda when torch sees one, else cpu
-    # What makes the vectors: "auto" (an index's own precision; for a new index fp16 on
-    # a GPU, int8 on a CPU: OpenVINO, 2.6x fp32's indexing speed within 0.005 nDCG@10,
-    # eval/reports/precision.md), "fp32", "fp16" (GPU) or "int8" (OpenVINO, CPU).
+    # What makes the vectors: "auto" (an index's own; for a new one fp16 on a GPU, int8
+    # on a CPU: eval/reports/precision.md), "fp32", "fp16" (GPU) or "int8" (OpenVINO).
     precision: Precision = "auto"
     backend: Backend = "auto"  # fp32: torch or onnx; auto: onnx on a CPU with onnxruntime
     # An index refuses a query embedder of another precision than the one that made
@@ -182,9 +181,8 @@ class RetrievalConfig(_Checked):
     rrf_k: int = 60  # reciprocal-rank fusion constant (Cormack et al. 2009)
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
-    # Hybrid searches a question by BM25 alone when more than this share of its word
-    # pieces are unknown to the embedder ([UNK]): its vector would be noise. English
-    # questions have none (SQuAD, SciFact); Chinese ones 20-94% with all-MiniLM-L6-v2.
+    # Hybrid searches by BM25 alone a question over this share of whose word pieces the
+    # embedder does not know ([UNK]; Chinese with all-MiniLM-L6-v2: 20-94%, English: 0).
     max_unknown_share: float = 0.1
     # Optional second stage: a cross-encoder (any sentence-transformers CrossEncoder id or
     # local dir) rescores the first `rerank_candidates` windows and keeps top_k.
