@@ -104,6 +104,11 @@ def env() -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), out.get("PYTHONPATH")) if p)
     out["RAGMEM_MILVUS_WRITE_BATCH"] = WRITE_BATCH
+    # fp32: its vectors do not depend on the batch a text is embedded in, so a resumed
+    # index can be held to a clean build's scores to 1e-4. int8 (OpenVINO, the CPU default)
+    # gives a text vectors up to 3e-4 apart in cosine by batch (eval/reports/precision.md):
+    # a clean update of this corpus then moves hybrid scores 2.7e-3 with nothing killed.
+    out.setdefault("RAGMEM_EMBEDDER_PRECISION", "fp32")
     return out
 
 
