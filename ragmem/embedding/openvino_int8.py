@@ -60,6 +60,9 @@ def openvino_model(resolved: ResolvedModel) -> Path:
                     "token_type_ids": np.zeros_like(ids)}
 
         nncf.set_log_level(logging.WARNING)
+        print(f"ragmem: quantising {resolved.name} to int8 once (calibrating on the demo "
+              f"corpus, about a minute on 2 cores; cached in {folder.parent})",
+              file=sys.stderr, flush=True)
         # NNCF draws its progress bars on stdout, which `--json` keeps for the result.
         with contextlib.redirect_stdout(sys.stderr):
             quantised = nncf.quantize(ov.Core().read_model(str(source / "model.onnx")),
