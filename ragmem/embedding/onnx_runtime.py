@@ -22,8 +22,8 @@ class OnnxEmbedder(CountsTokens):
     """A sentence-transformers model on CPU: ``fp32`` on ONNX Runtime, ``int8`` on
     OpenVINO.
 
-    The first use exports the model (PyTorch, a few seconds; int8 then ~30 s of
-    calibration) into the cache; later processes load the cached files alone.
+    The first use exports the model (PyTorch, a few seconds; int8 then 30-70 s of
+    calibration, about a minute) into the cache; later processes load the cached files alone.
     """
 
     def __init__(self, model: str = DEFAULT_EMBEDDER, precision: str = "int8",
