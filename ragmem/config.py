@@ -224,10 +224,11 @@ class AnsweringConfig(_Checked):
     # "span_ranker" (features, then the generator's rescoring; F1 0.504 there).
     extractor: Literal["span_ranker", "reader"] = "reader"
     # Who answers a Chinese question: "cues" (jieba-word spans placed by the question's
-    # words around its question word, ragmem/chinese_answers.py), "sentence" (the whole
-    # evidence sentence holding that span) or "span_ranker" (the spans rescored by the
-    # generator). Measured on CMRC 2018 (eval/reports/chinese/).
-    chinese: Literal["cues", "sentence", "span_ranker"] = "cues"
+    # words around its question word, ragmem/chinese_answers.py), "rescored" (the cues'
+    # best 8 spans rescored with the generator), "sentence" (the whole evidence sentence
+    # holding the cues' span) or "span_ranker" (the English span ranker: features, then
+    # the generator). Measured on CMRC 2018 (eval/reports/chinese/).
+    chinese: Literal["cues", "rescored", "sentence", "span_ranker"] = "cues"
     evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
     max_span_words: int = 8  # longest candidate span, in words
     # Candidates rescored by the generator (log-likelihood of the span as the answer);
