@@ -174,7 +174,10 @@ def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Gener
         def chinese() -> SpanFinder:
             from ragmem.chinese_answers import ChineseSpans
 
-            return ChineseSpans(config) if config.chinese != "span_ranker" else shared_ranker()
+            if config.chinese == "span_ranker":
+                return shared_ranker()
+            rescorer = scorer_of(generator) if config.chinese == "rescored" else None
+            return ChineseSpans(config, scorer=rescorer)
 
         if config.extractor == "reader":
             return ExtractAnswerer(Reader(reader), _once(chinese), generator)
