@@ -100,12 +100,14 @@ WHOLE: Mapping[str, str] = {"how": "sentence",
 # share of the question's words): the threshold that best tells a question's own article
 # from another one on CMRC trial (python -m eval.chinese.tune).
 ABSTAIN_BELOW = 0.211
-# With a generator (``scorer``): the best ``RESCORED`` spans by the cues are rescored by
-# the cue score (relative to the best) plus the generator's view of each span as the
-# answer (``ragmem.span_ranking.lm_features``), with these weights (fitted on CMRC trial
-# questions 601-800, python -m eval.chinese.rescore).
+# With a generator (``scorer``, ``AnsweringConfig.chinese = "rescored"``): the best
+# ``RESCORED`` spans by the cues are rescored by the cue score (relative to the best)
+# plus the generator's view of each span as the answer (``ragmem.span_ranking.
+# lm_features``), with these weights, fitted on CMRC trial questions 601-750 (gold
+# paragraphs; python -m eval.chinese.rescore, eval/reports/chinese/rescore-trial/).
 RESCORED = 8
-RESCORE: Mapping[str, float] = {"cue": 1.0}
+RESCORE: Mapping[str, float] = {"cue": 2.207, "lm_end": 0.862, "lm_first": -0.229,
+                                "lm_length": -1.048, "lm_tokens": 0.613}
 
 
 @dataclass(frozen=True)

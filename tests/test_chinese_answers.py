@@ -128,3 +128,15 @@ def test_the_generator_rescores_the_best_spans_by_the_weights_given() -> None:
         question, [p])
     liked = max(zip(views, kept, strict=True), key=lambda vc: vc[0]["lm_tokens"])[1]
     assert by_lm[0].text == liked.text != "光荣和ω-force"
+
+
+def test_the_rescored_option_gives_the_cues_the_answerers_generator() -> None:
+    from ragmem.answering import answerer_for
+    from ragmem.config import ReaderConfig
+
+    generator = EndingScorer()
+    for option, rescorer in (("cues", None), ("sentence", None), ("rescored", generator)):
+        answerer = answerer_for(AnsweringConfig(mode="extract", chinese=option),  # type: ignore[arg-type]
+                                ReaderConfig(), generator)
+        finder = answerer.finder("长期记忆通常用什么来实现？")  # type: ignore[attr-defined]
+        assert isinstance(finder, ChineseSpans) and finder.scorer is rescorer
