@@ -161,8 +161,9 @@ def check(index_name: str, repair: bool, embedder: str | None, as_json: bool) ->
     and that its embedder loads here with the same dimension. A Milvus index: its
     collections, every window and piece under a stored document, spans and counts.
 
-    A manifest whose counts lag the docstore (a write killed after its commit) is
-    brought up to date; anything else wrong is one line, with its fix.
+    Check writes nothing. A manifest whose counts lag the docstore (a write killed after
+    its commit) is a note, brought up to date by the next write or --repair; anything
+    else wrong is one line, with its fix.
 
     \b
     Examples:
