@@ -6,13 +6,15 @@
     (2, 40, 1)
 
 A document whose ``content_hash`` is already stored is skipped: only new and changed
-documents are chunked and embedded. Windows of many documents are pooled up to
-``embed_batch`` per embedder call (bigger batches are faster). A whole run is one write
-of the memory: in the FAISS store it lands completely or not at all; in the Milvus
-store document by document (a run cut short is finished by running it again). Bad
-files are skipped and reported in ``IndexStats.failed`` (unreadable, hostile, too big,
-too slow to read, or failing to read or chunk in a way nobody foresaw); the rest are
-indexed.
+documents are chunked and embedded. One whose file moved (a renamed or moved folder
+whose files keep their ids) gets its new path and mtime in the same write, and is
+counted ``unchanged`` and ``moved``: nothing cites a file that is gone. Windows of many
+documents are pooled up to ``embed_batch`` per embedder call (bigger batches are
+faster). A whole run is one write of the memory: in the FAISS store it lands completely
+or not at all; in the Milvus store document by document (a run cut short is finished by
+running it again). Bad files are skipped and reported in ``IndexStats.failed``
+(unreadable, hostile, too big, too slow to read, or failing to read or chunk in a way
+nobody foresaw); the rest are indexed.
 
 The work is in steps that an ``Engine`` can take over (``ragmem.ingest``): read, skip
 the unchanged, chunk and embed. Without one, this process does them;
@@ -45,7 +47,7 @@ from ragmem.ingest import (
     chunk_source,
     read_source,
 )
-from ragmem.memory.base import Memory
+from ragmem.memory.base import Memory, MemoryWriter, StoredDocument
 from ragmem.types import Document, Sentence, Window
 
 if TYPE_CHECKING:
@@ -97,6 +99,21 @@ def owned_and_gone(unseen: Iterable[str], paths: Mapping[str, str],
     return gone
 
 
+def _move(writer: MemoryWriter, old: StoredDocument, file: str) -> bool:
+    """Point ``old`` at ``file``, the file it was read from this time, if it names
+    another file (its file moved or was renamed; a path through a link to the same file
+    is left as it is). A document's path is its file's absolute path
+    (``ragmem.documents``)."""
+    path = os.path.abspath(file)
+    if old.path == path or os.path.realpath(old.path) == os.path.realpath(path):
+        return False
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:  # gone since it was read (or no file's name): the next run moves it
+        return False
+    return writer.move(old.doc_id, path, mtime)
+
+
 def _variants(path: str) -> set[str]:
     # As given (what a document stores: ``Document.path`` is absolute, links kept) and
     # with links resolved: a root named through a link still owns its documents.
@@ -124,6 +141,7 @@ class IndexStats:
     windows: int
     seconds: float
     failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    moved: int = 0  # of the unchanged: their file moved, and they now name it
 
     @property
     def windows_per_s(self) -> float:
@@ -156,21 +174,22 @@ class Indexer:
         lines of a .jsonl, are reported in ``failed`` as ``(where, reason)``.
         ``engine`` reads, chunks and embeds instead of this process (the write stays
         here)."""
-        files = discover(paths, {d.doc_id: d.path for d in self.memory.documents()})
+        stored = {d.doc_id: d for d in self.memory.documents()}
+        files = discover(paths, {d.doc_id: d.path for d in stored.values()})
         if engine is None:
             sources = (read_source(root, file, self.max_file_bytes, self.max_read_seconds)
                        for root, file in files)
-            return self.ingest(sources, len(files), sync=sync, roots=paths, progress=progress)
+            return self._ingest(sources, len(files), sync, paths, progress, stored)
         self._check_chunking()  # before an engine starts a cluster for nothing
         known = self.memory.content_hashes()
         return self._write(engine.run(files, known), known, len(files),
-                           paths if sync else None, progress)
+                           paths if sync else None, progress, stored)
 
     def add_documents(self, documents: Iterable[Document], *, total: int = 0,
                       progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """Index documents already in memory (a dataset, another store) like files."""
-        return self.ingest(((d.doc_id, [d], []) for d in documents), total, sync=False,
-                           progress=progress)
+        return self._ingest(((d.doc_id, [d], []) for d in documents), total, False, (),
+                            progress, None)
 
     def remove(self, doc_ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many existed."""
@@ -188,10 +207,16 @@ class Indexer:
                progress: Callable[[IndexProgress], None] | None = None) -> IndexStats:
         """The work of ``index`` over already-read sources (named by their file's path);
         ``total`` is for progress. ``sync`` removes only documents under ``roots``."""
+        stored = {d.doc_id: d for d in self.memory.documents()}
+        return self._ingest(sources, total, sync, roots, progress, stored)
+
+    def _ingest(self, sources: Iterable[Source], total: int, sync: bool,
+                roots: Sequence[str | Path], progress: Callable[[IndexProgress], None] | None,
+                stored: Mapping[str, StoredDocument] | None) -> IndexStats:
         self._check_chunking()
         known = self.memory.content_hashes()
         return self._write(self._events(sources, known), known, total,
-                           roots if sync else None, progress)
+                           roots if sync else None, progress, stored)
 
     def _events(self, sources: Iterable[Source], known: Mapping[str, str]) -> Iterator[Event]:
         """The local engine: chunk new and changed documents here and embed their windows
@@ -228,14 +253,17 @@ class Indexer:
 
     def _write(self, events: Iterable[Event], known: Mapping[str, str], total: int,
                sync_roots: Sequence[str | Path] | None,
-               progress: Callable[[IndexProgress], None] | None) -> IndexStats:
+               progress: Callable[[IndexProgress], None] | None,
+               stored: Mapping[str, StoredDocument] | None) -> IndexStats:
         """Store what ``events`` brings in one writer batch (all or nothing), count it,
-        and, given ``sync_roots``, remove the documents under them whose files are gone."""
+        and, given ``sync_roots``, remove the documents under them whose files are gone.
+        Given the ``stored`` documents (the events' sources are files, each named by its
+        path), an unchanged document whose file moved is moved in the same batch."""
         start = time.perf_counter()
         failed: list[tuple[str, str]] = []
         seen: set[str] = set()
         read_cleanly: set[str] = set()
-        n_sources = added = updated = unchanged = n_sent = n_win = 0
+        n_sources = added = updated = unchanged = moved = n_sent = n_win = 0
         with self.memory.writer() as writer:
             for event in events:
                 if isinstance(event, Embedded):
@@ -249,6 +277,8 @@ class Indexer:
                     seen.add(doc_id)
                     if known.get(doc_id) == content_hash:
                         unchanged += 1
+                        if stored is not None and (old := stored.get(doc_id)) is not None:
+                            moved += _move(writer, old, event.name)
                     elif doc_id in known:
                         updated += 1
                     else:
@@ -265,7 +295,7 @@ class Indexer:
                     writer.remove(doc_id)
                     removed += 1
         return IndexStats(n_sources, added, updated, unchanged, removed, n_sent, n_win,
-                          time.perf_counter() - start, tuple(failed))
+                          time.perf_counter() - start, tuple(failed), moved)
 
     def _check_chunking(self) -> None:
         """An index keeps the chunking it was built with: windows of one index must be

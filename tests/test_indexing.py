@@ -11,7 +11,7 @@ from ragmem.config import ChunkingConfig
 from ragmem.errors import IndexMismatchError
 from ragmem.indexing import Indexer, IndexProgress
 from ragmem.memory import LongTermMemory
-from ragmem.types import Document
+from ragmem.types import Document, Filter
 from tests.conftest import KeywordEmbedder
 
 
@@ -129,3 +129,57 @@ def test_sync_keeps_a_document_whose_file_is_there_but_unreadable(tmp_path: Path
     stats = indexer.index([src["a"]], sync=True)
     assert stats.removed == 0 and [Path(w).name for w, _ in stats.failed] == ["a2.txt"]
     assert sorted(indexer.memory.content_hashes()) == ["a1.txt", "a2.txt"]
+
+
+@pytest.mark.parametrize("sync", [False, True])
+@pytest.mark.parametrize("store", STORES)
+def test_a_moved_folder_updates_the_stored_paths_without_embedding(
+        tmp_path: Path, store: str, sync: bool) -> None:
+    """``notes/`` moved to ``archive/notes/``: its documents keep their ids (the id rule
+    lets a gone file's id be taken) and now name the files where they are."""
+    import os
+    import shutil
+
+    from ragmem.config import IndexConfig
+    from ragmem.memory import create_memory, open_memory
+
+    folders(tmp_path / "docs", notes="a.txt b.md")
+    (tmp_path / "docs" / "notes" / "c.jsonl").write_text(
+        '{"id": "r1", "text": "A record of the notes. It stays."}\n')
+    create_memory(tmp_path / "i", embedder="keyword-test", dim=256,
+                  chunking=vars(ChunkingConfig()), config=IndexConfig(store=store)).close()
+    memory = open_memory(tmp_path / "i")
+    embedder = CountingEmbedder()
+    try:
+        Indexer(memory, embedder).index([tmp_path / "docs"])
+        ids = ["notes/a.txt", "notes/b.md", "r1"]
+        assert sorted(memory.content_hashes()) == ids
+        question = embedder.embed(["a.txt is a file of notes."])
+        before = [(h.window_id, h.doc_id, h.score) for h in memory.search(question, 3)[0]]
+        (tmp_path / "archive").mkdir()
+        shutil.move(tmp_path / "docs" / "notes", tmp_path / "archive" / "notes")
+        moved = tmp_path / "archive" / "notes"
+        os.utime(moved / "a.txt", (1_700_000_000, 1_700_000_000))
+        embedder.calls.clear()
+        stats = Indexer(memory, embedder).index([tmp_path / "archive"], sync=sync)
+    finally:
+        memory.close()
+    assert (stats.added, stats.updated, stats.unchanged, stats.removed) == (0, 0, 3, 0)
+    assert stats.moved == 3 and embedder.calls == []  # nothing re-embedded
+    memory = open_memory(tmp_path / "i")  # what a reader opening it now sees
+    try:
+        stored = {d.doc_id: (d.path, d.mtime) for d in memory.documents()}
+        assert {d: p for d, (p, _) in stored.items()} == {
+            "notes/a.txt": str(moved / "a.txt"), "notes/b.md": str(moved / "b.md"),
+            "r1": str(moved / "c.jsonl")}
+        assert stored["notes/a.txt"][1] == 1_700_000_000
+        assert all(os.path.exists(memory.document_path(d)) for d in ids)
+        after = [(h.window_id, h.doc_id, h.score) for h in memory.search(question, 3)[0]]
+        assert after == before  # the same windows, the same vectors
+        found = memory.search(question, 9, Filter(path_glob=f"{moved}/*"))[0]
+        assert {h.doc_id for h in found} == set(ids)  # filters see the new paths
+        assert memory.counts()["documents"] == 3
+        again = Indexer(memory, embedder).index([tmp_path / "archive"], sync=sync)
+        assert (again.unchanged, again.moved) == (3, 0)  # moved once, then in place
+    finally:
+        memory.close()

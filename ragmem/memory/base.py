@@ -10,8 +10,8 @@ A backend must provide:
 
 - ``manifest``: what built the index (embedder id and dimension, chunking settings);
   ``directory``: where its local files (the manifest at least) live.
-- writing: ``writer()``, a context manager giving a ``MemoryWriter``. Its ``add`` and
-  ``remove`` calls land together or not at all in the FAISS store (one SQLite
+- writing: ``writer()``, a context manager giving a ``MemoryWriter``. Its ``add``,
+  ``move`` and ``remove`` calls land together or not at all in the FAISS store (one SQLite
   transaction); Milvus has no transactions, so there each document lands whole or not
   at all, and a batch cut short is finished by running it again.
 - searching: ``search`` (query vectors -> windows by inner product) and
@@ -78,6 +78,10 @@ class MemoryWriter(Protocol):
     def add(self, doc: Document, sentences: Sequence[Sentence], windows: Sequence[Window],
             vectors: np.ndarray) -> None:
         """Store ``doc`` (replacing an earlier version) with one vector per window."""
+
+    def move(self, doc_id: str, path: str, mtime: float) -> bool:
+        """Record that a stored document's file is now ``path`` (modified at ``mtime``),
+        its text unchanged: nothing is re-embedded. Returns whether it was stored."""
 
     def remove(self, doc_id: str) -> int:
         """Delete a document and all under it; returns the windows removed (0: unknown)."""

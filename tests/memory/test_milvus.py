@@ -254,6 +254,32 @@ def test_a_write_cut_short_is_absent_and_a_retry_leaves_no_copies(
     memory.close()
 
 
+def test_a_move_rewrites_the_paths_with_the_same_vectors_header_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = build(tmp_path / "i", {"a": (5, 1), "b": (3, 2)})
+    q = make_doc("a", 5, 1)[3][:1]
+    before = [(h.window_id, h.doc_id, round(h.score, 5)) for h in memory.search(q, 8)[0]]
+    with monkeypatch.context() as m:
+        fail_on_headers(memory, m)
+        with pytest.raises(StoreError, match="went away"), memory.writer() as w:
+            w.move("a", "/moved/a", 7.0)
+    # Cut short: the header still names the old path, so the next run moves it again.
+    assert memory.document_path("a") == "/src/a" and check(tmp_path / "i", TEST).ok
+    with memory.writer() as w:  # the retry
+        assert w.move("a", "/moved/a", 7.0) and not w.move("gone", "/moved/gone", 7.0)
+    memory.close()
+    memory = MilvusMemory.open(tmp_path / "i")
+    assert [(d.doc_id, d.path, d.mtime) for d in memory.documents()] == [
+        ("a", "/moved/a", 7.0), ("b", "/src/b", 0.0)]
+    assert [(h.window_id, h.doc_id, round(h.score, 5))
+            for h in memory.search(q, 8)[0]] == before
+    assert {h.doc_id for h in memory.search(q, 8, Filter(path_glob="/moved/*"))[0]} == {"a"}
+    assert stored_windows(memory, "a") == 5 and memory.windows("a") == make_doc("a", 5, 1)[2]
+    assert memory.lexical_search("Sentence", 8) and check(tmp_path / "i", TEST).ok
+    assert memory.counts() == {"documents": 2, "sentences": 8, "windows": 8}
+    memory.close()
+
+
 def test_repair_deletes_what_a_cut_short_write_left(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     memory = build(tmp_path / "i", {"a": (5, 1)})

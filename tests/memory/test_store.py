@@ -107,6 +107,26 @@ def test_failed_write_leaves_previous_contents(tmp_path: Path) -> None:
     assert reopened.vectors.ntotal == 4
 
 
+def test_a_move_lands_with_its_batch_and_touches_no_vector(tmp_path: Path) -> None:
+    memory = build(tmp_path / "i", {"a": (4, 1), "b": (2, 2)})
+    log = memory.docstore.last_change()
+    with pytest.raises(RuntimeError), memory.writer() as w:
+        assert w.move("a", "/moved/a", 7.0)
+        raise RuntimeError("crash mid-index")
+    assert LongTermMemory.open(tmp_path / "i").document_path("a") == "/src/a"  # rolled back
+    q = make_doc("a", 4, 1)[3][:1]
+    before = [(h.window_id, h.score) for h in memory.search(q, 6)[0]]
+    with memory.writer() as w:
+        assert w.move("a", "/moved/a", 7.0) and not w.move("gone", "/moved/gone", 7.0)
+    reopened = LongTermMemory.open(tmp_path / "i")
+    assert [(d.doc_id, d.path, d.mtime) for d in reopened.documents()] == [
+        ("a", "/moved/a", 7.0), ("b", "/src/b", 0.0)]
+    assert reopened.docstore.last_change() == log  # no window added or deleted
+    assert [(h.window_id, h.score) for h in reopened.search(q, 6)[0]] == before
+    assert reopened.document_text("a") == make_doc("a", 4, 1)[0].text
+    assert reopened.counts() == {"documents": 2, "sentences": 6, "windows": 6}
+
+
 def test_second_writer_is_refused(tmp_path: Path) -> None:
     memory = build(tmp_path / "i", {"a": (2, 1)})
     other = LongTermMemory.open(tmp_path / "i")

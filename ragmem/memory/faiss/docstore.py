@@ -140,6 +140,11 @@ class Docstore:
                                                                           strict=True)])
         return ids
 
+    def move_document(self, doc_id: str, path: str, mtime: float) -> bool:
+        """A document's file moved, its text unchanged: windows and vectors stay."""
+        return self.conn.execute("UPDATE documents SET path = ?, mtime = ? WHERE doc_id = ?",
+                                 (path, mtime, doc_id)).rowcount > 0
+
     def delete_document(self, doc_id: str) -> list[int]:
         """Delete a document and everything under it; return the removed window ids."""
         ids = [r[0] for r in self.conn.execute(

@@ -72,6 +72,9 @@ class Writer:
         self.removed_windows += len(store.delete_document(doc.doc_id))
         self.added_windows += len(store.add_document(doc, sentences, windows, vectors))
 
+    def move(self, doc_id: str, path: str, mtime: float) -> bool:
+        return self._memory.docstore.move_document(doc_id, path, mtime)
+
     def remove(self, doc_id: str) -> int:
         n = len(self._memory.docstore.delete_document(doc_id))
         self.removed_windows += n

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,12 @@ from ragmem.memory.milvus.expressions import (
 )
 from ragmem.memory.milvus.rows import EMPTY, IS_HEADER, META_PK, SENTENCES_PER_PART, Prepared, pk
 from ragmem.memory.milvus.schema import HEADER_FIELDS, WINDOW_FIELDS, search_params
-from ragmem.memory.milvus.writing import MilvusWriter, delete_documents, write_documents
+from ragmem.memory.milvus.writing import (
+    MilvusWriter,
+    delete_documents,
+    move_document,
+    write_documents,
+)
 from ragmem.types import Filter, Hit, Sentence, Window
 
 PARTS_PER_READ = 64  # pieces read per request (~4 MB)
@@ -131,14 +137,15 @@ class MilvusMemory:
         from ragmem.memory.folder import write_lock
 
         with write_lock(self.directory):
-            writer = MilvusWriter(self.write, self.delete, self.dim, self.settings.write_batch)
+            writer = MilvusWriter(self.write, self.delete, self.dim, self.settings.write_batch,
+                                  partial(move_document, self._client, self.names))
             yield writer
             writer.flush()
             if self._client.lite:
                 # milvus-lite searches rows still in its memtable row by row in Python
                 # (~75 us a row, eval/reports/scale-out-milvus.md); a flush moves them
                 # into an indexed segment. A server seals segments itself.
-                if writer.added_windows or writer.removed_windows:
+                if writer.added_windows or writer.removed_windows or writer.moved:
                     self._client.flush(self.names.windows)
                     self._client.flush(self.names.documents)
                 # Every time, not only after changes: a run killed earlier can have left
