@@ -7,7 +7,8 @@
     GET    /api/indexes/{name}                      ``ragmem info``'s figures
     GET    /api/indexes/{name}/documents            the documents
     GET    /api/indexes/{name}/documents/{doc_id}   text (?start=&end=), sections, sentences
-    POST   /api/indexes/{name}/documents            upload files (multipart ``files``)
+    POST   /api/indexes/{name}/documents            upload files (multipart ``files``): the
+                                                    counts, ``names`` and stored ``doc_ids``
     DELETE /api/indexes/{name}/documents/{doc_id}   remove a document
 """
 

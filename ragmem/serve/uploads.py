@@ -1,6 +1,8 @@
 """What an upload may be and where it is kept: a file of a format ragmem reads, under a
 sanitised name, in the index's ``uploads/`` folder (created 0700, files 0600), written
-whole before the indexer sees it. Its document id is that name.
+whole before the indexer sees it. Its document id is that name, unless another file
+already holds that id: then a longer one (``uploads/x.txt``), which the upload's reply
+gives in ``doc_ids``.
 
     >>> safe_name("../../etc/Report (final).PDF")
     'Report _final_.PDF'

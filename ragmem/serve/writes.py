@@ -11,6 +11,7 @@ on the next search). Two uploads to one index queue; neither fails.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ from ragmem.serve.errors import status_and_message
 if TYPE_CHECKING:
     from ragmem.assistant import Assistant
     from ragmem.indexing import IndexProgress
+    from ragmem.memory.base import Memory
 
 # Another process (a `ragmem index` in a shell) holding the lock: wait this long for it.
 LOCK_WAIT_S = 60.0
@@ -161,4 +163,14 @@ class WriteQueue:
         stats = self._writer.index(list(job.targets), progress=progress)
         out = asdict(stats)
         out["failed"] = [{"where": Path(w).name, "reason": r} for w, r in stats.failed]
+        out["doc_ids"] = stored_ids(self._writer.memory, job.targets)
         return out
+
+
+def stored_ids(memory: Memory, files: Sequence[str]) -> list[str]:
+    """The ids of the documents that ``files`` hold, in the files' order (a .jsonl's
+    records by id): what the API names them by, which is the file's name unless another
+    file held that id already (then ``uploads/x.txt``: ``ragmem.documents.discovery``)."""
+    order = {os.path.abspath(f): i for i, f in enumerate(files)}
+    return [doc_id for _, doc_id in sorted((order[d.path], d.doc_id)
+                                           for d in memory.documents() if d.path in order)]

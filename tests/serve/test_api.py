@@ -122,6 +122,7 @@ def test_upload_indexes_the_files_and_delete_removes_them(client: TestClient,
     stats = r.json()
     assert (stats["names"], stats["added"], stats["failed"]) == \
         (["venus notes.txt", "ceres.md"], 2, [])
+    assert stats["doc_ids"] == ["venus notes.txt", "ceres.md"]  # ids free: the names
     assert (home / "notes/uploads/venus notes.txt").is_file()
     assert not (home / "venus notes.txt").exists()  # the name was sanitised, not followed
     answer = client.post("/api/ask", json={"question": "Which planet is the hottest?"}).json()
@@ -133,6 +134,31 @@ def test_upload_indexes_the_files_and_delete_removes_them(client: TestClient,
     ids = [d["doc_id"] for d in client.get("/api/indexes/notes/documents").json()["documents"]]
     assert "venus notes.txt" not in ids and "ceres.md" in ids
     assert client.delete("/api/indexes/notes/documents/venus notes.txt").status_code == 404
+
+
+def test_an_upload_whose_name_a_file_holds_returns_its_longer_id(
+        client: TestClient, home: Path) -> None:
+    r = client.post("/api/indexes/notes/documents", headers={"Origin": BASE},
+                    files=[("files", ("cats.txt", b"Tigers are big cats. They swim.")),
+                           ("files", ("more.jsonl", b'{"id": "r2", "text": "Two."}\n'
+                                                    b'{"id": "r1", "text": "One."}\n'))])
+    assert r.status_code == 200, r.text
+    stats = r.json()
+    # cats.txt is the corpus file's id: the upload is stored under a longer one.
+    assert (stats["names"], stats["doc_ids"]) == \
+        (["cats.txt", "more.jsonl"], ["uploads/cats.txt", "r1", "r2"])
+    assert (stats["added"], stats["unchanged"], stats["moved"]) == (3, 0, 0)
+    doc = client.get("/api/indexes/notes/documents/uploads/cats.txt").json()
+    assert doc["text"] == "Tigers are big cats. They swim."
+    assert client.get("/api/indexes/notes/documents/cats.txt").json()["text"] != doc["text"]
+    again = client.post("/api/indexes/notes/documents",  # the same file again, streamed
+                        headers={"Origin": BASE, "Accept": "text/event-stream"},
+                        files=[("files", ("cats.txt", b"Tigers are big cats. They swim."))])
+    done = dict(events(again.text))["done"]
+    assert (done["doc_ids"], done["unchanged"]) == (["uploads/cats.txt"], 1)
+    r = client.delete("/api/indexes/notes/documents/uploads/cats.txt")
+    assert r.status_code == 200 and not (home / "notes/uploads/cats.txt").exists()
+    assert (home / "notes/uploads/more.jsonl").is_file()
 
 
 def test_upload_progress_events(client: TestClient) -> None:
