@@ -117,6 +117,19 @@ def test_sync_keeps_the_documents_of_other_folders(runner: CliRunner, tmp_path: 
 
 
 @pytest.mark.slow
+def test_a_moved_folder_is_reported_moved_not_reembedded(runner: CliRunner,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "docs" / "notes").mkdir(parents=True)
+    (tmp_path / "docs" / "notes" / "moon.txt").write_text("The moon is a place in the sky.")
+    r = runner.invoke(cli, ["index", str(tmp_path / "docs"), "--index", "t"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "docs" / "notes").rename(tmp_path / "archive" / "notes")
+    r = runner.invoke(cli, ["index", str(tmp_path / "archive"), "--index", "t"])
+    assert r.exit_code == 0 and "0 added, 0 updated, 1 unchanged (1 moved)" in r.output, r.output
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_second_writer_is_refused_before_it_loads_anything(
         runner: CliRunner, corpus_dir: Path, tmp_path: Path, existing: bool) -> None:

@@ -84,7 +84,9 @@ def index(paths: tuple[str, ...], index_name: str, embedder: str | None,
     else:
         click.echo(
             f"{assistant.memory.directory}: {stats.added} added, {stats.updated} updated, "
-            f"{stats.unchanged} unchanged, {stats.removed} removed, {len(stats.failed)} failed; "
+            f"{stats.unchanged} unchanged"
+            + (f" ({stats.moved} moved)" if stats.moved else "")
+            + f", {stats.removed} removed, {len(stats.failed)} failed; "
             f"{stats.sentences} sentences, {stats.windows} windows in {stats.seconds:.1f} s "
             f"({stats.windows_per_s:.1f} windows/s)")
     if stats.failed and not (stats.added or stats.updated or stats.unchanged):
