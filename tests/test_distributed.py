@@ -106,9 +106,12 @@ def contents(memory: LongTermMemory) -> dict[str, Any]:
 def test_windows_and_vectors_equal_the_local_path(
         built_by_cli: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
     corpus, index, summary = built_by_cli
-    embedder = from_config(EmbedderConfig(precision="fp32"))  # the packaged MiniLM
+    # The packaged MiniLM at the default precision the actors used (int8 on a CPU).
+    precision = json.loads((index / "manifest.json").read_text())["embedder_precision"]
+    embedder = from_config(EmbedderConfig(precision=precision))
     local = LongTermMemory.create(tmp_path / "local", embedder=embedder.model_id,
-                                  dim=embedder.dim, chunking=vars(ChunkingConfig()))
+                                  dim=embedder.dim, chunking=vars(ChunkingConfig()),
+                                  precision=precision)
     expected = Indexer(local, embedder).index([corpus])
     assert {k: v for k, v in summary.items() if k in vars(expected) and k != "seconds"} == \
         json.loads(json.dumps({k: v for k, v in vars(expected).items() if k != "seconds"}))
@@ -120,9 +123,11 @@ def test_windows_and_vectors_equal_the_local_path(
     assert got["documents"] == want["documents"]  # ids, paths, titles, hashes, counts
     assert got["windows"] == want["windows"] and got["sentences"] == want["sentences"]
     assert got["vectors"].keys() == want["vectors"].keys()
-    worst = max(float(np.abs(got["vectors"][k] - v).max()) for k, v in want["vectors"].items())
-    print(f"\nmax abs difference of {len(want['vectors'])} vectors: {worst:.2e}")
-    assert worst < 1e-5
+    worst = max(float(1 - got["vectors"][k] @ v) for k, v in want["vectors"].items())
+    print(f"\nlargest 1 - cosine of {len(want['vectors'])} vectors ({precision}): {worst:.2e}")
+    # fp32 gives a text the same vector in any batch; int8 on OpenVINO moves it up to
+    # ~3e-4 in cosine with the batch it is embedded in (eval/reports/precision.md).
+    assert worst < (1e-6 if precision == "fp32" else 1e-3)
 
 
 def milvus_lite() -> bool:
