@@ -223,11 +223,10 @@ class AnsweringConfig(_Checked):
     # head, ragmem/reading.py; F1 0.601 on SQuAD dev long-document, first 1,000) or
     # "span_ranker" (features, then the generator's rescoring; F1 0.504 there).
     extractor: Literal["span_ranker", "reader"] = "reader"
-    # Who answers a Chinese question: "cues" (jieba-word spans placed by the question's
-    # words around its question word, ragmem/chinese_answers.py), "rescored" (the cues'
-    # best 8 spans rescored with the generator), "sentence" (the whole evidence sentence
-    # holding the cues' span) or "span_ranker" (the English span ranker: features, then
-    # the generator). Measured on CMRC 2018 (eval/reports/chinese/).
+    # Who answers a Chinese question: "cues" (jieba-word spans placed around the question
+    # word, ragmem/chinese_answers.py), "rescored" (the cues' best 8 rescored by the
+    # generator), "sentence" (the cues' span's whole sentence) or "span_ranker" (the
+    # English span ranker). Measured on CMRC 2018 (eval/reports/chinese/).
     chinese: Literal["cues", "rescored", "sentence", "span_ranker"] = "cues"
     evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
     max_span_words: int = 8  # longest candidate span, in words
