@@ -174,8 +174,6 @@ def answerer_for(config: AnsweringConfig, reader: ReaderConfig, generator: Gener
         def chinese() -> SpanFinder:
             from ragmem.chinese_answers import ChineseSpans
 
-            if config.chinese == "span_ranker":
-                return shared_ranker()
             rescorer = scorer_of(generator) if config.chinese == "rescored" else None
             return ChineseSpans(config, scorer=rescorer)
 

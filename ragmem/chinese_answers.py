@@ -266,7 +266,6 @@ class ChineseSpans:
         """``scorer``: the generator's scoring capability; with it the best spans by the
         cues are rescored by what it makes of each (``RESCORE``)."""
         self.config = config or AnsweringConfig()
-        self.whole_sentence = self.config.chinese == "sentence"
         self.weights = weights
         self.abstain_below = abstain_below
         self.scorer = scorer
@@ -298,7 +297,7 @@ class ChineseSpans:
             order = self.rescored(question, found, scores, order)
         out = [_read_span(found[k].evidence, found[k], found[k].evidence.lexical)
                for k in order]
-        whole = "sentence" if self.whole_sentence else WHOLE.get(ask.kind, "span")
+        whole = WHOLE.get(ask.kind, "span")
         if whole == "sentence":
             return [_sentence_of(out[0])]
         if whole == "clause":

@@ -79,13 +79,6 @@ def test_what_is_x_is_answered_by_x_is() -> None:
     assert (a.before, a.after, a.kind) == ("工作记忆是", "", "what")
 
 
-def test_sentence_mode_answers_with_the_whole_sentence() -> None:
-    p = passage(["《战国无双3》是由光荣和ω-force合作开发的一款游戏。"])
-    (best,) = ChineseSpans(AnsweringConfig(chinese="sentence")).read(
-        "《战国无双3》是由哪两个公司合作开发的？", [p])
-    assert best.text == "《战国无双3》是由光荣和ω-force合作开发的一款游戏"
-
-
 @pytest.fixture
 def zh_assistant(tmp_path: Path, keyword_embedder, echo_generator) -> Assistant:
     config = Config().with_overrides({"answering": {"mode": "extract"}})
@@ -135,7 +128,7 @@ def test_the_rescored_option_gives_the_cues_the_answerers_generator() -> None:
     from ragmem.config import ReaderConfig
 
     generator = EndingScorer()
-    for option, rescorer in (("cues", None), ("sentence", None), ("rescored", generator)):
+    for option, rescorer in (("cues", None), ("rescored", generator)):
         answerer = answerer_for(AnsweringConfig(mode="extract", chinese=option),  # type: ignore[arg-type]
                                 ReaderConfig(), generator)
         finder = answerer.finder("长期记忆通常用什么来实现？")  # type: ignore[attr-defined]

@@ -46,10 +46,10 @@ from ragmem.span_ranking import SpanRanker
 from .tune import fit, rows_of, uptime
 
 
-def given(c: Candidate, kind: str, whole_sentence: bool = False) -> str:
+def given(c: Candidate, kind: str) -> str:
     """The answer ``ChineseSpans`` gives when ``c`` is its best span."""
     span = _read_span(c.evidence, c, 0.0)
-    way = "sentence" if whole_sentence else WHOLE.get(kind, "span")
+    way = WHOLE.get(kind, "span")
     return {"span": span, "clause": _clause_of(span), "sentence": _sentence_of(span)}.get(
         way, span).text
 
