@@ -224,10 +224,9 @@ class AnsweringConfig(_Checked):
     # "span_ranker" (features, then the generator's rescoring; F1 0.504 there).
     extractor: Literal["span_ranker", "reader"] = "reader"
     # Who answers a Chinese question: "cues" (jieba-word spans placed around the question
-    # word, ragmem/chinese_answers.py), "rescored" (the cues' best 8 rescored by the
-    # generator), "sentence" (the cues' span's whole sentence) or "span_ranker" (the
-    # English span ranker). Measured on CMRC 2018 (eval/reports/chinese/).
-    chinese: Literal["cues", "rescored", "sentence", "span_ranker"] = "cues"
+    # word, ragmem/chinese_answers.py) or "rescored" (the cues' best 8 rescored by the
+    # generator: F1 +0.01, 26x slower). Measured on CMRC 2018 (eval/reports/chinese/).
+    chinese: Literal["cues", "rescored"] = "cues"
     evidence_sentences: int = 5  # best evidence sentences whose spans are candidates
     max_span_words: int = 8  # longest candidate span, in words
     # Candidates rescored by the generator (log-likelihood of the span as the answer);
