@@ -219,7 +219,7 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
             child = subprocess.Popen([sys.executable, "-m", "ragmem.cli", "index", str(jsonl),
                                       "--index", str(Path(tmp) / "index")], cwd=root, env=env,
                                      stdout=sink, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(child.pid, 0)  # this child's own CPU and memory
+            status, usage, peak_kb = wait_measured(child.pid)
             total_s = time.perf_counter() - t
         child.returncode = os.waitstatus_to_exitcode(status)
         printed = log.read_text(errors="replace").strip()
@@ -231,7 +231,7 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
         out_row: dict[str, Any] = {
             "documents": assistant.memory.counts()["documents"], "texts_embedded": windows,
             "tokens": tokens, "total_s": total_s, "embed_s": total_s,
-            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak_kb / 1024,
             "printed": printed[-200:],
             "precision": json.loads((Path(tmp) / "index/manifest.json").read_text())
             .get("embedder_precision")}
@@ -240,6 +240,24 @@ def run_cli(args: argparse.Namespace, path: str) -> dict[str, Any]:
         if args.keep_indexes:  # e.g. for eval.bench.query_latency on the same index
             shutil.copytree(Path(tmp) / "index", args.keep_indexes / path, dirs_exist_ok=True)
     return out_row
+
+
+def wait_measured(pid: int) -> tuple[int, Any, int]:
+    """Wait for ``pid``: its exit status, its own CPU usage, and its peak resident set in
+    kB. The peak is read from /proc (VmHWM) while it runs: ``ru_maxrss`` would report this
+    process's own peak, which a child started by vfork inherits at exec."""
+    peak = 0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, peak
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
 
 
 def index_paths(args: argparse.Namespace) -> dict[str, Any]:
