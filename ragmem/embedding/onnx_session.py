@@ -37,10 +37,15 @@ class OnnxSession:
 
     @classmethod
     def open(cls, folder: Path, threads: int | None = None) -> OnnxSession:
+        return cls.around(cpu_session(folder / "model.onnx", threads), folder)
+
+    @classmethod
+    def around(cls, session: Any, folder: Path) -> OnnxSession:
+        """``session`` (anything with ``InferenceSession.run``'s shape) with the tokenizer
+        and spec that ``folder`` holds beside its model."""
         from tokenizers import Tokenizer
 
         spec = OnnxSpec(**json.loads((folder / "spec.json").read_text(encoding="utf-8")))
-        session = cpu_session(folder / "model.onnx", threads)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.enable_truncation(spec.max_tokens)
         tokenizer.no_padding()

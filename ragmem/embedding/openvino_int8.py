@@ -25,7 +25,7 @@ import numpy as np
 
 from ragmem.config import cache_home
 from ragmem.embedding.onnx_export import CHECK_TEXTS, built_once, onnx_model
-from ragmem.embedding.onnx_session import OnnxSession, OnnxSpec
+from ragmem.embedding.onnx_session import OnnxSession
 from ragmem.errors import ModelError
 from ragmem.models import ResolvedModel
 
@@ -106,8 +106,6 @@ class _Compiled:
 def openvino_session(folder: Path, threads: int | None = None) -> OnnxSession:
     """The int8 model in ``folder`` compiled for the CPU (kernels cached in the ragmem
     cache), with its tokenizer and spec."""
-    from tokenizers import Tokenizer
-
     try:
         import openvino as ov
     except ImportError as error:
@@ -119,11 +117,7 @@ def openvino_session(folder: Path, threads: int | None = None) -> OnnxSession:
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(str(folder / "model.xml"), "CPU", config)
-    spec = OnnxSpec(**json.loads((folder / "spec.json").read_text(encoding="utf-8")))
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tokenizer.enable_truncation(spec.max_tokens)
-    tokenizer.no_padding()
-    return OnnxSession(_Compiled(compiled), tokenizer, spec)
+    return OnnxSession.around(_Compiled(compiled), folder)
 
 
 def _check(fp32: OnnxSession, int8: OnnxSession, name: str) -> None:
