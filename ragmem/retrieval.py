@@ -160,15 +160,17 @@ class Retriever:
         mode = self.config.mode
         if vector is None:  # lexical mode
             return self.memory.lexical_search(question, k, where, self.config.lexical_terms)
+        depth = max(k, self.config.candidates)
+        if mode == "hybrid" and self._unreadable(question):
+            # As deep as it is fused, so the first k are those of the fused depth.
+            return self.memory.lexical_search(question, depth, where,
+                                              self.config.lexical_terms)[:k]
         # Always `candidates` deep, even for a few: FAISS breaks exact ties (copies of a
         # text) differently at different depths, and the first k must not depend on k.
-        dense = self.memory.search(vector, max(k, self.config.candidates), where=where)[0]
+        dense = self.memory.search(vector, depth, where=where)[0]
         if mode == "dense":
             return dense[:k]
-        lexical = self.memory.lexical_search(question, max(k, self.config.candidates), where,
-                                             self.config.lexical_terms)
-        if self._unreadable(question):
-            return lexical[:k]
+        lexical = self.memory.lexical_search(question, depth, where, self.config.lexical_terms)
         weights = [self.config.dense_weight, self.config.lexical_weight]
         if self.config.fusion == "rrf":
             return fuse([dense, lexical], weights, self.config.rrf_k)[:k]
