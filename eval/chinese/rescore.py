@@ -20,11 +20,9 @@ questions are trial 601-1002: the cue weights were fitted on trial 1-600.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ragmem.chinese_answers import (
@@ -43,7 +41,7 @@ from ragmem.generation import scorer_of
 from ragmem.generation.factory import from_config
 from ragmem.span_ranking import SpanRanker
 
-from .tune import fit, rows_of, uptime
+from .tune import emit, fit, rows_of, uptime
 
 
 def given(c: Candidate, kind: str) -> str:
@@ -130,11 +128,7 @@ def main() -> None:
                                  "span_ranker_english": round(t_en / max(1, len(rows)), 3)},
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    print(json.dumps(report, indent=1, ensure_ascii=False))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

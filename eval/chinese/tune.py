@@ -200,11 +200,15 @@ def main() -> None:
         "fitted": {"WEIGHTS": weights, "WHOLE": whole, "ABSTAIN_BELOW": threshold},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    emit(report, args.out)
+
+
+def emit(report: dict[str, Any], out: str | None) -> None:
+    """Print ``report``, and write it as ``out``/report.json when a folder is given."""
     print(json.dumps(report, indent=1, ensure_ascii=False))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":
