@@ -7,8 +7,8 @@ the whole pipeline where building the dense index is too slow for the machine.
 All the file's articles are chunked into windows as ragmem indexes them; each question
 takes the best ``--top-k`` windows by BM25 (``ragmem.memory.lexical``'s form, jieba
 words and bigrams), each window's sentences are one passage (no small-to-big widening,
-no token budget), and ``ChineseSpans`` (``AnsweringConfig.chinese``: cues or sentence)
-answers. Scored as ``ragmem eval qa`` scores a Chinese question: CMRC's character EM/F1,
+no token budget), and ``ChineseSpans`` (``AnsweringConfig.chinese``: cues; ``sentence`` was removed
+in 3406334) answers. Scored as ``ragmem eval qa`` scores a Chinese question: CMRC's character EM/F1,
 the right article at 1 and 5, answers that cut a jieba word, abstention.
 """
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("file")
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--options", default="cues,sentence")
+    parser.add_argument("--options", default="cues")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     t_start = time.perf_counter()
