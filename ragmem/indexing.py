@@ -114,6 +114,10 @@ def _move(writer: MemoryWriter, old: StoredDocument, file: str) -> bool:
     return writer.move(old.doc_id, path, mtime)
 
 
+def _hashes(stored: Mapping[str, StoredDocument]) -> dict[str, str]:
+    return {doc_id: d.content_hash for doc_id, d in stored.items()}
+
+
 def _variants(path: str) -> set[str]:
     # As given (what a document stores: ``Document.path`` is absolute, links kept) and
     # with links resolved: a root named through a link still owns its documents.
@@ -181,7 +185,7 @@ class Indexer:
                        for root, file in files)
             return self._ingest(sources, len(files), sync, paths, progress, stored)
         self._check_chunking()  # before an engine starts a cluster for nothing
-        known = self.memory.content_hashes()
+        known = _hashes(stored)
         return self._write(engine.run(files, known), known, len(files),
                            paths if sync else None, progress, stored)
 
@@ -214,7 +218,9 @@ class Indexer:
                 roots: Sequence[str | Path], progress: Callable[[IndexProgress], None] | None,
                 stored: Mapping[str, StoredDocument] | None) -> IndexStats:
         self._check_chunking()
-        known = self.memory.content_hashes()
+        # The stored documents, read once for the moves, give the hashes too (on Milvus
+        # content_hashes() would be a second pass over every header).
+        known = self.memory.content_hashes() if stored is None else _hashes(stored)
         return self._write(self._events(sources, known), known, total,
                            roots if sync else None, progress, stored)
 
